@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench install system-deps clean
+
+run: $(STAMP)
+	$(BIN)/onebox serve
+
+test: $(STAMP) system-deps
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
+	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || echo ">> Compiling llama-cpp-python once (about 6-7 minutes on 2 cores; pip caches the wheel afterwards)..."
+	$(BIN)/python -m pip install --progress-bar on -e '.[postgres,dev]'
+	@touch $(STAMP)
+
+# Debian chromium drives the browser tests; installed once if missing and we can.
+system-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> Installing Debian chromium for the browser tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo ">> /usr/bin/chromium missing and cannot apt-get: browser tests will be skipped"; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) build *.egg-info

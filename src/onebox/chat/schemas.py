@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(default="", max_length=200)
+
+
+class ConversationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    pinned: bool | None = None
+    archived: bool | None = None
+
+
+class ConversationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    title: str
+    pinned: bool
+    archived: bool
+    model: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationOut]
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str
+    parent_id: str | None = Field(
+        default=None,
+        description="Reply under this message (edits branch); defaults to the newest message",
+    )
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    conversation_id: str
+    parent_id: str | None
+    role: str
+    content: str
+    html: str
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    ttft_ms: int | None
+    duration_ms: int | None
+    status: str
+    error: str | None
+    created_at: datetime
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[MessageOut]

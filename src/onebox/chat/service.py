@@ -1,0 +1,132 @@
+"""Conversation logic. Services flush but never commit: the request or task owns the
+transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onebox.chat.models import Conversation, Message, MessageStatus, Role
+from onebox.chat.repository import ChatRepository
+from onebox.chat.schemas import ConversationUpdate
+from onebox.core.db import utcnow
+from onebox.core.errors import BadRequestError, NotFoundError
+from onebox.llm.base import ChatMessage
+
+TITLE_LENGTH = 80
+
+
+def title_from(content: str) -> str:
+    first_line = next((line.strip() for line in content.splitlines() if line.strip()), "")
+    if len(first_line) <= TITLE_LENGTH:
+        return first_line
+    return first_line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def clean_user_text(content: str) -> str:
+    # Control characters other than tab/newline only ever confuse tokenizers and terminals.
+    return "".join(
+        ch for ch in content if ch in "\t\n" or not (ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0)
+    ).replace("\r\n", "\n")
+
+
+class ChatService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = ChatRepository(session)
+
+    async def create_conversation(self, owner_id: str, title: str = "") -> Conversation:
+        conversation = Conversation(owner_id=owner_id, title=title.strip())
+        await self.repository.add(conversation)
+        return conversation
+
+    async def list_conversations(
+        self, owner_id: str, *, limit: int, offset: int, include_archived: bool = False
+    ) -> Sequence[Conversation]:
+        return await self.repository.list_conversations(
+            owner_id, limit=limit, offset=offset, include_archived=include_archived
+        )
+
+    async def get_conversation(self, owner_id: str, conversation_id: str) -> Conversation:
+        conversation = await self.repository.get_conversation(owner_id, conversation_id)
+        if conversation is None:
+            raise NotFoundError(f"Conversation {conversation_id!r} not found")
+        return conversation
+
+    async def update_conversation(
+        self, owner_id: str, conversation_id: str, update: ConversationUpdate
+    ) -> Conversation:
+        conversation = await self.get_conversation(owner_id, conversation_id)
+        if update.title is not None:
+            title = update.title.strip()
+            if not title:
+                raise BadRequestError("title must not be blank", param="title")
+            conversation.title = title
+        if update.pinned is not None:
+            conversation.pinned = update.pinned
+        if update.archived is not None:
+            conversation.archived = update.archived
+        conversation.updated_at = utcnow()
+        await self.repository.session.flush()
+        return conversation
+
+    async def delete_conversation(self, owner_id: str, conversation_id: str) -> None:
+        conversation = await self.get_conversation(owner_id, conversation_id)
+        await self.repository.delete_conversation(conversation)
+
+    async def list_messages(self, conversation: Conversation) -> Sequence[Message]:
+        return await self.repository.list_messages(conversation.id)
+
+    async def add_user_message(
+        self,
+        conversation: Conversation,
+        content: str,
+        *,
+        parent_id: str | None,
+        max_chars: int,
+    ) -> Message:
+        text = clean_user_text(content)
+        if not text.strip():
+            raise BadRequestError("content must not be empty", param="content")
+        if len(text) > max_chars:
+            raise BadRequestError(
+                f"content is {len(text)} characters; the limit is {max_chars}", param="content"
+            )
+        if parent_id is not None:
+            parent = await self.repository.get_message(conversation.id, parent_id)
+            if parent is None:
+                raise NotFoundError(
+                    f"Message {parent_id!r} not found in this conversation", param="parent_id"
+                )
+        else:
+            latest = await self.repository.latest_message(conversation.id)
+            parent_id = latest.id if latest else None
+        message = Message(
+            conversation_id=conversation.id, parent_id=parent_id, role=Role.USER, content=text
+        )
+        await self.repository.add(message)
+        if not conversation.title:
+            conversation.title = title_from(text)
+        conversation.updated_at = utcnow()
+        await self.repository.session.flush()
+        return message
+
+    async def history_for(
+        self, conversation: Conversation, leaf: Message, system_prompt: str
+    ) -> list[ChatMessage]:
+        """The branch that ends at ``leaf``, oldest first, as model input."""
+        by_id = {m.id: m for m in await self.repository.list_messages(conversation.id)}
+        branch: list[Message] = []
+        current: Message | None = leaf
+        while current is not None and len(branch) <= len(by_id):
+            branch.append(current)
+            current = by_id.get(current.parent_id) if current.parent_id else None
+        history = [ChatMessage("system", system_prompt)] if system_prompt else []
+        for message in reversed(branch):
+            if message.role == Role.ASSISTANT and (
+                message.status == MessageStatus.ERROR or not message.content
+            ):
+                continue
+            if message.role in (Role.USER, Role.ASSISTANT):
+                history.append(ChatMessage(message.role, message.content))  # type: ignore[arg-type]
+        return history

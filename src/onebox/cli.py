@@ -1,0 +1,117 @@
+"""The ``onebox`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from onebox import __version__
+
+app = typer.Typer(help="Onebox: private AI chat over your own documents.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+errors = Console(stderr=True)
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where Onebox keeps its database and secrets (env ONEBOX_DATA_DIR).",
+        file_okay=False,
+    ),
+]
+
+
+def load_settings(**overrides: Any) -> Any:
+    from onebox.core.settings import Settings
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            location = ".".join(str(part) for part in problem["loc"]) or "settings"
+            errors.print(f"[red]Invalid configuration[/red] ({location}): {problem['msg']}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def version() -> None:
+    """Print the Onebox version."""
+    console.print(__version__)
+
+
+@app.command()
+def serve(
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (env ONEBOX_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env ONEBOX_PORT).")] = None,
+) -> None:
+    """Serve the web UI and API."""
+    import uvicorn
+
+    from onebox.app import create_app
+
+    settings = load_settings(data_dir=data_dir, host=host, port=port)
+    console.print(
+        f"Onebox {__version__} starting on [bold]http://{settings.host}:{settings.port}[/bold] "
+        f"(data in {settings.data_dir.resolve()}); loading the model…"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDirOption = None) -> None:
+    """Apply database migrations (also done automatically at start)."""
+    from onebox.core.db import create_engine
+    from onebox.core.migrate import upgrade
+
+    settings = load_settings(data_dir=data_dir)
+
+    async def run() -> None:
+        settings.prepare_data_dir()
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    console.print("Database is up to date.")
+
+
+@app.command()
+def chat(
+    data_dir: DataDirOption = None,
+    conversation: Annotated[
+        str | None, typer.Option(help="Continue this conversation id instead of a new one.")
+    ] = None,
+) -> None:
+    """Chat in the terminal, through the same service layer as the web UI."""
+    from onebox.terminal_chat import run_terminal_chat
+
+    settings = load_settings(data_dir=data_dir)
+    try:
+        asyncio.run(run_terminal_chat(settings, conversation, console))
+    except KeyboardInterrupt:
+        console.print()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from onebox import __version__
+from onebox.core.db import ping
+from onebox.core.deps import StateDep
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/readyz")
+async def readyz(state: StateDep) -> JSONResponse:
+    """Readiness: the database answers and the model is loaded."""
+    checks: dict[str, str] = {}
+    try:
+        await ping(state.engine)
+        checks["database"] = "ok"
+    except Exception as exc:
+        logger.warning("Readiness: database unreachable: %s", exc)
+        checks["database"] = "unreachable"
+    checks["model"] = "ok" if state.provider.is_ready() else "loading"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

@@ -1,0 +1,8 @@
+"""Imports every ORM model so that metadata is complete for migrations and create_all."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    import onebox.chat.models
+    import onebox.users.models  # noqa: F401

@@ -1,0 +1,69 @@
+"""A deterministic provider for tests and demos, registered exactly like the real ones."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from onebox.core.settings import Settings
+from onebox.llm.base import (
+    Capabilities,
+    ChatProvider,
+    ChatRequest,
+    ProviderError,
+    StreamChunk,
+    TextDelta,
+    Usage,
+)
+
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+@dataclass
+class FakeProvider(ChatProvider):
+    """Replies ``reply`` (default: echoes the last user message), one word a chunk.
+
+    ``token_delay`` seconds pass between chunks; ``repeat`` repeats the reply that many
+    times (long streams for disconnect tests); ``fail_after`` raises a ProviderError
+    after that many chunks.
+    """
+
+    reply: str | None = None
+    token_delay: float = 0.0
+    repeat: int = 1
+    fail_after: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FakeProvider:
+        return cls(
+            model_name=settings.model_name,
+            context_size=settings.context_size,
+            capabilities=Capabilities(local=True),
+        )
+
+    def reply_for(self, request: ChatRequest) -> str:
+        if self.reply is not None:
+            return self.reply
+        last_user = next(
+            (m.content for m in reversed(request.messages) if m.role == "user"), ""
+        )
+        return f"Echo: {last_user}"
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+        tokens = _TOKEN.findall(self.reply_for(request)) * self.repeat
+        limit = request.params.max_tokens
+        emitted = 0
+        for token in tokens[:limit]:
+            if self.fail_after is not None and emitted >= self.fail_after:
+                raise ProviderError("The fake provider failed as configured")
+            if self.token_delay:
+                await asyncio.sleep(self.token_delay)
+            emitted += 1
+            yield TextDelta(token)
+        yield Usage(
+            prompt_tokens=self.count_tokens(request.messages),
+            completion_tokens=emitted,
+            finish_reason="length" if len(tokens) > limit else "stop",
+        )

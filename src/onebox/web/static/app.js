@@ -1,0 +1,1091 @@
+// Onebox web UI. Plain ES module, no build step, no dependencies.
+//
+// Security rule for this file: text that comes from a user or from the model is only
+// ever written with textContent. The one exception is a message's `html` field, which
+// the server has already sanitised (markdown-it with raw HTML off, then nh3).
+
+"use strict";
+
+const PAGE_SIZE = 50;
+const STICK_TO_BOTTOM_PX = 96;
+
+// ---------------------------------------------------------------------------
+// DOM handles
+
+const el = {
+  app: document.getElementById("app"),
+  sidebar: document.getElementById("sidebar"),
+  backdrop: document.getElementById("backdrop"),
+  menuToggle: document.getElementById("menu-toggle"),
+  sidebarClose: document.getElementById("sidebar-close"),
+  brand: document.getElementById("brand"),
+  newChat: document.getElementById("new-chat"),
+  list: document.getElementById("conversation-list"),
+  listEmpty: document.getElementById("conversation-empty"),
+  loadMore: document.getElementById("load-more"),
+  title: document.getElementById("chat-title"),
+  banner: document.getElementById("error-banner"),
+  bannerText: document.getElementById("error-text"),
+  bannerClose: document.getElementById("error-close"),
+  scroller: document.getElementById("messages"),
+  emptyState: document.getElementById("empty-state"),
+  messages: document.getElementById("message-list"),
+  form: document.getElementById("composer-form"),
+  composer: document.getElementById("composer"),
+  send: document.getElementById("send"),
+  stop: document.getElementById("stop"),
+};
+
+// ---------------------------------------------------------------------------
+// State
+
+const state = {
+  /** @type {Map<string, object>} conversations by id (sidebar) */
+  conversations: new Map(),
+  nextOffset: 0,
+  /** @type {string|null} */
+  currentId: null,
+  /** bumps on every navigation so that a slow response for an old view is ignored */
+  viewToken: 0,
+  /** @type {Map<string, object>} running replies by conversation id */
+  streams: new Map(),
+  /** true while the request that opens a reply is being made (before streaming) */
+  sending: false,
+  /** id of the conversation whose title is being edited inline */
+  renamingId: null,
+};
+
+// ---------------------------------------------------------------------------
+// HTTP
+
+class ApiError extends Error {
+  constructor(message, type = "api_error", status = 0) {
+    super(message);
+    this.name = "ApiError";
+    this.type = type;
+    this.status = status;
+  }
+
+  static async fromResponse(response) {
+    let message = `The server answered ${response.status} ${response.statusText}`.trim();
+    let type = "api_error";
+    try {
+      const body = await response.json();
+      if (body && body.error && typeof body.error.message === "string") {
+        message = body.error.message;
+        type = body.error.type || type;
+      }
+    } catch {
+      // Not JSON: keep the generic message.
+    }
+    return new ApiError(message, type, response.status);
+  }
+}
+
+function describeError(error) {
+  if (error instanceof ApiError) return error.message;
+  if (error && error.name === "AbortError") return "The request was cancelled.";
+  if (error instanceof TypeError) return "Could not reach the Onebox server. Check that it is running.";
+  return (error && error.message) || "Something went wrong.";
+}
+
+async function api(method, path, body, { signal } = {}) {
+  const init = { method, headers: { Accept: "application/json" }, signal };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (!response.ok) throw await ApiError.fromResponse(response);
+  if (response.status === 204) return null;
+  const text = await response.text();
+  return text ? JSON.parse(text) : null;
+}
+
+const conversationPath = (id) => `/api/conversations/${encodeURIComponent(id)}`;
+
+// ---------------------------------------------------------------------------
+// Server-Sent Events over fetch (EventSource cannot POST)
+
+/** Parses an SSE byte stream into {event, data, id} objects (data is parsed JSON). */
+async function* readEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let eventName = "";
+  let dataLines = [];
+  let lastId = null;
+
+  function* takeLines(final) {
+    for (;;) {
+      const match = /\r\n|\r|\n/.exec(buffer);
+      if (!match) break;
+      // A lone "\r" at the very end may be the first half of "\r\n": wait for more.
+      if (!final && match[0] === "\r" && match.index === buffer.length - 1) break;
+      const line = buffer.slice(0, match.index);
+      buffer = buffer.slice(match.index + match[0].length);
+      yield line;
+    }
+  }
+
+  function processLine(line) {
+    if (line === "") {
+      if (!dataLines.length) {
+        eventName = "";
+        return null;
+      }
+      const raw = dataLines.join("\n");
+      const name = eventName || "message";
+      eventName = "";
+      dataLines = [];
+      let data;
+      try {
+        data = JSON.parse(raw);
+      } catch {
+        data = raw;
+      }
+      return { event: name, data, id: lastId };
+    }
+    if (line.startsWith(":")) return null; // comment / keep-alive
+    const colon = line.indexOf(":");
+    const field = colon === -1 ? line : line.slice(0, colon);
+    let value = colon === -1 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") eventName = value;
+    else if (field === "data") dataLines.push(value);
+    else if (field === "id") lastId = value;
+    return null;
+  }
+
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      for (const line of takeLines(false)) {
+        const event = processLine(line);
+        if (event) yield event;
+      }
+    }
+    buffer += decoder.decode();
+    for (const line of takeLines(true)) {
+      const event = processLine(line);
+      if (event) yield event;
+    }
+    if (buffer) {
+      const event = processLine(buffer);
+      if (event) yield event;
+      buffer = "";
+    }
+    const tail = processLine("");
+    if (tail) yield tail;
+  } finally {
+    try {
+      reader.releaseLock();
+    } catch {
+      // Already released or the stream errored: nothing to do.
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+function h(tag, { className, text, attrs, dataset } = {}, children = []) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined && text !== null) node.textContent = text;
+  if (attrs) for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  if (dataset) Object.assign(node.dataset, dataset);
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const ICONS = {
+  pencil: "M4 20h4L18.5 9.5a2.1 2.1 0 0 0-4-4L4 16v4zM13.5 6.5l4 4",
+  trash: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
+  chat: "M5 5h14v10H9l-4 4V5z",
+};
+
+function icon(name) {
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", "icon");
+  const path = document.createElementNS(SVG_NS, "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
+function parseDate(value) {
+  if (!value) return new Date(NaN);
+  const text = String(value);
+  // The API may send naive UTC timestamps: read them as UTC, not local time.
+  const hasZone = /(?:Z|[+-]\d{2}:?\d{2})$/i.test(text);
+  return new Date(hasZone ? text : `${text}Z`);
+}
+
+const displayTitle = (conversation) =>
+  (conversation && conversation.title && conversation.title.trim()) || "New chat";
+
+function formatStats(stats) {
+  if (!stats) return "";
+  const parts = [];
+  const tokens = stats.completion_tokens;
+  if (Number.isFinite(tokens)) parts.push(`${tokens} ${tokens === 1 ? "token" : "tokens"}`);
+  const ms = stats.duration_ms;
+  if (Number.isFinite(ms)) {
+    parts.push(ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`);
+    if (Number.isFinite(tokens) && tokens > 0 && ms > 0) {
+      parts.push(`${(tokens / (ms / 1000)).toFixed(1)} tok/s`);
+    }
+  }
+  if (Number.isFinite(stats.ttft_ms)) parts.push(`first token ${Math.round(stats.ttft_ms)} ms`);
+  return parts.join(" · ");
+}
+
+async function copyText(text) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) {
+      await navigator.clipboard.writeText(text);
+      return true;
+    }
+  } catch {
+    // Fall through to the legacy path.
+  }
+  const area = document.createElement("textarea");
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.style.position = "fixed";
+  area.style.top = "-1000px";
+  area.style.opacity = "0";
+  document.body.append(area);
+  area.select();
+  let ok = false;
+  try {
+    ok = document.execCommand("copy");
+  } catch {
+    ok = false;
+  }
+  area.remove();
+  return ok;
+}
+
+// ---------------------------------------------------------------------------
+// Error banner
+
+let bannerTimer = 0;
+
+function showError(error) {
+  el.bannerText.textContent = typeof error === "string" ? error : describeError(error);
+  el.banner.hidden = false;
+  clearTimeout(bannerTimer);
+  bannerTimer = window.setTimeout(hideError, 12000);
+}
+
+function hideError() {
+  clearTimeout(bannerTimer);
+  el.banner.hidden = true;
+  el.bannerText.textContent = "";
+}
+
+// ---------------------------------------------------------------------------
+// Sidebar
+
+function sortedConversations() {
+  return [...state.conversations.values()].sort((a, b) => {
+    if (Boolean(a.pinned) !== Boolean(b.pinned)) return a.pinned ? -1 : 1;
+    const diff = parseDate(b.updated_at) - parseDate(a.updated_at);
+    if (diff) return diff;
+    return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+  });
+}
+
+function groupLabel(conversation, now) {
+  if (conversation.pinned) return "Pinned";
+  const date = parseDate(conversation.updated_at);
+  if (Number.isNaN(date.getTime())) return "Older";
+  const startOfToday = new Date(now.getFullYear(), now.getMonth(), now.getDate()).getTime();
+  const day = 24 * 60 * 60 * 1000;
+  const t = date.getTime();
+  if (t >= startOfToday) return "Today";
+  if (t >= startOfToday - day) return "Yesterday";
+  if (t >= startOfToday - 7 * day) return "Previous 7 days";
+  if (t >= startOfToday - 30 * day) return "Previous 30 days";
+  return "Older";
+}
+
+function renderSidebar() {
+  if (state.renamingId) return; // never yank the input from under the user's fingers
+  const fragment = document.createDocumentFragment();
+  const now = new Date();
+  let lastGroup = null;
+  for (const conversation of sortedConversations()) {
+    const group = groupLabel(conversation, now);
+    if (group !== lastGroup) {
+      fragment.append(h("li", { className: "conversation-group", text: group, attrs: { role: "presentation" } }));
+      lastGroup = group;
+    }
+    fragment.append(conversationItem(conversation));
+  }
+  el.list.replaceChildren(fragment);
+  el.listEmpty.hidden = state.conversations.size > 0;
+  el.loadMore.hidden = state.nextOffset === null;
+}
+
+function conversationItem(conversation) {
+  const active = conversation.id === state.currentId;
+  const title = h("span", {
+    className: "conversation-title",
+    text: displayTitle(conversation),
+    dataset: { testid: "conversation-title" },
+  });
+  const link = h(
+    "a",
+    {
+      className: "conversation-link",
+      attrs: { href: `/c/${encodeURIComponent(conversation.id)}`, title: displayTitle(conversation) },
+    },
+    [title],
+  );
+  if (active) link.setAttribute("aria-current", "page");
+  if (state.streams.has(conversation.id)) {
+    link.append(h("span", { className: "conversation-busy", attrs: { title: "Generating…", "aria-label": "Generating" } }));
+  }
+
+  const rename = h("button", {
+    className: "icon-button conversation-action",
+    attrs: { type: "button", title: "Rename", "aria-label": `Rename “${displayTitle(conversation)}”` },
+    dataset: { testid: "rename", action: "rename" },
+  }, [icon("pencil")]);
+  const remove = h("button", {
+    className: "icon-button conversation-action danger",
+    attrs: { type: "button", title: "Delete", "aria-label": `Delete “${displayTitle(conversation)}”` },
+    dataset: { testid: "delete", action: "delete" },
+  }, [icon("trash")]);
+
+  return h(
+    "li",
+    {
+      className: `conversation-item${active ? " active" : ""}`,
+      dataset: { testid: "conversation-item", id: conversation.id },
+    },
+    [link, h("div", { className: "conversation-actions" }, [rename, remove])],
+  );
+}
+
+function upsertConversation(conversation) {
+  if (!conversation || !conversation.id) return;
+  const previous = state.conversations.get(conversation.id) || {};
+  state.conversations.set(conversation.id, { ...previous, ...conversation });
+  renderSidebar();
+  if (conversation.id === state.currentId) updateTitle();
+}
+
+async function loadConversations({ append = false } = {}) {
+  const offset = append ? state.nextOffset || 0 : 0;
+  const page = await api("GET", `/api/conversations?limit=${PAGE_SIZE}&offset=${offset}`);
+  for (const item of page.items) state.conversations.set(item.id, item);
+  state.nextOffset = page.next_offset ?? null;
+  renderSidebar();
+}
+
+function startRename(item) {
+  const id = item.dataset.id;
+  const conversation = state.conversations.get(id);
+  if (!conversation || state.renamingId) return;
+  state.renamingId = id;
+  const titleNode = item.querySelector(".conversation-title");
+  const link = item.querySelector(".conversation-link");
+  const input = h("input", {
+    className: "rename-input",
+    attrs: { type: "text", maxlength: "200", "aria-label": "Conversation title" },
+    dataset: { testid: "rename-input" },
+  });
+  input.value = conversation.title || "";
+  item.classList.add("renaming");
+  link.hidden = true;
+  item.insertBefore(input, link);
+  input.focus();
+  input.select();
+
+  let finished = false;
+  const finish = async (save) => {
+    if (finished) return;
+    finished = true;
+    const value = input.value.trim();
+    state.renamingId = null;
+    if (save && value && value !== conversation.title) {
+      titleNode.textContent = value; // optimistic
+      input.remove();
+      link.hidden = false;
+      item.classList.remove("renaming");
+      try {
+        const updated = await api("PATCH", conversationPath(id), { title: value });
+        upsertConversation(updated);
+      } catch (error) {
+        showError(error);
+        renderSidebar();
+      }
+    } else {
+      renderSidebar();
+    }
+  };
+
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.isComposing) {
+      event.preventDefault();
+      finish(true);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      finish(false);
+      el.composer.focus();
+    }
+  });
+  input.addEventListener("blur", () => finish(true));
+  input.addEventListener("click", (event) => event.stopPropagation());
+}
+
+async function deleteConversation(id) {
+  const conversation = state.conversations.get(id);
+  const name = displayTitle(conversation);
+  if (!window.confirm(`Delete “${name}”? This cannot be undone.`)) return;
+  try {
+    await api("DELETE", conversationPath(id));
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 404)) {
+      showError(error);
+      return;
+    }
+  }
+  const stream = state.streams.get(id);
+  if (stream) {
+    stream.stopped = true;
+    stream.controller.abort();
+    state.streams.delete(id);
+  }
+  state.conversations.delete(id);
+  if (state.currentId === id) navigate(null, { push: true });
+  else renderSidebar();
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+function isNearBottom() {
+  const s = el.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < STICK_TO_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  el.scroller.scrollTop = el.scroller.scrollHeight;
+}
+
+function updateEmptyState() {
+  const empty = el.messages.childElementCount === 0;
+  el.emptyState.hidden = !empty;
+  el.scroller.classList.toggle("is-empty", empty);
+}
+
+function enhanceRenderedHtml(root) {
+  for (const pre of root.querySelectorAll("pre")) {
+    if (pre.parentElement && pre.parentElement.classList.contains("code-block")) continue;
+    const code = pre.querySelector("code");
+    const match = code && /(?:^|\s)language-([\w+#.-]+)/.exec(code.className);
+    const button = h("button", {
+      className: "copy-button",
+      text: "Copy",
+      attrs: { type: "button", "aria-label": "Copy code" },
+      dataset: { testid: "copy-code" },
+    });
+    button.addEventListener("click", async () => {
+      const ok = await copyText((code || pre).textContent);
+      button.textContent = ok ? "Copied" : "Copy failed";
+      button.classList.toggle("copied", ok);
+      window.setTimeout(() => {
+        button.textContent = "Copy";
+        button.classList.remove("copied");
+      }, 1600);
+    });
+    const head = h("div", { className: "code-head" }, [
+      h("span", { className: "code-lang", text: match ? match[1] : "code" }),
+      button,
+    ]);
+    const block = h("div", { className: "code-block" });
+    pre.replaceWith(block);
+    block.append(head, pre);
+  }
+  for (const table of root.querySelectorAll("table")) {
+    if (table.parentElement && table.parentElement.classList.contains("table-wrap")) continue;
+    const wrap = h("div", { className: "table-wrap" });
+    table.replaceWith(wrap);
+    wrap.append(table);
+  }
+  for (const link of root.querySelectorAll("a[href]")) {
+    link.target = "_blank";
+    link.rel = "noopener noreferrer nofollow";
+  }
+}
+
+/** Builds one message row. Parts are looked up later by class. */
+function messageRow(role, { id, status } = {}) {
+  const body = h("div", { className: "message-body", dataset: { testid: "message-body" } });
+  const meta = h("div", { className: "message-meta" }, [
+    h("span", { className: "message-marker", attrs: { hidden: "" } }),
+    h("span", { className: "message-stats" }),
+  ]);
+  const error = h("div", { className: "message-error", attrs: { role: "status", hidden: "" } });
+  const content = h("div", { className: "message-content" }, [body, error, meta]);
+  const children = [];
+  if (role === "assistant") children.push(h("div", { className: "avatar", attrs: { "aria-hidden": "true" }, text: "1" }));
+  children.push(content);
+  const row = h(
+    "article",
+    {
+      className: `message message-${role}`,
+      dataset: { testid: "message", role, status: status || "complete" },
+      attrs: { "aria-label": role === "user" ? "You" : "Assistant" },
+    },
+    [h("div", { className: "message-inner" }, children)],
+  );
+  if (id) row.dataset.id = id;
+  return row;
+}
+
+const part = (row, name) => row.querySelector(`.message-${name}`);
+
+function setPlainText(row, text) {
+  const body = part(row, "body");
+  body.classList.add("plain");
+  body.classList.remove("markdown");
+  body.textContent = text;
+}
+
+function setMarker(row, status, detail) {
+  const marker = part(row, "marker");
+  const labels = { partial: "Stopped · incomplete", error: "Failed" };
+  const label = labels[status];
+  marker.hidden = !label;
+  marker.textContent = label || "";
+  marker.className = `message-marker${label ? ` marker-${status}` : ""}`;
+  if (detail) marker.title = detail;
+  else marker.removeAttribute("title");
+}
+
+function setStats(row, stats) {
+  part(row, "stats").textContent = formatStats(stats);
+}
+
+function setErrorText(row, text) {
+  const node = part(row, "error");
+  node.hidden = !text;
+  node.textContent = text || "";
+}
+
+/** Shows a stored assistant message: server-sanitised html, status, stats. */
+function applyAssistantMessage(row, message, errorText) {
+  const body = part(row, "body");
+  body.classList.remove("plain", "streaming");
+  body.classList.add("markdown");
+  body.innerHTML = message.html || ""; // sanitised by the server (nh3)
+  enhanceRenderedHtml(body);
+  row.dataset.id = message.id;
+  const status = message.status || "complete";
+  setMarker(row, status, message.error);
+  // A partial reply says why it stopped; a failed one shows the error in the bubble.
+  const explanation = errorText || message.error || "";
+  const userStopped = /^Stopped/i.test(explanation);
+  setErrorText(row, status === "error" || (status === "partial" && explanation && !userStopped) ? explanation : "");
+  if (status === "error" && !message.html) body.hidden = true;
+  else body.hidden = false;
+  setStats(row, message);
+  row.dataset.status = status;
+}
+
+function renderMessage(message) {
+  const row = messageRow(message.role === "user" ? "user" : "assistant", {
+    id: message.id,
+    status: message.status,
+  });
+  if (message.role === "user") {
+    setPlainText(row, message.content);
+  } else {
+    applyAssistantMessage(row, message);
+  }
+  return row;
+}
+
+/** The branch that ends at the newest message (edits create branches). */
+function activeBranch(messages) {
+  if (messages.length < 2) return messages;
+  const byId = new Map(messages.map((m) => [m.id, m]));
+  const branch = [];
+  let current = messages[messages.length - 1];
+  const seen = new Set();
+  while (current && !seen.has(current.id)) {
+    seen.add(current.id);
+    branch.push(current);
+    current = current.parent_id ? byId.get(current.parent_id) : null;
+  }
+  // A broken chain (parent not returned) would hide history: show everything instead.
+  if (current === undefined) return messages;
+  return branch.reverse();
+}
+
+function renderConversation(detail) {
+  const fragment = document.createDocumentFragment();
+  const stream = state.streams.get(detail.id);
+  const messages = activeBranch(detail.messages || []);
+  const ids = new Set();
+  for (const message of messages) {
+    if (stream && message.id === stream.assistantId) continue; // the live row shows it
+    ids.add(message.id);
+    fragment.append(renderMessage(message));
+  }
+  if (stream) {
+    if (!stream.userMessageId || !ids.has(stream.userMessageId)) fragment.append(stream.userRow);
+    fragment.append(stream.assistantRow);
+  }
+  el.messages.replaceChildren(fragment);
+  updateEmptyState();
+  scrollToBottom();
+}
+
+// ---------------------------------------------------------------------------
+// Navigation
+
+function updateTitle() {
+  const conversation = state.currentId ? state.conversations.get(state.currentId) : null;
+  const title = conversation ? displayTitle(conversation) : "New chat";
+  el.title.textContent = title;
+  document.title = conversation ? `${title} · Onebox` : "Onebox";
+}
+
+function idFromLocation() {
+  const match = /^\/c\/([^/]+)\/?$/.exec(window.location.pathname);
+  if (!match) return null;
+  try {
+    return decodeURIComponent(match[1]);
+  } catch {
+    return null;
+  }
+}
+
+async function navigate(id, { push = false, replace = false, fresh = false } = {}) {
+  const token = ++state.viewToken;
+  state.currentId = id;
+  const url = id ? `/c/${encodeURIComponent(id)}` : "/";
+  if (push && window.location.pathname !== url) window.history.pushState({ id }, "", url);
+  else if (replace) window.history.replaceState({ id }, "", url);
+  closeSidebar();
+  renderSidebar();
+  updateTitle();
+  updateComposer();
+
+  if (!id || fresh) {
+    // Nothing to fetch: a blank page, or a conversation we have just created.
+    el.messages.replaceChildren();
+    updateEmptyState();
+    el.composer.focus();
+    return;
+  }
+
+  el.scroller.setAttribute("aria-busy", "true");
+  el.messages.replaceChildren();
+  el.emptyState.hidden = true;
+  try {
+    const detail = await api("GET", conversationPath(id));
+    if (token !== state.viewToken) return;
+    const { messages: _messages, ...conversation } = detail;
+    upsertConversation(conversation);
+    renderConversation(detail);
+  } catch (error) {
+    if (token !== state.viewToken) return;
+    if (error instanceof ApiError && error.status === 404) {
+      state.conversations.delete(id);
+      showError("That conversation no longer exists.");
+      navigate(null, { replace: true });
+      return;
+    }
+    showError(error);
+    updateEmptyState();
+  } finally {
+    if (token === state.viewToken) el.scroller.setAttribute("aria-busy", "false");
+  }
+  if (token === state.viewToken) el.composer.focus();
+}
+
+// ---------------------------------------------------------------------------
+// Composer
+
+function autosize() {
+  const area = el.composer;
+  area.style.height = "auto";
+  const max = Math.max(120, Math.floor(window.innerHeight * 0.4));
+  area.style.height = `${Math.min(area.scrollHeight, max)}px`;
+  area.style.overflowY = area.scrollHeight > max ? "auto" : "hidden";
+}
+
+function updateComposer() {
+  const streaming = state.currentId !== null && state.streams.has(state.currentId);
+  el.send.hidden = streaming;
+  el.stop.hidden = !streaming;
+  el.send.disabled = state.sending || !el.composer.value.trim();
+  el.form.classList.toggle("is-streaming", streaming);
+}
+
+function focusComposerIfIdle() {
+  const active = document.activeElement;
+  if (!active || active === document.body || active === el.stop || active === el.send) {
+    el.composer.focus();
+  }
+}
+
+async function sendMessage() {
+  const text = el.composer.value;
+  if (!text.trim() || state.sending) return;
+  if (state.currentId && state.streams.has(state.currentId)) return;
+  hideError();
+  state.sending = true;
+  updateComposer();
+
+  let conversationId = state.currentId;
+  try {
+    if (!conversationId) {
+      const created = await api("POST", "/api/conversations", { title: "" });
+      state.conversations.set(created.id, created);
+      conversationId = created.id;
+      await navigate(created.id, { push: true, fresh: true });
+    }
+  } catch (error) {
+    state.sending = false;
+    updateComposer();
+    showError(error);
+    el.composer.focus();
+    return;
+  }
+
+  const userRow = messageRow("user", { status: "complete" });
+  setPlainText(userRow, text);
+  const assistantRow = messageRow("assistant", { status: "streaming" });
+  const body = part(assistantRow, "body");
+  body.classList.add("plain", "streaming");
+
+  const stream = {
+    conversationId,
+    controller: new AbortController(),
+    userRow,
+    assistantRow,
+    text: "",
+    userMessageId: null,
+    assistantId: null,
+    stopped: false,
+    finished: false,
+  };
+  state.streams.set(conversationId, stream);
+
+  const visible = () => state.currentId === conversationId;
+  if (visible()) {
+    el.messages.append(userRow, assistantRow);
+    updateEmptyState();
+    scrollToBottom();
+  }
+  // Clear the box now; it is put back if the server refuses the message.
+  el.composer.value = "";
+  autosize();
+  state.sending = false;
+  updateComposer();
+  renderSidebar();
+
+  const restoreText = () => {
+    if (!el.composer.value.trim()) {
+      el.composer.value = text;
+      autosize();
+    }
+  };
+  const discardRows = () => {
+    userRow.remove();
+    assistantRow.remove();
+    updateEmptyState();
+  };
+
+  let response;
+  try {
+    response = await fetch(`${conversationPath(conversationId)}/messages`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify({ content: text }),
+      signal: stream.controller.signal,
+    });
+  } catch (error) {
+    state.streams.delete(conversationId);
+    discardRows();
+    finishStream(stream);
+    if (stream.stopped) {
+      // Stopped before the reply began: the server may have stored the question.
+      if (visible()) navigate(conversationId);
+    } else {
+      restoreText();
+      showError(error);
+    }
+    return;
+  }
+
+  if (!response.ok) {
+    const error = await ApiError.fromResponse(response);
+    state.streams.delete(conversationId);
+    discardRows();
+    restoreText();
+    showError(error);
+    finishStream(stream);
+    return;
+  }
+
+  try {
+    for await (const { event, data } of readEvents(response)) {
+      handleStreamEvent(stream, event, data, visible);
+    }
+    if (!stream.finished) {
+      // The connection closed without a final event: ask the server what it stored.
+      await reconcile(stream, "The connection closed before the reply finished.");
+    }
+  } catch (error) {
+    if (stream.stopped || (error && error.name === "AbortError")) {
+      await reconcile(stream, null);
+    } else {
+      await reconcile(stream, describeError(error));
+    }
+  } finally {
+    finishStream(stream);
+  }
+}
+
+function handleStreamEvent(stream, event, data, visible) {
+  const row = stream.assistantRow;
+  switch (event) {
+    case "message": {
+      if (data.user_message) {
+        stream.userMessageId = data.user_message.id;
+        stream.userRow.dataset.id = data.user_message.id;
+      }
+      if (data.assistant_message_id) {
+        stream.assistantId = data.assistant_message_id;
+        row.dataset.id = data.assistant_message_id;
+      }
+      if (data.conversation) upsertConversation(data.conversation);
+      break;
+    }
+    case "delta": {
+      if (typeof data.text !== "string") break;
+      const stick = visible() && isNearBottom();
+      stream.text += data.text;
+      part(row, "body").textContent = stream.text;
+      if (stick) scrollToBottom();
+      break;
+    }
+    case "usage": {
+      setStats(row, data);
+      break;
+    }
+    case "done": {
+      const stick = visible() && isNearBottom();
+      stream.finished = true;
+      if (data.message) applyAssistantMessage(row, data.message);
+      else row.dataset.status = "complete";
+      if (stick) scrollToBottom();
+      break;
+    }
+    case "error": {
+      const stick = visible() && isNearBottom();
+      stream.finished = true;
+      const errorText = (data.error && data.error.message) || "The reply failed.";
+      if (data.message) {
+        applyAssistantMessage(row, data.message, errorText);
+      } else {
+        part(row, "body").classList.remove("streaming");
+        setMarker(row, stream.text ? "partial" : "error", errorText);
+        setErrorText(row, errorText);
+        row.dataset.status = stream.text ? "partial" : "error";
+      }
+      if (stick) scrollToBottom();
+      break;
+    }
+    default:
+      break; // unknown events are ignored, per the SSE spirit
+  }
+}
+
+/** After an abort or a dropped connection: show what we have, then the stored copy. */
+async function reconcile(stream, errorText) {
+  if (stream.finished) return;
+  stream.finished = true;
+  const row = stream.assistantRow;
+  const body = part(row, "body");
+  body.classList.remove("streaming");
+  const localStatus = stream.stopped || stream.text ? "partial" : "error";
+  setMarker(row, localStatus, errorText || "Stopped before the reply was complete");
+  if (errorText) setErrorText(row, errorText);
+  row.dataset.status = localStatus;
+
+  // The server stores the reply (partial or not) moments after it stops: fetch it.
+  if (!stream.assistantId) return;
+  for (let attempt = 0; attempt < 12; attempt += 1) {
+    await new Promise((resolve) => window.setTimeout(resolve, attempt === 0 ? 100 : 250));
+    try {
+      const detail = await api("GET", conversationPath(stream.conversationId));
+      const stored = (detail.messages || []).find((m) => m.id === stream.assistantId);
+      if (stored) {
+        applyAssistantMessage(row, stored, stream.stopped ? null : errorText);
+        return;
+      }
+    } catch {
+      return; // deleted or unreachable: the local rendering stands
+    }
+  }
+}
+
+function finishStream(stream) {
+  if (state.streams.get(stream.conversationId) === stream) {
+    state.streams.delete(stream.conversationId);
+  }
+  part(stream.assistantRow, "body").classList.remove("streaming");
+  updateComposer();
+  renderSidebar();
+  if (state.currentId === stream.conversationId) focusComposerIfIdle();
+}
+
+async function stopGenerating() {
+  const id = state.currentId;
+  const stream = id ? state.streams.get(id) : null;
+  if (!stream) return;
+  stream.stopped = true;
+  stream.controller.abort();
+  el.composer.focus();
+  try {
+    await api("POST", `${conversationPath(id)}/stop`);
+  } catch {
+    // Aborting the request already stops the reply on the server; this is a backstop.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Responsive sidebar
+
+function openSidebar() {
+  el.app.classList.add("sidebar-open");
+  el.backdrop.hidden = false;
+  el.menuToggle.setAttribute("aria-expanded", "true");
+}
+
+function closeSidebar() {
+  el.app.classList.remove("sidebar-open");
+  el.backdrop.hidden = true;
+  el.menuToggle.setAttribute("aria-expanded", "false");
+}
+
+// ---------------------------------------------------------------------------
+// Wiring
+
+function bindEvents() {
+  el.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sendMessage();
+  });
+  el.composer.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      if (state.currentId && state.streams.has(state.currentId)) return;
+      sendMessage();
+    }
+  });
+  el.composer.addEventListener("input", () => {
+    autosize();
+    updateComposer();
+  });
+  el.stop.addEventListener("click", stopGenerating);
+  el.newChat.addEventListener("click", () => {
+    hideError();
+    navigate(null, { push: true });
+  });
+  el.brand.addEventListener("click", (event) => {
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    navigate(null, { push: true });
+  });
+  el.loadMore.addEventListener("click", async () => {
+    el.loadMore.disabled = true;
+    try {
+      await loadConversations({ append: true });
+    } catch (error) {
+      showError(error);
+    } finally {
+      el.loadMore.disabled = false;
+    }
+  });
+  el.bannerClose.addEventListener("click", hideError);
+  el.menuToggle.addEventListener("click", openSidebar);
+  el.sidebarClose.addEventListener("click", closeSidebar);
+  el.backdrop.addEventListener("click", closeSidebar);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && el.app.classList.contains("sidebar-open")) closeSidebar();
+  });
+
+  // One delegated listener for every sidebar row.
+  el.list.addEventListener("click", (event) => {
+    const item = event.target.closest('[data-testid="conversation-item"]');
+    if (!item) return;
+    const action = event.target.closest("[data-action]");
+    if (action) {
+      event.preventDefault();
+      if (action.dataset.action === "rename") startRename(item);
+      else if (action.dataset.action === "delete") deleteConversation(item.dataset.id);
+      return;
+    }
+    const link = event.target.closest(".conversation-link");
+    if (!link) return;
+    if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    if (item.dataset.id !== state.currentId) {
+      hideError();
+      navigate(item.dataset.id, { push: true });
+    } else {
+      closeSidebar();
+      el.composer.focus();
+    }
+  });
+  el.list.addEventListener("dblclick", (event) => {
+    const item = event.target.closest('[data-testid="conversation-item"]');
+    if (item && !event.target.closest("[data-action]") && !event.target.closest("input")) {
+      event.preventDefault();
+      startRename(item);
+    }
+  });
+
+  window.addEventListener("popstate", () => {
+    hideError();
+    navigate(idFromLocation());
+  });
+  window.addEventListener("resize", autosize);
+}
+
+async function init() {
+  bindEvents();
+  autosize();
+  updateComposer();
+  const initialId = idFromLocation();
+  const listing = loadConversations().catch((error) => showError(error));
+  if (initialId) {
+    await navigate(initialId, { replace: true });
+  } else {
+    updateEmptyState();
+    el.composer.focus();
+  }
+  await listing;
+  document.documentElement.dataset.ready = "true";
+}
+
+init();

@@ -1,0 +1,112 @@
+"""Conversation CRUD through the real app, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import AppUnderTest
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_create_get_rename_delete(api: AppUnderTest) -> None:
+    created = await api.client.post("/api/conversations", json={"title": "  Trip plans "})
+    assert created.status_code == 201
+    conversation = created.json()
+    assert conversation["title"] == "Trip plans"
+    assert conversation["pinned"] is False
+
+    fetched = await api.client.get(f"/api/conversations/{conversation['id']}")
+    assert fetched.status_code == 200
+    assert fetched.json()["messages"] == []
+
+    renamed = await api.client.patch(
+        f"/api/conversations/{conversation['id']}", json={"title": "Lisbon", "pinned": True}
+    )
+    assert renamed.status_code == 200
+    assert renamed.json()["title"] == "Lisbon"
+    assert renamed.json()["pinned"] is True
+
+    deleted = await api.client.delete(f"/api/conversations/{conversation['id']}")
+    assert deleted.status_code == 204
+    gone = await api.client.get(f"/api/conversations/{conversation['id']}")
+    assert gone.status_code == 404
+    assert gone.json()["error"]["type"] == "not_found_error"
+
+
+async def test_create_without_body(api: AppUnderTest) -> None:
+    response = await api.client.post("/api/conversations")
+    assert response.status_code == 201
+    assert response.json()["title"] == ""
+
+
+async def test_list_is_paginated_newest_first(api: AppUnderTest) -> None:
+    ids = []
+    for index in range(5):
+        response = await api.client.post("/api/conversations", json={"title": f"c{index}"})
+        ids.append(response.json()["id"])
+
+    first = (await api.client.get("/api/conversations", params={"limit": 2})).json()
+    assert [item["title"] for item in first["items"]] == ["c4", "c3"]
+    assert first["next_offset"] == 2
+    second = (await api.client.get("/api/conversations", params={"limit": 2, "offset": 2})).json()
+    assert [item["title"] for item in second["items"]] == ["c2", "c1"]
+    last = (await api.client.get("/api/conversations", params={"limit": 2, "offset": 4})).json()
+    assert [item["title"] for item in last["items"]] == ["c0"]
+    assert last["next_offset"] is None
+
+    # Touching an old conversation moves it to the top.
+    await api.client.patch(f"/api/conversations/{ids[0]}", json={"title": "c0 renamed"})
+    top = (await api.client.get("/api/conversations", params={"limit": 1})).json()
+    assert top["items"][0]["id"] == ids[0]
+
+
+async def test_archived_conversations_are_hidden_unless_asked(api: AppUnderTest) -> None:
+    conversation = (await api.client.post("/api/conversations", json={})).json()
+    await api.client.patch(f"/api/conversations/{conversation['id']}", json={"archived": True})
+    listed = (await api.client.get("/api/conversations")).json()
+    assert listed["items"] == []
+    with_archived = (
+        await api.client.get("/api/conversations", params={"include_archived": "true"})
+    ).json()
+    assert [item["id"] for item in with_archived["items"]] == [conversation["id"]]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/conversations/does-not-exist"),
+        ("PATCH", "/api/conversations/does-not-exist"),
+        ("DELETE", "/api/conversations/does-not-exist"),
+        ("POST", "/api/conversations/does-not-exist/messages"),
+        ("POST", "/api/conversations/does-not-exist/stop"),
+    ],
+)
+async def test_unknown_ids_are_404(api: AppUnderTest, method: str, path: str) -> None:
+    body = {"content": "hi"} if path.endswith("messages") else {"title": "x"}
+    response = await api.client.request(
+        method, path, json=body if method in {"PATCH", "POST"} else None
+    )
+    assert response.status_code == 404
+    assert response.json()["error"]["message"]
+
+
+async def test_blank_title_is_rejected(api: AppUnderTest) -> None:
+    conversation = (await api.client.post("/api/conversations", json={"title": "Keep"})).json()
+    response = await api.client.patch(
+        f"/api/conversations/{conversation['id']}", json={"title": "   "}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "title"
+    kept = (await api.client.get(f"/api/conversations/{conversation['id']}")).json()
+    assert kept["title"] == "Keep"
+
+
+@pytest.mark.parametrize(
+    ("params", "param"),
+    [({"limit": 0}, "query.limit"), ({"limit": 1000}, "query.limit"), ({"offset": -1}, "query.offset")],
+)
+async def test_bad_pagination_is_4xx(api: AppUnderTest, params: dict[str, int], param: str) -> None:
+    response = await api.client.get("/api/conversations", params=params)
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == param

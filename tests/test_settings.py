@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from onebox.core.settings import Settings
+
+
+def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "d")  # type: ignore[call-arg]
+    assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path / 'd' / 'onebox.db'}"
+    assert settings.port == 8000 and settings.host == "127.0.0.1"
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    first = settings.effective_secret_key()
+    assert len(first) >= 32
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    again = Settings(_env_file=None, data_dir=tmp_path).effective_secret_key()  # type: ignore[call-arg]
+    assert again == first
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ONEBOX_PORT", "9123")
+    monkeypatch.setenv("ONEBOX_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ONEBOX_MAX_TOKENS", "64")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.port == 9123
+    assert settings.data_dir == tmp_path
+    assert settings.max_tokens == 64
+
+
+@pytest.mark.parametrize("key", [None, "short", "changeme", "x" * 31])
+def test_production_refuses_weak_or_missing_secret(key: str | None) -> None:
+    with pytest.raises(ValidationError, match="ONEBOX_SECRET_KEY"):
+        Settings(_env_file=None, env="production", secret_key=key)  # type: ignore[call-arg]
+
+
+def test_production_accepts_a_strong_secret() -> None:
+    settings = Settings(_env_file=None, env="production", secret_key="k" * 48)  # type: ignore[call-arg]
+    assert settings.effective_secret_key() == "k" * 48
+
+
+@pytest.mark.parametrize(("name", "value"), [("port", 0), ("context_size", 10), ("temperature", 5)])
+def test_out_of_range_values_are_refused(name: str, value: int) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **{name: value})  # type: ignore[arg-type]
