@@ -23,6 +23,7 @@ def parse_events(body: str) -> list[Event]:
         for line in frame.split("\n"):
             key, _, value = line.partition(":")
             fields[key] = value[1:] if value.startswith(" ") else value
-        events.append(Event(fields.get("id"), fields.get("event", "message"),
-                            json.loads(fields["data"])))
+        events.append(
+            Event(fields.get("id"), fields.get("event", "message"), json.loads(fields["data"]))
+        )
     return events

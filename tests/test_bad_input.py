@@ -100,9 +100,7 @@ async def test_message_over_the_character_limit(api: AppUnderTest) -> None:
 )
 async def test_wrong_shapes(api: AppUnderTest, body: object) -> None:
     conversation_id = await _conversation(api)
-    response = await api.client.post(
-        f"/api/conversations/{conversation_id}/messages", json=body
-    )
+    response = await api.client.post(f"/api/conversations/{conversation_id}/messages", json=body)
     _assert_error(response, 422)
     assert await _messages(api, conversation_id) == []
 

@@ -77,18 +77,18 @@ def problems() -> PageProblems:
 
 @pytest.fixture
 def page(browser: Any, live_server: Any, problems: PageProblems) -> Iterator[Any]:
-    context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 820}
-    )
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 820})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.on("pageerror", lambda exc: problems.errors.append(f"pageerror: {exc}"))
     page.on(
         "console",
-        lambda msg: problems.errors.append(f"console.{msg.type}: {msg.text}")
-        if msg.type == "error"
-        else None,
+        lambda msg: (
+            problems.errors.append(f"console.{msg.type}: {msg.text}")
+            if msg.type == "error"
+            else None
+        ),
     )
     try:
         yield page
@@ -265,7 +265,9 @@ def test_model_and_user_text_cannot_inject_markup(page: Any, problems: PageProbl
 
     def check() -> None:
         assert page.locator(f"{BODY} img, {BODY} script, {BODY} svg, {BODY} iframe").count() == 0
-        hrefs = page.locator(f"{BODY} a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        hrefs = page.locator(f"{BODY} a").evaluate_all(
+            "links => links.map(a => a.getAttribute('href'))"
+        )
         for href in hrefs:
             assert not (href or "").strip().lower().startswith("javascript:"), hrefs
         users = page.locator(USER).locator(BODY).all_text_contents()
@@ -365,7 +367,8 @@ def test_rename_and_delete(page: Any, problems: PageProblems) -> None:
     item.hover()
     item.get_by_test_id("delete").click()
     expect(item).to_have_count(0)
-    assert dialogs and "Renamed chat" in dialogs[0]
+    assert dialogs
+    assert "Renamed chat" in dialogs[0]
     page.wait_for_url(re.compile(r"/$"))
     expect(page.locator(MESSAGE)).to_have_count(0)
     expect(page.locator("#empty-state")).to_be_visible()

@@ -59,7 +59,8 @@ async def test_reply_streams_typed_events_and_is_stored(api: AppUnderTest) -> No
     assert "<strong>model</strong>" in done["html"]
     assert done["parent_id"] == opening["user_message"]["id"]
     assert done["completion_tokens"] == 4
-    assert done["ttft_ms"] is not None and done["duration_ms"] is not None
+    assert done["ttft_ms"] is not None
+    assert done["duration_ms"] is not None
 
     stored = (await api.client.get(f"/api/conversations/{conversation['id']}")).json()
     assert [(m["role"], m["content"], m["status"]) for m in stored["messages"]] == [
@@ -82,9 +83,9 @@ async def test_follow_up_sends_the_whole_history(api: AppUnderTest) -> None:
         ("assistant", "Echo: first question"),
         ("user", "second question"),
     ]
-    first_reply_id = (
-        await api.client.get(f"/api/conversations/{conversation['id']}")
-    ).json()["messages"][1]["id"]
+    first_reply_id = (await api.client.get(f"/api/conversations/{conversation['id']}")).json()[
+        "messages"
+    ][1]["id"]
     assert events[0].data["user_message"]["parent_id"] == first_reply_id
 
 

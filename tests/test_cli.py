@@ -11,7 +11,9 @@ from pathlib import Path
 from onebox import __version__
 
 
-def onebox(*args: str, data_dir: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+def onebox(
+    *args: str, data_dir: Path, stdin: str = "", **env: str
+) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "ONEBOX_LLM_PROVIDER": "fake", **env}
     return subprocess.run(
         [sys.executable, "-m", "onebox", *args, "--data-dir", str(data_dir)]
@@ -65,8 +67,9 @@ def test_two_instances_live_side_by_side(tmp_path: Path) -> None:
 
 
 def test_unsafe_production_config_is_refused(tmp_path: Path) -> None:
-    result = onebox("db", "upgrade", data_dir=tmp_path, ONEBOX_ENV="production",
-                    ONEBOX_SECRET_KEY="weak")
+    result = onebox(
+        "db", "upgrade", data_dir=tmp_path, ONEBOX_ENV="production", ONEBOX_SECRET_KEY="weak"
+    )
     assert result.returncode == 2
     assert "ONEBOX_SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr

@@ -104,7 +104,11 @@ async def test_blank_title_is_rejected(api: AppUnderTest) -> None:
 
 @pytest.mark.parametrize(
     ("params", "param"),
-    [({"limit": 0}, "query.limit"), ({"limit": 1000}, "query.limit"), ({"offset": -1}, "query.offset")],
+    [
+        ({"limit": 0}, "query.limit"),
+        ({"limit": 1000}, "query.limit"),
+        ({"offset": -1}, "query.offset"),
+    ],
 )
 async def test_bad_pagination_is_4xx(api: AppUnderTest, params: dict[str, int], param: str) -> None:
     response = await api.client.get("/api/conversations", params=params)

@@ -24,11 +24,14 @@ def test_disconnect_mid_stream_stores_partial(live_server: LiveServer) -> None:
     url = live_server.url
     conversation = httpx.post(f"{url}/api/conversations", json={}).json()
     received = ""
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST",
-        f"{url}/api/conversations/{conversation['id']}/messages",
-        json={"content": " ".join(f"w{i}" for i in range(200))},
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST",
+            f"{url}/api/conversations/{conversation['id']}/messages",
+            json={"content": " ".join(f"w{i}" for i in range(200))},
+        ) as response,
+    ):
         assert response.status_code == 200
         for chunk in response.iter_text():
             received += chunk
@@ -48,11 +51,14 @@ def test_disconnect_mid_stream_stores_partial(live_server: LiveServer) -> None:
 def test_stop_endpoint_ends_the_reply(live_server: LiveServer) -> None:
     url = live_server.url
     conversation = httpx.post(f"{url}/api/conversations", json={}).json()
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST",
-        f"{url}/api/conversations/{conversation['id']}/messages",
-        json={"content": " ".join(f"w{i}" for i in range(200))},
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST",
+            f"{url}/api/conversations/{conversation['id']}/messages",
+            json={"content": " ".join(f"w{i}" for i in range(200))},
+        ) as response,
+    ):
         body = ""
         chunks = response.iter_text()
         for chunk in chunks:
@@ -72,9 +78,10 @@ def test_second_message_while_replying_is_409(live_server: LiveServer) -> None:
     url = live_server.url
     conversation = httpx.post(f"{url}/api/conversations", json={}).json()
     path = f"{url}/api/conversations/{conversation['id']}/messages"
-    with httpx.Client(timeout=10) as client, client.stream(
-        "POST", path, json={"content": "slow " * 50}
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", path, json={"content": "slow " * 50}) as response,
+    ):
         chunks = response.iter_text()  # keep a reference: dropping it closes the stream
         next(chunks)
         clash = httpx.post(path, json={"content": "impatient"})

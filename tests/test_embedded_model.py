@@ -116,9 +116,7 @@ async def test_stopping_a_generation_frees_the_model_promptly(provider: LlamaCpp
     follow_up = ChatRequest(
         [ChatMessage("user", "Say hello.")], GenerationParams(max_tokens=8, temperature=0.0)
     )
-    chunks = await asyncio.wait_for(
-        _collect(provider.stream_chat(follow_up)), timeout=60
-    )
+    chunks = await asyncio.wait_for(_collect(provider.stream_chat(follow_up)), timeout=60)
     assert isinstance(chunks[-1], Usage)
     assert chunks[-1].completion_tokens <= 8
 

@@ -19,7 +19,8 @@ def test_markdown_and_code_blocks_render() -> None:
 
 def test_tables_render() -> None:
     html = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n")
-    assert "<table>" in html and "<td>1</td>" in html
+    assert "<table>" in html
+    assert "<td>1</td>" in html
 
 
 @pytest.mark.parametrize(

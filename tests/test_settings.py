@@ -11,7 +11,8 @@ from onebox.core.settings import Settings
 def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, data_dir=tmp_path / "d")  # type: ignore[call-arg]
     assert settings.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path / 'd' / 'onebox.db'}"
-    assert settings.port == 8000 and settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.host == "127.0.0.1"
 
 
 def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:

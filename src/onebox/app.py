@@ -61,7 +61,9 @@ async def open_state(
         await engine.dispose()
 
 
-def create_app(settings: Settings | None = None, *, provider: ChatProvider | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, provider: ChatProvider | None = None
+) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onebox.chat.models import Message, MessageStatus, Role
-from onebox.chat.rendering import render_markdown
 from onebox.chat.schemas import MessageOut
 from onebox.core.db import new_id
 from onebox.llm.base import (
@@ -42,13 +41,7 @@ class RunEvent:
 
 
 def message_out(message: Message) -> dict[str, Any]:
-    return MessageOut.model_validate(
-        {**_columns(message), "html": render_markdown(message.content)}
-    ).model_dump(mode="json")
-
-
-def _columns(message: Message) -> dict[str, Any]:
-    return {column: getattr(message, column) for column in Message.__table__.columns.keys()}
+    return MessageOut.model_validate(message).model_dump(mode="json")
 
 
 @dataclass
@@ -77,9 +70,7 @@ class GenerationManager:
         self.provider = provider
         self.runs: dict[str, GenerationRun] = {}
 
-    def prepare(
-        self, history: list[ChatMessage], params: GenerationParams
-    ) -> list[ChatMessage]:
+    def prepare(self, history: list[ChatMessage], params: GenerationParams) -> list[ChatMessage]:
         """Raises ContextWindowExceededError before anything is stored or started."""
         return fit_to_context(
             history, self.provider.count_tokens, self.provider.context_size, params.max_tokens
@@ -168,8 +159,10 @@ class GenerationManager:
         except Exception:
             logger.exception("Could not store assistant message %s", run.message_id)
             run.events.put_nowait(
-                RunEvent("error", {"error": {"message": "Could not store the reply",
-                                             "type": "api_error"}})
+                RunEvent(
+                    "error",
+                    {"error": {"message": "Could not store the reply", "type": "api_error"}},
+                )
             )
         else:
             if usage is not None:
@@ -180,8 +173,10 @@ class GenerationManager:
                 run.events.put_nowait(
                     RunEvent(
                         "error",
-                        {"error": {"message": error, "type": "generation_error"},
-                         "message": message_out(message)},
+                        {
+                            "error": {"message": error, "type": "generation_error"},
+                            "message": message_out(message),
+                        },
                     )
                 )
         finally:

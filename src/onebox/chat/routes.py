@@ -151,5 +151,3 @@ async def post_message(
             run.stop()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
-
-

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from onebox.chat.rendering import render_markdown
 
 
 class ConversationCreate(BaseModel):
@@ -56,7 +58,6 @@ class MessageOut(BaseModel):
     parent_id: str | None
     role: str
     content: str
-    html: str
     model: str | None
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -65,6 +66,12 @@ class MessageOut(BaseModel):
     status: str
     error: str | None
     created_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def html(self) -> str:
+        """The content as sanitised HTML, safe to insert into a page."""
+        return render_markdown(self.content)
 
 
 class ConversationDetail(ConversationOut):

@@ -56,7 +56,9 @@ class JsonBodyGuard:
             try:
                 declared = int(length_header)
             except ValueError:
-                await _send_error(send, 400, "Invalid Content-Length header", "invalid_request_error")
+                await _send_error(
+                    send, 400, "Invalid Content-Length header", "invalid_request_error"
+                )
                 return
             if declared > self.max_bytes:
                 await self._too_large(send)

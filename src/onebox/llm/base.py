@@ -8,7 +8,7 @@ A provider has one required method, :meth:`ChatProvider.stream_chat`, which yiel
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -76,7 +76,7 @@ class ChatProvider(abc.ABC):
     capabilities: Capabilities = field(default_factory=Capabilities)
 
     @abc.abstractmethod
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[StreamChunk]:
         """Yield text deltas, then one final Usage. Stops promptly when the consumer
         stops iterating (``aclose``) or the task running it is cancelled."""
 

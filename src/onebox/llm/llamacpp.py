@@ -6,7 +6,7 @@ import asyncio
 import importlib.util
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,7 +120,7 @@ class LlamaCppProvider(ChatProvider):
             return super().count_tokens(messages)
         return len(self._prompt(messages)[0])
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[StreamChunk]:
         if self._llama is None or self._executor is None:
             raise ProviderError("The embedded model is not loaded yet")
         loop = asyncio.get_running_loop()
@@ -143,9 +143,7 @@ class LlamaCppProvider(ChatProvider):
                 # Wait for the worker to notice, so the next request finds the context free.
                 await asyncio.shield(work)
 
-    def _generate(
-        self, request: ChatRequest, emit: Any, cancelled: threading.Event
-    ) -> None:
+    def _generate(self, request: ChatRequest, emit: Any, cancelled: threading.Event) -> None:
         try:
             tokens, stops = self._prompt(request.messages)
             params = request.params
@@ -185,8 +183,9 @@ class LlamaCppProvider(ChatProvider):
                 if text
                 else 0
             )
-            emit(Usage(prompt_tokens=len(tokens), completion_tokens=completion,
-                       finish_reason=finish))
+            emit(
+                Usage(prompt_tokens=len(tokens), completion_tokens=completion, finish_reason=finish)
+            )
         except Exception as exc:
             logger.exception("llama.cpp generation failed")
             emit(exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from onebox.core.settings import Settings
@@ -46,12 +46,10 @@ class FakeProvider(ChatProvider):
     def reply_for(self, request: ChatRequest) -> str:
         if self.reply is not None:
             return self.reply
-        last_user = next(
-            (m.content for m in reversed(request.messages) if m.role == "user"), ""
-        )
+        last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         return f"Echo: {last_user}"
 
-    async def stream_chat(self, request: ChatRequest) -> AsyncIterator[StreamChunk]:
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[StreamChunk]:
         tokens = _TOKEN.findall(self.reply_for(request)) * self.repeat
         limit = request.params.max_tokens
         emitted = 0

@@ -47,9 +47,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
     )
-    op.create_index(
-        "ix_conversations_owner_updated", "conversations", ["owner_id", "updated_at"]
-    )
+    op.create_index("ix_conversations_owner_updated", "conversations", ["owner_id", "updated_at"])
     op.create_table(
         "messages",
         sa.Column("id", sa.String(36), nullable=False),
