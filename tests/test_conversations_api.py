@@ -114,3 +114,16 @@ async def test_bad_pagination_is_4xx(api: AppUnderTest, params: dict[str, int], 
     response = await api.client.get("/api/conversations", params=params)
     assert response.status_code == 422
     assert response.json()["error"]["param"] == param
+
+
+async def test_timestamps_are_utc_everywhere(api: AppUnderTest) -> None:
+    created = (await api.client.post("/api/conversations", json={})).json()
+    fetched = (await api.client.get(f"/api/conversations/{created['id']}")).json()
+    listed = (await api.client.get("/api/conversations")).json()["items"][0]
+    for stamp in (
+        created["created_at"],
+        fetched["created_at"],
+        fetched["updated_at"],
+        listed["updated_at"],
+    ):
+        assert stamp.endswith(("Z", "+00:00")), stamp

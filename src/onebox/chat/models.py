@@ -3,10 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from onebox.core.db import Base, IdMixin, TimestampMixin, utcnow
+from onebox.core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -50,4 +50,4 @@ class Message(IdMixin, Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -49,6 +49,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: FinishReason = "stop"
+    queue_ms: float | None = None  # time spent waiting for the engine before decoding began
 
 
 StreamChunk = TextDelta | Usage
@@ -67,6 +68,24 @@ class ProviderError(Exception):
 
 class ContextWindowExceededError(ProviderError):
     """The newest message alone does not fit the model's context window."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """The provider could not start this request (connection refused, 5xx or 429 before the
+    first token, in cooldown after repeated failures). Nothing was streamed, so the caller
+    may fall back to another model."""
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider stopped answering within the configured time."""
+
+
+class ProviderOverloadedError(ProviderError):
+    """The engine's waiting queue is full; the client should retry after ``retry_after``."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass
