@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,9 +152,13 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     )
 
 
-def run_live_server(settings: Settings, provider: ChatProvider) -> Iterator[LiveServer]:
+def run_live_server(
+    settings: Settings,
+    provider: ChatProvider,
+    app_factory: Callable[[Settings], FastAPI] | None = None,
+) -> Iterator[LiveServer]:
     port = free_port()
-    app = create_app(settings, provider=provider)
+    app = app_factory(settings) if app_factory else create_app(settings, provider=provider)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )

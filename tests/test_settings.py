@@ -40,9 +40,19 @@ def test_production_refuses_weak_or_missing_secret(key: str | None) -> None:
         Settings(_env_file=None, env="production", secret_key=key)  # type: ignore[call-arg]
 
 
-def test_production_accepts_a_strong_secret() -> None:
-    settings = Settings(_env_file=None, env="production", secret_key="k" * 48)  # type: ignore[call-arg]
+def test_production_accepts_strong_secrets() -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        env="production",
+        secret_key="k" * 48,
+        api_token="t" * 32,
+    )
     assert settings.effective_secret_key() == "k" * 48
+
+
+def test_production_refuses_an_open_api() -> None:
+    with pytest.raises(ValidationError, match="ONEBOX_API_TOKEN"):
+        Settings(_env_file=None, env="production", secret_key="k" * 48)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(("name", "value"), [("port", 0), ("context_size", 10), ("temperature", 5)])

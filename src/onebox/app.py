@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from onebox import __version__
@@ -19,9 +20,13 @@ from onebox.core.middleware import JsonBodyGuard
 from onebox.core.migrate import upgrade
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
+from onebox.gateway.routes import router as gateway_router
 from onebox.health.routes import router as health_router
 from onebox.llm.base import ChatProvider
-from onebox.llm.registry import build_provider
+from onebox.llm.catalog import load_catalog
+from onebox.llm.registry import ModelRegistry
+from onebox.llm.routes import router as models_router
+from onebox.usage.service import UsageRecorder
 from onebox.users.service import ensure_local_user
 from onebox.web.routes import router as web_router
 from onebox.web.routes import static_files
@@ -29,62 +34,91 @@ from onebox.web.routes import static_files
 logger = logging.getLogger(__name__)
 
 
+def upstream_client(settings: Settings) -> httpx.AsyncClient:
+    """One pooled client shared by every upstream model (keep-alive, HTTP/1.1)."""
+    limits = httpx.Limits(
+        max_connections=settings.upstream_max_connections,
+        max_keepalive_connections=settings.upstream_max_connections,
+        keepalive_expiry=30,
+    )
+    # Providers set their own per-request timeouts; this default only guards stray calls.
+    return httpx.AsyncClient(limits=limits, timeout=60.0, follow_redirects=False)
+
+
 @asynccontextmanager
 async def open_state(
-    settings: Settings, provider: ChatProvider | None = None
+    settings: Settings,
+    provider: ChatProvider | None = None,
+    models: ModelRegistry | None = None,
 ) -> AsyncIterator[AppState]:
-    """Database (migrated), provider (loaded) and background machinery; torn down in
+    """Database (migrated), models (loaded) and background machinery; torn down in
     reverse. Shared by the web app and the CLI so both run the same service layer."""
     settings.prepare_data_dir()
     settings.effective_secret_key()
+    catalog = None if provider is not None or models is not None else load_catalog(settings)
     engine = create_engine(settings.resolved_database_url)
-    try:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
         await upgrade(engine)
         sessionmaker = create_sessionmaker(engine)
         local_user = await ensure_local_user(sessionmaker)
-        provider = provider or build_provider(settings)
-        await provider.start()
-        generations = GenerationManager(sessionmaker, provider)
-        try:
-            yield AppState(
-                settings=settings,
-                engine=engine,
-                sessionmaker=sessionmaker,
-                provider=provider,
-                generations=generations,
-                local_user_id=local_user.id,
-            )
-        finally:
-            await generations.shutdown()
-            await provider.close()
-    finally:
-        await engine.dispose()
+        http = upstream_client(settings)
+        stack.push_async_callback(http.aclose)
+        if catalog is not None:
+            models = ModelRegistry.build(catalog, settings, http)
+        elif models is None:
+            assert provider is not None
+            models = ModelRegistry.single(provider, settings.llm_provider)
+        stack.push_async_callback(models.close)
+        await models.start()
+        usage = UsageRecorder(sessionmaker)
+        await usage.start()
+        stack.push_async_callback(usage.close)
+        generations = GenerationManager(sessionmaker, models, usage)
+        stack.push_async_callback(generations.shutdown)
+        yield AppState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            http=http,
+            models=models,
+            usage=usage,
+            generations=generations,
+            local_user_id=local_user.id,
+        )
 
 
 def create_app(
-    settings: Settings | None = None, *, provider: ChatProvider | None = None
+    settings: Settings | None = None,
+    *,
+    provider: ChatProvider | None = None,
+    models: ModelRegistry | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        async with open_state(settings, provider) as state:
+        async with open_state(settings, provider, models) as state:
             app.state.onebox = state
             logger.info(
-                "Onebox %s ready: model %s via %s, database %s",
+                "Onebox %s ready: models %s (default %s), database %s",
                 __version__,
-                state.provider.model_name,
-                settings.llm_provider,
+                ", ".join(entry.name for entry in state.models.entries()),
+                state.models.default,
                 state.engine.url.render_as_string(hide_password=True),
             )
             yield
 
     app = FastAPI(title="Onebox", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(JsonBodyGuard, max_bytes=settings.max_request_bytes, prefixes=("/api/",))
+    app.add_middleware(
+        JsonBodyGuard, max_bytes=settings.max_request_bytes, prefixes=("/api/", "/v1/")
+    )
     app.include_router(health_router)
     app.include_router(chat_router)
+    app.include_router(models_router)
+    app.include_router(gateway_router)
     app.include_router(web_router)
     app.mount("/static", static_files(), name="static")
     return app

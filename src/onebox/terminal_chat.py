@@ -7,30 +7,38 @@ import asyncio
 from rich.console import Console
 
 from onebox.app import open_state
+from onebox.chat.generation import default_params
 from onebox.chat.service import ChatService
 from onebox.core.errors import AppError
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
-from onebox.llm.base import ContextWindowExceededError, GenerationParams
+from onebox.llm.base import ContextWindowExceededError
 
 
 async def _reply(state: AppState, conversation_id: str, content: str, console: Console) -> None:
     settings = state.settings
-    params = GenerationParams(max_tokens=settings.max_tokens, temperature=settings.temperature)
     async with state.sessionmaker() as session:
         service = ChatService(session)
         conversation = await service.get_conversation(state.local_user_id, conversation_id)
+        entry = state.models.resolve(conversation.model)
+        params = default_params(entry, settings)
         message = await service.add_user_message(
             conversation, content, parent_id=None, max_chars=settings.max_message_chars
         )
         history = await service.history_for(conversation, message, settings.system_prompt)
         try:
-            prompt = state.generations.prepare(history, params)
+            prompt = state.generations.prepare(entry, history, params)
         except ContextWindowExceededError as exc:
             raise AppError(str(exc)) from exc
         await session.commit()
     run = state.generations.start(
-        conversation_id=conversation_id, parent_id=message.id, messages=prompt, params=params
+        model=entry,
+        conversation_id=conversation_id,
+        parent_id=message.id,
+        messages=prompt,
+        params=params,
+        user_id=state.local_user_id,
+        source="cli",
     )
     try:
         async for event in run.stream():
@@ -65,7 +73,7 @@ async def run_terminal_chat(
                     console.print(f"[red]{exc.message}[/red]")
                     return
         console.print(
-            f"[dim]Conversation {conversation.id} · {state.provider.model_name} · "
+            f"[dim]Conversation {conversation.id} · {state.models.default} · "
             "Ctrl-D or Ctrl-C to quit; a reply cut short is kept[/dim]"
         )
         while True:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from onebox.chat.models import Message, MessageStatus, Role
 from onebox.chat.schemas import MessageOut
 from onebox.core.db import new_id
+from onebox.core.settings import Settings
 from onebox.llm.base import (
     ChatMessage,
-    ChatProvider,
     ChatRequest,
     GenerationParams,
     ProviderError,
@@ -30,6 +29,9 @@ from onebox.llm.base import (
     Usage,
 )
 from onebox.llm.context import fit_to_context
+from onebox.llm.registry import ModelEntry, ModelRegistry
+from onebox.llm.router import Route, stream_with_fallbacks
+from onebox.usage.service import GenerationMeter, UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +46,23 @@ def message_out(message: Message) -> dict[str, Any]:
     return MessageOut.model_validate(message).model_dump(mode="json")
 
 
+def default_params(entry: ModelEntry, settings: Settings) -> GenerationParams:
+    defaults = entry.spec.defaults
+    return GenerationParams(
+        max_tokens=defaults.max_tokens or settings.max_tokens,
+        temperature=settings.temperature if defaults.temperature is None else defaults.temperature,
+        top_p=defaults.top_p or 0.95,
+    )
+
+
 @dataclass
 class GenerationRun:
     conversation_id: str
     parent_id: str
     request: ChatRequest
+    model: ModelEntry
+    user_id: str
+    source: str
     message_id: str = field(default_factory=new_id)
     events: asyncio.Queue[RunEvent | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -64,16 +78,24 @@ class GenerationRun:
 
 class GenerationManager:
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], provider: ChatProvider
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        registry: ModelRegistry,
+        usage: UsageRecorder,
     ) -> None:
         self.sessionmaker = sessionmaker
-        self.provider = provider
+        self.registry = registry
+        self.usage = usage
         self.runs: dict[str, GenerationRun] = {}
 
-    def prepare(self, history: list[ChatMessage], params: GenerationParams) -> list[ChatMessage]:
+    @staticmethod
+    def prepare(
+        entry: ModelEntry, history: list[ChatMessage], params: GenerationParams
+    ) -> list[ChatMessage]:
         """Raises ContextWindowExceededError before anything is stored or started."""
+        provider = entry.provider
         return fit_to_context(
-            history, self.provider.count_tokens, self.provider.context_size, params.max_tokens
+            history, provider.count_tokens, provider.context_size, params.max_tokens
         )
 
     def is_running(self, conversation_id: str) -> bool:
@@ -82,15 +104,21 @@ class GenerationManager:
     def start(
         self,
         *,
+        model: ModelEntry,
         conversation_id: str,
         parent_id: str,
         messages: list[ChatMessage],
         params: GenerationParams,
+        user_id: str,
+        source: str = "ui",
     ) -> GenerationRun:
         run = GenerationRun(
             conversation_id=conversation_id,
             parent_id=parent_id,
             request=ChatRequest(messages=messages, params=params),
+            model=model,
+            user_id=user_id,
+            source=source,
         )
         self.runs[conversation_id] = run
         run.task = asyncio.create_task(self._run(run), name=f"generation-{run.message_id}")
@@ -112,18 +140,20 @@ class GenerationManager:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, run: GenerationRun) -> None:
-        started = time.monotonic()
-        first_token_at: float | None = None
+        meter = GenerationMeter()
+        route = Route(requested=run.model)
         parts: list[str] = []
         usage: Usage | None = None
         status = MessageStatus.COMPLETE
         error: str | None = None
+        error_type: str | None = None
         try:
-            async with contextlib.aclosing(self.provider.stream_chat(run.request)) as stream:
+            async with contextlib.aclosing(
+                stream_with_fallbacks(self.registry, route, run.request)
+            ) as stream:
                 async for chunk in stream:
                     if isinstance(chunk, TextDelta):
-                        if first_token_at is None:
-                            first_token_at = time.monotonic()
+                        meter.token()
                         parts.append(chunk.text)
                         run.events.put_nowait(RunEvent("delta", {"text": chunk.text}))
                     elif isinstance(chunk, Usage):
@@ -131,26 +161,44 @@ class GenerationManager:
         except asyncio.CancelledError:
             status = MessageStatus.PARTIAL
             error = "Stopped before the reply was complete"
+            error_type = "cancelled"
         except ProviderError as exc:
             status = MessageStatus.PARTIAL if parts else MessageStatus.ERROR
             error = str(exc)
+            error_type = type(exc).__name__
         except Exception:
             logger.exception("Generation %s failed", run.message_id)
             status = MessageStatus.PARTIAL if parts else MessageStatus.ERROR
             error = "The model failed while generating the reply"
+            error_type = "internal"
 
-        ended = time.monotonic()
+        meter.finish()
+        served = route.model
+        price = served.spec.price
+        self.usage.record(
+            meter.row(
+                source=run.source,
+                user_id=run.user_id,
+                model=served.name,
+                requested_model=run.model.name,
+                provider=served.spec.provider,
+                usage=usage,
+                cost_per_token=(price.input_per_1m / 1e6, price.output_per_1m / 1e6),
+                status=status if error_type != "cancelled" else "cancelled",
+                error_type=error_type,
+            )
+        )
         message = Message(
             id=run.message_id,
             conversation_id=run.conversation_id,
             parent_id=run.parent_id,
             role=Role.ASSISTANT,
             content="".join(parts),
-            model=self.provider.model_name,
+            model=served.name,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else len(parts),
-            ttft_ms=round((first_token_at - started) * 1000) if first_token_at else None,
-            duration_ms=round((ended - started) * 1000),
+            ttft_ms=round(meter.ttft_ms) if meter.ttft_ms is not None else None,
+            duration_ms=round(meter.duration_ms),
             status=status,
             error=error,
         )

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from onebox.chat.generation import message_out
+from onebox.chat.generation import default_params, message_out
 from onebox.chat.schemas import (
     ConversationCreate,
     ConversationDetail,
@@ -20,9 +20,20 @@ from onebox.chat.service import ChatService
 from onebox.core.deps import CurrentUserId, SessionDep, StateDep
 from onebox.core.errors import BadRequestError, ConflictError
 from onebox.core.sse import SSE_HEADERS, format_event
-from onebox.llm.base import ContextWindowExceededError, GenerationParams
+from onebox.core.state import AppState
+from onebox.llm.base import ContextWindowExceededError
+from onebox.llm.registry import UnknownModelError
 
 router = APIRouter(prefix="/api/conversations", tags=["chat"])
+
+
+def _canonical_model(state: AppState, name: str | None) -> str | None:
+    if name is None:
+        return None
+    try:
+        return state.models.resolve(name).name
+    except UnknownModelError as exc:
+        raise BadRequestError(str(exc), param="model") from exc
 
 
 @router.get("", response_model=ConversationPage)
@@ -45,11 +56,14 @@ async def list_conversations(
 
 @router.post("", response_model=ConversationOut, status_code=201)
 async def create_conversation(
-    session: SessionDep, user_id: CurrentUserId, body: ConversationCreate | None = None
+    session: SessionDep,
+    user_id: CurrentUserId,
+    state: StateDep,
+    body: ConversationCreate | None = None,
 ) -> ConversationOut:
-    conversation = await ChatService(session).create_conversation(
-        user_id, body.title if body else ""
-    )
+    body = body or ConversationCreate()
+    model = _canonical_model(state, body.model)
+    conversation = await ChatService(session).create_conversation(user_id, body.title, model)
     await session.commit()
     return ConversationOut.model_validate(conversation)
 
@@ -71,8 +85,14 @@ async def get_conversation(
 
 @router.patch("/{conversation_id}", response_model=ConversationOut)
 async def update_conversation(
-    conversation_id: str, body: ConversationUpdate, session: SessionDep, user_id: CurrentUserId
+    conversation_id: str,
+    body: ConversationUpdate,
+    session: SessionDep,
+    user_id: CurrentUserId,
+    state: StateDep,
 ) -> ConversationOut:
+    if body.model is not None:
+        body.model = _canonical_model(state, body.model)
     conversation = await ChatService(session).update_conversation(user_id, conversation_id, body)
     await session.commit()
     return ConversationOut.model_validate(conversation)
@@ -118,19 +138,27 @@ async def post_message(
     user_message = await service.add_user_message(
         conversation, body.content, parent_id=body.parent_id, max_chars=settings.max_message_chars
     )
-    params = GenerationParams(max_tokens=settings.max_tokens, temperature=settings.temperature)
+    try:
+        entry = state.models.resolve(conversation.model)
+    except UnknownModelError as exc:
+        raise BadRequestError(
+            f"{exc} any more; choose another model for this conversation", param="model"
+        ) from exc
+    params = default_params(entry, settings)
     history = await service.history_for(conversation, user_message, settings.system_prompt)
     try:
-        prompt = state.generations.prepare(history, params)
+        prompt = state.generations.prepare(entry, history, params)
     except ContextWindowExceededError as exc:
         raise BadRequestError(str(exc), param="content") from exc
     await session.commit()
 
     run = state.generations.start(
+        model=entry,
         conversation_id=conversation.id,
         parent_id=user_message.id,
         messages=prompt,
         params=params,
+        user_id=user_id,
     )
     opening = {
         "user_message": message_out(user_message),

@@ -11,6 +11,9 @@ class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(default="", max_length=200)
+    model: str | None = Field(
+        default=None, description="Model name or alias; default model if unset"
+    )
 
 
 class ConversationUpdate(BaseModel):
@@ -19,6 +22,7 @@ class ConversationUpdate(BaseModel):
     title: str | None = Field(default=None, min_length=1, max_length=200)
     pinned: bool | None = None
     archived: bool | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ConversationOut(BaseModel):

@@ -35,8 +35,10 @@ class ChatService:
     def __init__(self, session: AsyncSession) -> None:
         self.repository = ChatRepository(session)
 
-    async def create_conversation(self, owner_id: str, title: str = "") -> Conversation:
-        conversation = Conversation(owner_id=owner_id, title=title.strip())
+    async def create_conversation(
+        self, owner_id: str, title: str = "", model: str | None = None
+    ) -> Conversation:
+        conversation = Conversation(owner_id=owner_id, title=title.strip(), model=model)
         await self.repository.add(conversation)
         return conversation
 
@@ -66,6 +68,8 @@ class ChatService:
             conversation.pinned = update.pinned
         if update.archived is not None:
             conversation.archived = update.archived
+        if update.model is not None:
+            conversation.model = update.model
         conversation.updated_at = utcnow()
         await self.repository.session.flush()
         return conversation

@@ -17,10 +17,37 @@ class AppError(Exception):
     status_code = 400
     error_type = "invalid_request_error"
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.code = code
+        self.headers = headers
+
+
+class APIError(AppError):
+    """An error with an explicit status and type (the OpenAI-compatible API uses these)."""
+
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        error_type: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, headers=headers)
+        self.status_code = status_code
+        self.error_type = error_type
 
 
 class BadRequestError(AppError):
@@ -64,11 +91,11 @@ _HTTP_ERROR_TYPES = {
 }
 
 
-def error_body(message: str, error_type: str, param: str | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"message": message, "type": error_type}
-    if param is not None:
-        error["param"] = param
-    return {"error": error}
+def error_body(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    # Same keys as OpenAI's errors, so its SDKs and ours read them alike.
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def error_response(status_code: int, message: str, error_type: str, **extra: Any) -> JSONResponse:
@@ -94,7 +121,12 @@ def _describe_validation_error(exc: RequestValidationError) -> tuple[int, str, s
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message, exc.error_type, param=exc.param)
+        response = error_response(
+            exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code
+        )
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

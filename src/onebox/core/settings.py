@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_KEY_LENGTH = 32
+MIN_API_TOKEN_LENGTH = 24
 _WEAK_SECRETS = {"changeme", "secret", "password", "onebox", "dev", "test"}
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 
@@ -35,6 +36,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
+    models_file: Path | None = Field(
+        default=None,
+        description="YAML or TOML model registry (several models, upstreams, prices, "
+        "fallbacks); without it, one model is built from the settings below",
+    )
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token required on /v1/* when set"
+    )
     llm_provider: str = Field(
         default="llamacpp", description="Provider name from the registry in onebox.llm.registry"
     )
@@ -49,6 +58,8 @@ class Settings(BaseSettings):
     system_prompt: str = (
         "You are Onebox, a helpful, concise assistant. Answer in Markdown when it helps."
     )
+
+    upstream_max_connections: int = Field(default=1000, ge=1)
 
     max_message_chars: int = Field(default=32_000, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
@@ -65,6 +76,12 @@ class Settings(BaseSettings):
                 "ONEBOX_SECRET_KEY must be set to a random value of at least "
                 f"{MIN_SECRET_KEY_LENGTH} characters when ONEBOX_ENV=production "
                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        token = self.api_token.get_secret_value() if self.api_token else ""
+        if len(token) < MIN_API_TOKEN_LENGTH:
+            raise ValueError(
+                f"ONEBOX_API_TOKEN must be set (at least {MIN_API_TOKEN_LENGTH} characters) when "
+                "ONEBOX_ENV=production, so /v1 is never open to the network"
             )
         return self
 

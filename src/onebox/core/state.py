@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from onebox.chat.generation import GenerationManager
 from onebox.core.settings import Settings
-from onebox.llm.base import ChatProvider
+from onebox.llm.registry import ModelRegistry
+from onebox.usage.service import UsageRecorder
 
 
 @dataclass
@@ -16,6 +19,9 @@ class AppState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    provider: ChatProvider
+    http: httpx.AsyncClient
+    models: ModelRegistry
+    usage: UsageRecorder
     generations: GenerationManager
     local_user_id: str
+    started_at: float = field(default_factory=time.time)

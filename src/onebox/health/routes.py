@@ -29,7 +29,7 @@ async def readyz(state: StateDep) -> JSONResponse:
     except Exception as exc:
         logger.warning("Readiness: database unreachable: %s", exc)
         checks["database"] = "unreachable"
-    checks["model"] = "ok" if state.provider.is_ready() else "loading"
+    checks["model"] = "ok" if state.models.is_ready() else "loading"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},

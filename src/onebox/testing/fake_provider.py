@@ -27,13 +27,14 @@ class FakeProvider(ChatProvider):
 
     ``token_delay`` seconds pass between chunks; ``repeat`` repeats the reply that many
     times (long streams for disconnect tests); ``fail_after`` raises a ProviderError
-    after that many chunks.
+    after that many chunks; ``fail_before_start`` is raised before anything is streamed.
     """
 
     reply: str | None = None
     token_delay: float = 0.0
     repeat: int = 1
     fail_after: int | None = None
+    fail_before_start: ProviderError | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FakeProvider:
@@ -50,6 +51,8 @@ class FakeProvider(ChatProvider):
         return f"Echo: {last_user}"
 
     async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[StreamChunk]:
+        if self.fail_before_start is not None:
+            raise self.fail_before_start
         tokens = _TOKEN.findall(self.reply_for(request)) * self.repeat
         limit = request.params.max_tokens
         emitted = 0

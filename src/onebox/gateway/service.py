@@ -1,0 +1,285 @@
+"""The OpenAI-compatible gateway: resolve the model, stream with fallbacks, speak the wire
+format, record usage. Kept lean: it is the hot path of every API call."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from onebox.core.errors import APIError
+from onebox.core.settings import Settings
+from onebox.gateway.schemas import ChatCompletionRequest
+from onebox.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    ContextWindowExceededError,
+    GenerationParams,
+    ProviderError,
+    ProviderOverloadedError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    StreamChunk,
+    TextDelta,
+    Usage,
+)
+from onebox.llm.context import fit_to_context
+from onebox.llm.registry import ModelEntry, ModelRegistry, UnknownModelError
+from onebox.llm.router import Route, stream_with_fallbacks
+from onebox.usage.service import GenerationMeter, UsageRecorder
+
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def parse_request(body: bytes) -> ChatCompletionRequest:
+    try:
+        return ChatCompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise invalid_request(exc) from exc
+
+
+def invalid_request(exc: ValidationError) -> APIError:
+    error = exc.errors()[0]
+    if error["type"] == "json_invalid":
+        return APIError(400, "The request body is not valid JSON.", "invalid_request_error")
+    param = ".".join(str(part) for part in error["loc"]) or None
+    message = f"Invalid value for '{param}': {error['msg']}" if param else error["msg"]
+    return APIError(400, message, "invalid_request_error", param=param)
+
+
+def resolve_model(registry: ModelRegistry, name: str) -> ModelEntry:
+    try:
+        return registry.resolve(name)
+    except UnknownModelError as exc:
+        raise APIError(
+            404, f"{exc}.", "invalid_request_error", param="model", code="model_not_found"
+        ) from exc
+
+
+def provider_error(exc: ProviderError) -> APIError:
+    """What a client sees for a failure before the first token."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status != 429:
+        return APIError(status, str(exc), "invalid_request_error", code="upstream_rejected")
+    if isinstance(exc, ProviderOverloadedError):
+        retry_after = max(1, round(exc.retry_after))
+        return APIError(
+            429, str(exc), "rate_limit_error", code="engine_overloaded",
+            headers={"Retry-After": str(retry_after)},
+        )  # fmt: skip
+    if isinstance(exc, ProviderTimeoutError):
+        return APIError(504, str(exc), "timeout_error", code="upstream_timeout")
+    if isinstance(exc, ProviderUnavailableError):
+        return APIError(503, str(exc), "service_unavailable", code="upstream_unavailable")
+    return APIError(502, str(exc), "api_error", code="upstream_error")
+
+
+@dataclass
+class Completion:
+    """One /v1/chat/completions call, from validated request to recorded usage."""
+
+    request: ChatCompletionRequest
+    route: Route
+    registry: ModelRegistry
+    usage_recorder: UsageRecorder
+    chat_request: ChatRequest
+    completion_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+    meter: GenerationMeter = field(default_factory=GenerationMeter)
+    usage: Usage | None = None
+    _stream: AsyncGenerator[StreamChunk] | None = None
+    _recorded: bool = False
+
+    @classmethod
+    def prepare(
+        cls,
+        request: ChatCompletionRequest,
+        registry: ModelRegistry,
+        usage_recorder: UsageRecorder,
+        settings: Settings,
+    ) -> Completion:
+        entry = resolve_model(registry, request.model)
+        defaults = entry.spec.defaults
+        params = GenerationParams(
+            max_tokens=request.max_completion_tokens
+            or request.max_tokens
+            or defaults.max_tokens
+            or settings.max_tokens,
+            temperature=_first(request.temperature, defaults.temperature, settings.temperature),
+            top_p=_first(request.top_p, defaults.top_p, 1.0),
+            stop=request.stop_sequences(),
+            seed=request.seed,
+        )
+        messages = [ChatMessage(_ROLES[m.role], m.text()) for m in request.messages]  # type: ignore[arg-type]
+        try:
+            messages = fit_to_context(
+                messages,
+                entry.provider.count_tokens,
+                entry.provider.context_size,
+                params.max_tokens,
+            )
+        except ContextWindowExceededError as exc:
+            raise APIError(
+                400, str(exc), "invalid_request_error", param="messages",
+                code="context_length_exceeded",
+            ) from exc  # fmt: skip
+        return cls(
+            request=request,
+            route=Route(requested=entry),
+            registry=registry,
+            usage_recorder=usage_recorder,
+            chat_request=ChatRequest(messages=messages, params=params),
+        )
+
+    async def first_chunk(self) -> StreamChunk:
+        """Starts generation and waits for its first chunk, so failures before any output
+        become proper HTTP errors (429, 503, …) instead of a broken stream."""
+        self._stream = stream_with_fallbacks(self.registry, self.route, self.chat_request)
+        try:
+            return await anext(self._stream)
+        except ProviderError as exc:
+            await self._close("error", type(exc).__name__)
+            raise provider_error(exc) from exc
+        except BaseException:
+            await self._close("cancelled", "cancelled")
+            raise
+
+    async def chunks(self, first: StreamChunk) -> AsyncIterator[StreamChunk]:
+        assert self._stream is not None
+        yield first
+        async for chunk in self._stream:
+            yield chunk
+
+    def observe(self, chunk: StreamChunk) -> None:
+        if isinstance(chunk, TextDelta):
+            self.meter.token()
+        else:
+            self.usage = chunk
+
+    async def _close(self, status: str, error_type: str | None = None) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                await self._stream.aclose()
+        self.record(status, error_type)
+
+    def record(self, status: str, error_type: str | None = None) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        self.meter.finish()
+        served = self.route.model
+        price = served.spec.price
+        self.usage_recorder.record(
+            self.meter.row(
+                source="api",
+                user_id=None,
+                model=served.name,
+                requested_model=self.route.requested.name,
+                provider=served.spec.provider,
+                usage=self.usage,
+                cost_per_token=(price.input_per_1m / 1e6, price.output_per_1m / 1e6),
+                status=status,
+                error_type=error_type,
+            )
+        )
+
+    # --- wire format -------------------------------------------------------------------
+
+    def _chunk_prefix(self) -> str:
+        model = json.dumps(self.route.model.name)
+        return (
+            f'{{"id":"{self.completion_id}","object":"chat.completion.chunk",'
+            f'"created":{self.created},"model":{model},"system_fingerprint":null,"choices":'
+        )
+
+    async def sse(self, first: StreamChunk) -> AsyncIterator[bytes]:
+        prefix = self._chunk_prefix()
+        include_usage = bool(
+            self.request.stream_options and self.request.stream_options.include_usage
+        )
+        status: str = "cancelled"
+        error_type: str | None = "cancelled"
+        try:
+            yield (
+                f'data: {prefix}[{{"index":0,"delta":{{"role":"assistant","content":""}},'
+                f'"logprobs":null,"finish_reason":null}}]}}\n\n'
+            ).encode()
+            async for chunk in self.chunks(first):
+                self.observe(chunk)
+                if isinstance(chunk, TextDelta):
+                    yield (
+                        f'data: {prefix}[{{"index":0,"delta":{{"content":{json.dumps(chunk.text)}}},'
+                        f'"logprobs":null,"finish_reason":null}}]}}\n\n'
+                    ).encode()
+            finish = _finish_reason(self.usage)
+            yield (
+                f'data: {prefix}[{{"index":0,"delta":{{}},"logprobs":null,'
+                f'"finish_reason":"{finish}"}}]}}\n\n'
+            ).encode()
+            if include_usage:
+                yield f"data: {prefix}[],{_usage_json(self.usage)[1:]}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+            status, error_type = "complete", None
+        except ProviderError as exc:
+            status, error_type = ("partial" if self.meter.chunks else "error"), type(exc).__name__
+            error = provider_error(exc)
+            body = {"error": {"message": error.message, "type": error.error_type,
+                              "param": None, "code": error.code}}  # fmt: skip
+            yield f"data: {json.dumps(body)}\n\n".encode()
+        finally:
+            await self._close(status, error_type)
+
+    async def collect(self, first: StreamChunk) -> dict[str, Any]:
+        parts: list[str] = []
+        status: str = "cancelled"
+        error_type: str | None = "cancelled"
+        try:
+            async for chunk in self.chunks(first):
+                self.observe(chunk)
+                if isinstance(chunk, TextDelta):
+                    parts.append(chunk.text)
+            status, error_type = "complete", None
+        except ProviderError as exc:
+            status, error_type = ("partial" if parts else "error"), type(exc).__name__
+            raise provider_error(exc) from exc
+        finally:
+            await self._close(status, error_type)
+        return {
+            "id": self.completion_id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.route.model.name,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(parts)},
+                    "logprobs": None,
+                    "finish_reason": _finish_reason(self.usage),
+                }
+            ],
+            "usage": json.loads(_usage_json(self.usage))["usage"],
+        }
+
+
+def _first(*values: float | None) -> float:
+    return next(value for value in values if value is not None)
+
+
+def _finish_reason(usage: Usage | None) -> str:
+    return "length" if usage is not None and usage.finish_reason == "length" else "stop"
+
+
+def _usage_json(usage: Usage | None) -> str:
+    prompt = usage.prompt_tokens if usage else 0
+    completion = usage.completion_tokens if usage else 0
+    return (
+        f'{{"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},'
+        f'"total_tokens":{prompt + completion}}}}}'
+    )

@@ -1,0 +1,34 @@
+"""The models a user can pick for a conversation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from onebox.core.deps import StateDep
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+
+
+class ModelOut(BaseModel):
+    id: str
+    aliases: list[str]
+    provider: str
+    context_window: int
+    default: bool
+    ready: bool
+
+
+@router.get("", response_model=list[ModelOut])
+async def list_models(state: StateDep) -> list[ModelOut]:
+    return [
+        ModelOut(
+            id=entry.name,
+            aliases=entry.spec.aliases,
+            provider=entry.spec.provider,
+            context_window=entry.provider.context_size,
+            default=entry.name == state.models.default,
+            ready=entry.provider.is_ready(),
+        )
+        for entry in state.models.entries()
+    ]
