@@ -127,3 +127,32 @@ async def test_timestamps_are_utc_everywhere(api: AppUnderTest) -> None:
         listed["updated_at"],
     ):
         assert stamp.endswith(("Z", "+00:00")), stamp
+
+
+async def test_models_are_listed(api: AppUnderTest) -> None:
+    models = (await api.client.get("/api/models")).json()
+    assert models == [
+        {
+            "id": "fake-echo",
+            "aliases": ["default"],
+            "provider": "fake",
+            "context_window": 4096,
+            "default": True,
+            "ready": True,
+        }
+    ]
+
+
+async def test_conversation_model_is_validated_and_kept(api: AppUnderTest) -> None:
+    bad = await api.client.post("/api/conversations", json={"model": "nope"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "model"
+
+    created = (await api.client.post("/api/conversations", json={"model": "default"})).json()
+    assert created["model"] == "fake-echo"  # aliases are stored as the canonical name
+    patched = await api.client.patch(
+        f"/api/conversations/{created['id']}", json={"model": "missing"}
+    )
+    assert patched.status_code == 400
+    kept = (await api.client.get(f"/api/conversations/{created['id']}")).json()
+    assert kept["model"] == "fake-echo"

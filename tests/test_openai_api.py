@@ -52,8 +52,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     )
     from onebox.app import create_app
 
-    yield from run_live_server(settings, FakeProvider(model_name="unused", context_size=512),
-                               app_factory=lambda s: create_app(s, models=models))
+    yield from run_live_server(
+        settings,
+        FakeProvider(model_name="unused", context_size=512),
+        app_factory=lambda s: create_app(s, models=models),
+    )
 
 
 @pytest.fixture
@@ -164,7 +167,9 @@ def test_unknown_model(client: openai.OpenAI) -> None:
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
     ],
 )
-def test_invalid_parameters(client: openai.OpenAI, arguments: dict[str, object], param: str) -> None:
+def test_invalid_parameters(
+    client: openai.OpenAI, arguments: dict[str, object], param: str
+) -> None:
     call = {"model": "echo", "messages": USER, **arguments}
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(**call)  # type: ignore[call-overload]
@@ -212,10 +217,13 @@ def test_unavailable_without_fallback_is_503(client: openai.OpenAI) -> None:
 
 def test_failure_mid_stream_is_an_error_event(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(model="flaky", messages=USER, stream=True)  # type: ignore[arg-type]
-    received = []
+    received: list[str] = []
+
+    def consume() -> None:
+        received.extend(chunk.choices[0].delta.content or "" for chunk in stream)
+
     with pytest.raises(openai.APIError, match="failed as configured"):
-        for chunk in stream:
-            received.append(chunk.choices[0].delta.content or "")
+        consume()
     assert "".join(received) == "Echo: hello"
 
 

@@ -31,15 +31,22 @@ DataDirOption = Annotated[
 
 def load_settings(**overrides: Any) -> Any:
     from onebox.core.settings import Settings
+    from onebox.llm.catalog import ModelCatalogError, load_catalog
 
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
         for problem in exc.errors():
             location = ".".join(str(part) for part in problem["loc"]) or "settings"
             errors.print(f"[red]Invalid configuration[/red] ({location}): {problem['msg']}")
         raise typer.Exit(2) from exc
+    try:
+        load_catalog(settings)  # fail here, clearly, rather than half-way through start-up
+    except ModelCatalogError as exc:
+        errors.print(f"[red]Invalid models file[/red]: {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from exc
+    return settings
 
 
 @app.command()
