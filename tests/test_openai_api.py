@@ -278,3 +278,15 @@ def test_client_disconnect_is_recorded_as_cancelled(server: LiveServer) -> None:
     assert rows
     assert rows[0][2] == "cancelled"
     assert rows[0][4] < 100  # type: ignore[operator]
+
+
+def test_langchain_chat_openai(server: LiveServer) -> None:
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(
+        model="echo", base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0,  # type: ignore[arg-type]
+        temperature=0,
+    )  # fmt: skip
+    assert chat.invoke("hello langchain").content == "Echo: hello langchain"
+    streamed = "".join(str(chunk.content) for chunk in chat.stream("stream please"))
+    assert streamed == "Echo: stream please"
