@@ -124,13 +124,15 @@ async def _measure(direct: Target, gateway: Target, quick: bool) -> dict[str, An
 
 def run(quick: bool) -> dict[str, Any]:
     # 16 tokens streamed back to back after 10 ms: overhead dominates, as in the worst case.
-    with start_fake_upstream(ttft_ms=10, tokens_per_second=0, tokens=16) as upstream:
-        with onebox_server(upstream.url) as (url, process):
-            direct = Target.from_url(f"{upstream.url}/chat/completions")
-            gateway = Target.from_url(f"{url}/v1/chat/completions", TOKEN)
-            # The concurrent-stream phase uses a paced upstream so streams overlap for real.
-            results = asyncio.run(_measure(direct, gateway, quick))
-            results["onebox_peak_rss_mb"] = peak_rss_mb(process.pid)
+    with contextlib.ExitStack() as stack:
+        upstream = stack.enter_context(
+            start_fake_upstream(ttft_ms=10, tokens_per_second=0, tokens=16)
+        )
+        url, process = stack.enter_context(onebox_server(upstream.url))
+        direct = Target.from_url(f"{upstream.url}/chat/completions")
+        gateway = Target.from_url(f"{url}/v1/chat/completions", TOKEN)
+        results = asyncio.run(_measure(direct, gateway, quick))
+        results["onebox_peak_rss_mb"] = peak_rss_mb(process.pid)
 
     rows = []
     for rate, pair in results["rates"].items():

@@ -79,7 +79,7 @@ def request_bytes(target: Target, body: dict[str, Any]) -> bytes:
     return head.encode() + payload
 
 
-async def one_request(pool: Pool, raw: bytes, timeout: float) -> Sample:
+async def one_request(pool: Pool, raw: bytes, deadline_s: float) -> Sample:
     started = time.perf_counter()
     ttft: float | None = None
     connection: Connection | None = None
@@ -87,7 +87,7 @@ async def one_request(pool: Pool, raw: bytes, timeout: float) -> Sample:
         connection = await pool.acquire()
         connection.writer.write(raw)
         reader = connection.reader
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(deadline_s):
             status_line = await reader.readline()
             if not status_line:
                 raise ConnectionError("connection closed")
@@ -130,7 +130,7 @@ async def one_request(pool: Pool, raw: bytes, timeout: float) -> Sample:
 
 
 async def open_loop(
-    target: Target, body: dict[str, Any], rate: float, seconds: float, timeout: float = 30
+    target: Target, body: dict[str, Any], rate: float, seconds: float, deadline_s: float = 30
 ) -> tuple[list[Sample], float]:
     """Requests arrive at ``rate`` per second regardless of how fast they finish."""
     pool = Pool(target)
@@ -142,7 +142,7 @@ async def open_loop(
         delay = begin + index / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one_request(pool, raw, timeout)))
+        tasks.append(asyncio.create_task(one_request(pool, raw, deadline_s)))
     samples = await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - begin
     pool.close()
@@ -150,13 +150,13 @@ async def open_loop(
 
 
 async def concurrent(
-    target: Target, body: dict[str, Any], streams: int, timeout: float = 60
+    target: Target, body: dict[str, Any], streams: int, deadline_s: float = 60
 ) -> tuple[list[Sample], float]:
     """``streams`` requests at once, each on its own connection."""
     pool = Pool(target)
     raw = request_bytes(target, body)
     begin = time.perf_counter()
-    samples = await asyncio.gather(*(one_request(pool, raw, timeout) for _ in range(streams)))
+    samples = await asyncio.gather(*(one_request(pool, raw, deadline_s) for _ in range(streams)))
     elapsed = time.perf_counter() - begin
     pool.close()
     return list(samples), elapsed
