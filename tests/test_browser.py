@@ -14,6 +14,13 @@ from typing import Any
 
 import pytest
 
+from onebox.app import create_app
+from onebox.core.settings import Settings
+from onebox.llm.catalog import ModelSpec
+from onebox.llm.registry import ModelEntry, ModelRegistry
+from onebox.testing.fake_provider import FakeProvider
+from tests.conftest import LiveServer, run_live_server
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -77,8 +84,45 @@ def problems() -> PageProblems:
 
 @pytest.fixture
 def page(browser: Any, live_server: Any, problems: PageProblems) -> Iterator[Any]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 820})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    yield from _open_page(browser, live_server.url, problems)
+
+
+@pytest.fixture
+def two_model_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A live server with two fake models: "echo" (the default) and "shouty"."""
+    models = ModelRegistry(
+        [
+            ModelEntry(
+                ModelSpec(name="echo", provider="fake", aliases=["default"]),
+                FakeProvider(model_name="echo", context_size=4096, token_delay=0.01),
+            ),
+            ModelEntry(
+                ModelSpec(name="shouty", provider="fake"),
+                FakeProvider(
+                    model_name="shouty", context_size=4096, reply="LOUD REPLY", token_delay=0.01
+                ),
+            ),
+        ],
+        default="echo",
+    )
+    settings = Settings(_env_file=None, data_dir=tmp_path / "two")  # type: ignore[call-arg]
+    yield from run_live_server(
+        settings,
+        FakeProvider(model_name="unused", context_size=512),
+        app_factory=lambda s: create_app(s, models=models),
+    )
+
+
+@pytest.fixture
+def two_model_page(
+    browser: Any, two_model_server: LiveServer, problems: PageProblems
+) -> Iterator[Any]:
+    yield from _open_page(browser, two_model_server.url, problems)
+
+
+def _open_page(browser: Any, url: str, problems: PageProblems) -> Iterator[Any]:
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 820})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.on("pageerror", lambda exc: problems.errors.append(f"pageerror: {exc}"))
@@ -426,4 +470,69 @@ def test_narrow_screen_sidebar(page: Any, problems: PageProblems) -> None:
     sidebar_item(page, conversation_id).get_by_test_id("conversation-title").click()
     page.wait_for_url(f"**/c/{conversation_id}")
     expect(page.locator(MESSAGE)).to_have_count(2)
+    problems.assert_clean()
+
+
+def test_model_picker(two_model_page: Any, problems: PageProblems) -> None:
+    page = two_model_page
+    open_app(page)
+    picker = page.get_by_test_id("model-picker")
+    expect(picker).to_be_visible()
+    expect(picker).to_be_enabled()
+    assert picker.locator("option").evaluate_all("os => os.map(o => o.value)") == [
+        "echo",
+        "shouty",
+    ]
+    expect(picker).to_have_value("echo")
+
+    # A model picked before the conversation exists is used when it is created.
+    picker.select_option("shouty")
+    reply = send(page, "hello there " + _words("w", 20))
+    expect(picker).to_be_disabled()  # no switching mid-reply
+    wait_final(reply)
+    expect(reply.locator(BODY)).to_have_text("LOUD REPLY")
+    expect(reply.locator(".message-stats")).to_have_text(re.compile(r"^shouty · \d+ tokens?"))
+    expect(picker).to_be_enabled()
+    expect(picker).to_have_value("shouty")
+    loud = current_conversation_id(page)
+
+    page.reload()
+    page.wait_for_selector("html[data-ready='true']")
+    expect(picker).to_have_value("shouty")
+    expect(page.locator(ASSISTANT).locator(".message-stats")).to_contain_text("shouty")
+
+    # A second new chat starts from the default model again.
+    page.get_by_test_id("new-chat").click()
+    page.wait_for_url(re.compile(r"/$"))
+    expect(picker).to_have_value("echo")
+    reply = send(page, "quiet please")
+    wait_final(reply)
+    expect(reply.locator(BODY)).to_have_text("Echo: quiet please")
+    expect(reply.locator(".message-stats")).to_have_text(re.compile(r"^echo · "))
+    quiet = current_conversation_id(page)
+    assert quiet != loud
+
+    # Switching conversations shows each one's model.
+    sidebar_item(page, loud).click()
+    page.wait_for_url(f"**/c/{loud}")
+    expect(picker).to_have_value("shouty")
+    sidebar_item(page, quiet).click()
+    page.wait_for_url(f"**/c/{quiet}")
+    expect(picker).to_have_value("echo")
+
+    # Changing the model of an existing conversation is saved and used for the next reply.
+    with page.expect_response(
+        lambda r: r.request.method == "PATCH" and r.url.endswith(f"/api/conversations/{quiet}")
+    ) as patched:
+        picker.select_option("shouty")
+    assert patched.value.ok
+    reply = send(page, "now loudly")
+    wait_final(reply)
+    expect(reply.locator(BODY)).to_have_text("LOUD REPLY")
+    expect(reply.locator(".message-stats")).to_contain_text("shouty")
+    open_app(page, f"/c/{quiet}")
+    expect(picker).to_have_value("shouty")
+    stats = page.locator(ASSISTANT).locator(".message-stats").all_text_contents()
+    assert [s.split(" · ")[0] for s in stats] == ["echo", "shouty"]
+    page.screenshot(path=str(SCREENSHOT.with_name("onebox-ui-models.png")))
     problems.assert_clean()

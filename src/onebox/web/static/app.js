@@ -24,6 +24,7 @@ const el = {
   listEmpty: document.getElementById("conversation-empty"),
   loadMore: document.getElementById("load-more"),
   title: document.getElementById("chat-title"),
+  modelPicker: document.getElementById("model-picker"),
   banner: document.getElementById("error-banner"),
   bannerText: document.getElementById("error-text"),
   bannerClose: document.getElementById("error-close"),
@@ -53,6 +54,14 @@ const state = {
   sending: false,
   /** id of the conversation whose title is being edited inline */
   renamingId: null,
+  /** @type {Array<object>} the models the server offers (GET /api/models) */
+  models: [],
+  /** @type {string|null} id of the server's default model */
+  defaultModel: null,
+  /** @type {string|null} model picked for the not-yet-created "New chat" (null: default) */
+  draftModel: null,
+  /** @type {Promise<void>|null} a model change being saved (sending waits for it) */
+  modelSaving: null,
 };
 
 // ---------------------------------------------------------------------------
@@ -235,6 +244,7 @@ const displayTitle = (conversation) =>
 function formatStats(stats) {
   if (!stats) return "";
   const parts = [];
+  if (typeof stats.model === "string" && stats.model) parts.push(stats.model);
   const tokens = stats.completion_tokens;
   if (Number.isFinite(tokens)) parts.push(`${tokens} ${tokens === 1 ? "token" : "tokens"}`);
   const ms = stats.duration_ms;
@@ -656,6 +666,99 @@ function renderConversation(detail) {
 }
 
 // ---------------------------------------------------------------------------
+// Model picker
+
+/** The canonical id for a model name or alias, or the name itself if unknown. */
+function modelId(name) {
+  if (!name) return null;
+  const found = state.models.find((m) => m.id === name || (m.aliases || []).includes(name));
+  return found ? found.id : name;
+}
+
+/** The model the open view uses: the conversation's, the draft's, or the default. */
+function selectedModel() {
+  if (state.currentId) {
+    const conversation = state.conversations.get(state.currentId);
+    return modelId(conversation && conversation.model) || state.defaultModel;
+  }
+  return state.draftModel || state.defaultModel;
+}
+
+function renderModelOptions() {
+  const fragment = document.createDocumentFragment();
+  for (const model of state.models) {
+    const label = model.ready === false ? `${model.id} (unavailable)` : model.id;
+    const option = h("option", { text: label, attrs: { value: model.id } });
+    if (model.provider) option.title = `${model.id} · ${model.provider}`;
+    fragment.append(option);
+  }
+  if (!state.models.length) fragment.append(h("option", { text: "Default model", attrs: { value: "" } }));
+  el.modelPicker.replaceChildren(fragment);
+}
+
+function updateModelPicker() {
+  const picker = el.modelPicker;
+  const streaming = state.currentId !== null && state.streams.has(state.currentId);
+  picker.disabled = streaming || state.sending || state.models.length < 2;
+  if (!state.models.length) return; // not loaded (yet): the placeholder stays
+  const wanted = selectedModel() || "";
+  // A conversation may name a model this server no longer serves: show it, unpickable.
+  for (const stale of picker.querySelectorAll("option[data-stale]")) {
+    if (stale.value !== wanted) stale.remove();
+  }
+  if (wanted && ![...picker.options].some((option) => option.value === wanted)) {
+    const option = h("option", { text: `${wanted} (unavailable)`, attrs: { value: wanted, disabled: "" } });
+    option.dataset.stale = "true";
+    picker.append(option);
+  }
+  if (picker.value !== wanted) picker.value = wanted;
+  picker.title = wanted ? `Model: ${wanted}` : "Model";
+}
+
+async function loadModels() {
+  const models = await api("GET", "/api/models");
+  state.models = Array.isArray(models) ? models.filter((m) => m && typeof m.id === "string") : [];
+  const preferred = state.models.find((m) => m.default) || state.models[0];
+  state.defaultModel = preferred ? preferred.id : null;
+  renderModelOptions();
+  updateModelPicker();
+}
+
+async function changeModel() {
+  const value = el.modelPicker.value;
+  if (!value) return;
+  if (!state.currentId) {
+    state.draftModel = value === state.defaultModel ? null : value;
+    updateModelPicker();
+    return;
+  }
+  const id = state.currentId;
+  const conversation = state.conversations.get(id);
+  if (!conversation) return;
+  const previous = conversation.model ?? null;
+  if (modelId(previous) === value) return;
+  conversation.model = value; // optimistic; put back if the server refuses
+  updateModelPicker();
+  const saving = (async () => {
+    try {
+      const updated = await api("PATCH", conversationPath(id), { model: value });
+      upsertConversation(updated);
+    } catch (error) {
+      const current = state.conversations.get(id);
+      if (current && current.model === value) current.model = previous;
+      showError(error);
+    }
+  })();
+  state.modelSaving = saving;
+  try {
+    await saving;
+  } finally {
+    if (state.modelSaving === saving) state.modelSaving = null;
+    updateModelPicker();
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Navigation
 
 function updateTitle() {
@@ -663,6 +766,7 @@ function updateTitle() {
   const title = conversation ? displayTitle(conversation) : "New chat";
   el.title.textContent = title;
   document.title = conversation ? `${title} · Onebox` : "Onebox";
+  updateModelPicker();
 }
 
 function idFromLocation() {
@@ -736,6 +840,7 @@ function updateComposer() {
   el.stop.hidden = !streaming;
   el.send.disabled = state.sending || !el.composer.value.trim();
   el.form.classList.toggle("is-streaming", streaming);
+  updateModelPicker();
 }
 
 function focusComposerIfIdle() {
@@ -755,9 +860,13 @@ async function sendMessage() {
 
   let conversationId = state.currentId;
   try {
+    if (state.modelSaving) await state.modelSaving; // the reply should use the new model
     if (!conversationId) {
-      const created = await api("POST", "/api/conversations", { title: "" });
+      const payload = { title: "" };
+      if (state.draftModel) payload.model = state.draftModel;
+      const created = await api("POST", "/api/conversations", payload);
       state.conversations.set(created.id, created);
+      state.draftModel = null; // the next "New chat" starts from the default again
       conversationId = created.id;
       await navigate(created.id, { push: true, fresh: true });
     }
@@ -1007,6 +1116,7 @@ function bindEvents() {
     updateComposer();
   });
   el.stop.addEventListener("click", stopGenerating);
+  el.modelPicker.addEventListener("change", changeModel);
   el.newChat.addEventListener("click", () => {
     hideError();
     navigate(null, { push: true });
@@ -1078,13 +1188,14 @@ async function init() {
   updateComposer();
   const initialId = idFromLocation();
   const listing = loadConversations().catch((error) => showError(error));
+  const models = loadModels().catch((error) => showError(error));
   if (initialId) {
     await navigate(initialId, { replace: true });
   } else {
     updateEmptyState();
     el.composer.focus();
   }
-  await listing;
+  await Promise.all([listing, models]);
   document.documentElement.dataset.ready = "true";
 }
 
