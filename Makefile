@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 run: $(STAMP)
 	$(BIN)/onebox serve
 
-test: $(STAMP) system-deps
+# Strictness behind one command: lint, types, then the suite with warnings as errors.
+test: $(STAMP) system-deps lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
