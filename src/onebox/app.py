@@ -20,6 +20,7 @@ from onebox.core.middleware import JsonBodyGuard
 from onebox.core.migrate import upgrade
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
+from onebox.gateway.routes import chat_completions_route
 from onebox.gateway.routes import router as gateway_router
 from onebox.health.routes import router as health_router
 from onebox.llm.base import ChatProvider
@@ -118,6 +119,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)
+    app.router.routes.append(chat_completions_route)
     app.include_router(gateway_router)
     app.include_router(web_router)
     app.mount("/static", static_files(), name="static")

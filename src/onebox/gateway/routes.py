@@ -2,53 +2,33 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.routing import Route
 
 from onebox.core.deps import StateDep
 from onebox.core.errors import APIError
-from onebox.core.sse import SSE_HEADERS
+from onebox.gateway.asgi import ChatCompletionsEndpoint
+from onebox.gateway.auth import check_bearer
 from onebox.gateway.schemas import EmbeddingRequest
-from onebox.gateway.service import Completion, invalid_request, parse_request, resolve_model
+from onebox.gateway.service import invalid_request, resolve_model
 
 
 def require_api_token(request: Request, state: StateDep) -> None:
-    token = state.settings.api_token
-    if token is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.get_secret_value().encode()
-    ):
-        raise APIError(
-            401,
-            "Invalid or missing API key. Send it as 'Authorization: Bearer <key>'.",
-            "invalid_request_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    check_bearer(state.settings, request.headers.get("authorization", ""))
 
 
 ApiAuth = Annotated[None, Depends(require_api_token)]
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-@router.post("/chat/completions", response_model=None)
-async def chat_completions(
-    request: Request, state: StateDep, _auth: ApiAuth
-) -> StreamingResponse | JSONResponse:
-    body = parse_request(await request.body())
-    completion = Completion.prepare(body, state.models, state.usage, state.settings)
-    first = await completion.first_chunk()
-    if body.stream:
-        return StreamingResponse(
-            completion.sse(first), media_type="text/event-stream", headers=SSE_HEADERS
-        )
-    return JSONResponse(await completion.collect(first))
+# POST /v1/chat/completions is the bare ASGI endpoint in gateway/asgi.py (the hot path).
+chat_completions_route = Route(
+    "/v1/chat/completions", endpoint=ChatCompletionsEndpoint(), methods=["POST"]
+)
 
 
 @router.get("/models")
