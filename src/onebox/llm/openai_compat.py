@@ -1,0 +1,640 @@
+"""Any OpenAI-compatible ``/v1/chat/completions`` server as a provider: vLLM, SGLang, Ollama,
+TGI, the llama.cpp server, OpenAI itself.
+
+Failure model, in one place:
+
+* Before the first token is yielded, connect errors, timeouts, dropped connections and
+  HTTP 408/429/5xx are retried (``max_retries``, exponential backoff with jitter, honouring
+  ``Retry-After`` up to ``retry_after_max``). When they run out the call raises
+  :class:`UpstreamUnavailableError` (a :class:`ProviderUnavailableError`: nothing was
+  streamed, so the router may fall back to another model).
+* Any other 4xx raises :class:`UpstreamRequestError` at once, carrying the upstream's status
+  and message so the gateway can answer its own client the same way.
+* After the first token nothing is retried: a stall longer than ``read_timeout`` (or the
+  ``total_timeout`` passing) raises :class:`ProviderTimeoutError`; a dropped connection or a
+  broken stream raises :class:`ProviderError`. ``total_timeout`` bounds retries and backoff
+  too; while streaming it is checked after each read, so a silent upstream can overrun it
+  by at most ``read_timeout``.
+* ``failure_threshold`` consecutive failed calls open a circuit: for ``cooldown_seconds``
+  every call fails fast with :class:`UpstreamUnavailableError` without touching the network,
+  then one trial call goes through and its answer closes or reopens the circuit.
+
+The API key is sent as a Bearer token and never appears in reprs, logs or exception text
+(upstream error messages are scrubbed of it too).
+
+The ``httpx.AsyncClient`` is shared and owned by the caller; this provider never closes it.
+Leaving the stream early (``aclose()`` or cancelling the task) closes the upstream response,
+and with it the connection, at once, so the upstream stops generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from onebox.llm.base import (
+    ChatProvider,
+    ChatRequest,
+    FinishReason,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    StreamChunk,
+    TextDelta,
+    Usage,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_ERROR_BODY = 64 * 1024
+_loads = json.loads
+_raw_decode = json.JSONDecoder().raw_decode
+
+UnavailableReason = Literal["cooldown", "connect", "timeout", "status", "protocol", "pool"]
+
+
+class UpstreamRequestError(ProviderError):
+    """The upstream rejected the request itself (a 4xx other than 408/429): retrying or
+    falling back would not help. ``status_code`` and ``upstream_message`` are what the
+    gateway should pass on to its own client."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        upstream_message: str,
+        error_type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.upstream_message = upstream_message
+        self.error_type = error_type
+        self.code = code
+        self.param = param
+
+
+class UpstreamUnavailableError(ProviderUnavailableError):
+    """Nothing was streamed: the upstream could not be reached or kept failing (``reason``),
+    or its circuit is open after repeated failures (``reason == "cooldown"``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: UnavailableReason,
+        attempts: int,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.attempts = attempts
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamHealth:
+    """A snapshot of one upstream's circuit, for ``/readyz`` and the models endpoint."""
+
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    cooling_down_until: float | None  # Unix time the cooldown ends, while open
+    cooldown_remaining: float  # seconds, 0 unless open
+    trial_in_flight: bool
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class _Failure:
+    reason: UnavailableReason
+    description: str
+    retryable: bool = True
+    status_code: int | None = None
+    retry_after: float | None = None
+
+
+class _StreamBroken(Exception):
+    """The body of a 200 response was not a valid completion stream."""
+
+
+class _TotalTimeout(Exception):
+    """``total_timeout`` passed while streaming."""
+
+
+class _SseParser:
+    """Server-sent events to content deltas, for the chunks of one response.
+
+    Handles events split across reads, multi-line ``data:`` fields, CRLF/CR line ends,
+    comments and other fields (ignored), ``[DONE]``, usage chunks and error events.
+    """
+
+    __slots__ = ("_data", "_pending", "done", "finish", "usage")
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._data: list[bytes] = []
+        self.done = False
+        self.finish: object = None
+        self.usage: object = None
+
+    def feed(self, raw: bytes) -> list[str]:
+        """The content deltas completed by this read, in order."""
+        if self._pending:
+            raw = self._pending + raw
+        lines = _split_lines(raw) if b"\r" in raw else raw.split(b"\n")
+        self._pending = lines.pop()
+        contents: list[str] = []
+        data = self._data
+        for line in lines:
+            if line:
+                if line.startswith(b"data:"):
+                    value = line[5:]
+                    data.append(value[1:] if value[:1] == b" " else value)
+                continue  # comments, event:, id:, retry:
+            if not data:
+                continue
+            frame = data[0] if len(data) == 1 else b"\n".join(data)
+            data.clear()
+            if self.done:
+                continue
+            if frame == b"[DONE]":
+                self.done = True
+                continue
+            try:
+                event = _raw_decode(frame.decode())[0]  # twice as fast as json.loads(bytes)
+            except ValueError:
+                try:  # leading whitespace, odd encodings
+                    event = _loads(frame)
+                except ValueError as exc:
+                    raise _StreamBroken(f"malformed chunk {frame[:200]!r}") from exc
+            if type(event) is not dict:
+                raise _StreamBroken(f"unexpected chunk {frame[:200]!r}")
+            choices = event.get("choices")
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    content = delta.get("content")
+                    if content:
+                        contents.append(content)
+                reason = choice.get("finish_reason")
+                if reason:
+                    self.finish = reason
+            elif "error" in event:
+                raise _StreamBroken(f"error event: {_error_fields(frame)[0]}")
+            usage = event.get("usage")
+            if usage:
+                self.usage = usage
+        return contents
+
+    def end(self) -> list[str]:
+        """At the end of the body: flush an unterminated last event, check completeness."""
+        contents = self.feed(b"\n\n")
+        if not self.done and self.finish is None:
+            raise _StreamBroken("stream ended without [DONE] or a finish_reason")
+        self.done = True
+        return contents
+
+    def whole(self, body: bytes) -> list[str]:
+        """A non-streamed ``chat.completion`` answer."""
+        try:
+            parsed = _loads(body)
+            choice = parsed["choices"][0]
+            text = choice["message"].get("content") or ""
+            self.finish = choice.get("finish_reason")
+            self.usage = parsed.get("usage")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise _StreamBroken(f"unexpected JSON answer {body[:200]!r}") from exc
+        self.done = True
+        return [str(text)] if text else []
+
+
+def _redact_url(url: str) -> str:
+    """The URL without credentials or query string, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(float(milliseconds) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    """``(message, type, code, param)`` from an OpenAI-style (or similar) error body."""
+    try:
+        parsed = _loads(body)
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:500] or "(empty body)"), None, None, None
+    if isinstance(parsed, dict):
+        error = parsed.get("error", parsed)
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or json.dumps(error)[:500]
+            return (
+                str(message),
+                _str_or_none(error.get("type")),
+                _str_or_none(error.get("code")),
+                _str_or_none(error.get("param")),
+            )
+        if isinstance(error, str):  # {"error": "..."} (Ollama, TGI)
+            return error, None, None, None
+        detail = parsed.get("detail")
+        if detail is not None:  # FastAPI-style servers
+            return str(detail)[:500], None, None, None
+    return json.dumps(parsed)[:500], None, None, None
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _describe_transport_error(exc: httpx.TransportError) -> tuple[UnavailableReason, str]:
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        for _ in range(8):  # httpx -> httpcore -> anyio -> the socket's OSError
+            if cause is None:
+                break
+            if isinstance(cause, ConnectionRefusedError):
+                return "connect", "connection refused"
+            if isinstance(cause, OSError) and cause.strerror:
+                return "connect", f"cannot connect ({cause.strerror})"
+            cause = cause.__cause__ or cause.__context__
+        return "connect", f"cannot connect ({exc or type(exc).__name__})"
+    return "protocol", f"connection dropped ({exc or type(exc).__name__})"
+
+
+def _map_finish(reason: object) -> FinishReason:
+    return "length" if reason == "length" else "stop"
+
+
+@dataclass(kw_only=True, repr=False)
+class OpenAICompatProvider(ChatProvider):
+    """Streams chat completions from an OpenAI-compatible server at ``base_url`` (``.../v1``)."""
+
+    base_url: str
+    client: httpx.AsyncClient = field(repr=False)
+    upstream_model: str | None = None  # the name sent upstream; defaults to model_name
+    api_key: str | None = field(default=None, repr=False)
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0  # longest silence allowed, time to first byte included
+    total_timeout: float = 600.0
+    pool_timeout: float | None = None  # waiting for a pooled connection; None: total
+    max_retries: int = 2
+    retry_backoff: float = 0.2  # first retry waits about this long, then doubling
+    retry_backoff_max: float = 8.0
+    retry_after_max: float = 10.0  # cap on an upstream's Retry-After
+    failure_threshold: int = 3  # consecutive failed calls that open the circuit; 0: never
+    cooldown_seconds: float = 30.0
+    include_usage: bool = True  # ask for stream_options.include_usage
+    max_tokens_field: str = "max_tokens"  # "max_completion_tokens" for OpenAI o-series
+    extra_body: Mapping[str, Any] = field(default_factory=dict)  # merged into every request
+    extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    _url: str = field(init=False, repr=False)
+    _display: str = field(init=False, repr=False)
+    _headers: dict[str, str] = field(init=False, repr=False)
+    _failures: int = field(default=0, init=False, repr=False)
+    _open_until: float = field(default=0.0, init=False, repr=False)
+    _trial: object | None = field(default=None, init=False, repr=False)
+    _last_error: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        if self.upstream_model is None:
+            self.upstream_model = self.model_name
+        for name in ("connect_timeout", "read_timeout", "total_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_retries < 0 or self.retry_backoff < 0:
+            raise ValueError("max_retries and retry_backoff must not be negative")
+        self._url = f"{self.base_url}/chat/completions"
+        self._display = _redact_url(self.base_url)
+        headers = {"Accept": "text/event-stream", **self.extra_headers}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        self._headers = headers
+
+    def __repr__(self) -> str:
+        # Never the key, nor credentials or query strings in the URL.
+        return (
+            f"{type(self).__name__}(model_name={self.model_name!r}, "
+            f"base_url={self._display!r}, upstream_model={self.upstream_model!r}, "
+            f"api_key={'set' if self.api_key else None!r}, "
+            f"circuit={self.health.state!r})"
+        )
+
+    # ChatProvider ------------------------------------------------------------------------
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[StreamChunk]:
+        trial = self._admit()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.total_timeout
+        payload = self._payload(request)
+        display = self._display
+        attempt = 0
+        streamed = 0  # content deltas yielded
+        try:
+            while True:
+                attempt += 1
+                failure: _Failure | None = None
+                parser = _SseParser()
+                try:
+                    async with self.client.stream(
+                        "POST",
+                        self._url,
+                        json=payload,
+                        headers=self._headers,
+                        timeout=self._timeout(deadline - loop.time()),
+                    ) as response:
+                        if response.status_code != 200:
+                            failure = await self._status_failure(response)
+                        elif response.headers.get("content-type", "").startswith(
+                            "application/json"
+                        ):  # a server that ignored stream=true
+                            self._record_success()
+                            for content in parser.whole(await response.aread()):
+                                streamed += 1
+                                yield TextDelta(content)
+                        else:
+                            self._record_success()
+                            chunks = cast("AsyncGenerator[bytes]", response.aiter_bytes())
+                            try:
+                                async for raw in chunks:
+                                    for content in parser.feed(raw):
+                                        streamed += 1
+                                        yield TextDelta(content)
+                                    if loop.time() > deadline:
+                                        raise _TotalTimeout
+                            finally:
+                                await chunks.aclose()
+                            for content in parser.end():
+                                streamed += 1
+                                yield TextDelta(content)
+                except httpx.TimeoutException as exc:
+                    if not parser.done:  # else: only the drain after [DONE] timed out
+                        failure = self._timeout_failure(exc, streamed)
+                except httpx.TransportError as exc:
+                    if not parser.done:
+                        reason, description = _describe_transport_error(exc)
+                        if streamed:
+                            self._record_failure(description)
+                            raise ProviderError(
+                                f"upstream {display} failed mid-stream after {streamed} "
+                                f"tokens: {description}"
+                            ) from exc
+                        failure = _Failure(reason, description)
+                except _StreamBroken as exc:
+                    description = self._scrub(str(exc))
+                    if streamed:
+                        self._record_failure(description)
+                        raise ProviderError(
+                            f"upstream {display} failed mid-stream after {streamed} tokens: "
+                            f"{description}"
+                        ) from exc
+                    failure = _Failure("protocol", description, retryable=False)
+                except _TotalTimeout:
+                    description = f"did not finish within {self.total_timeout:g}s"
+                    self._record_failure(description)
+                    raise ProviderTimeoutError(f"upstream {display} {description}") from None
+
+                if failure is None:
+                    break
+                delay = self._retry_delay(attempt, failure, deadline - loop.time())
+                if delay is None:
+                    if failure.reason != "pool":
+                        self._record_failure(failure.description)
+                    raise UpstreamUnavailableError(
+                        f"upstream {display}: {failure.description} after {attempt} "
+                        f"attempt{'s' if attempt != 1 else ''}",
+                        reason=failure.reason,
+                        attempts=attempt,
+                        status_code=failure.status_code,
+                        retry_after=failure.retry_after,
+                    )
+                logger.info(
+                    "Upstream %s: %s (attempt %d of %d); retrying in %.2fs",
+                    display,
+                    failure.description,
+                    attempt,
+                    self.max_retries + 1,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        finally:
+            if trial is not None and self._trial is trial:
+                self._trial = None  # ended before an outcome: let another trial through
+
+        yield self._usage(request, parser, streamed)
+
+    # Health ------------------------------------------------------------------------------
+
+    @property
+    def health(self) -> UpstreamHealth:
+        remaining = max(self._open_until - time.monotonic(), 0.0)
+        tripped = 0 < self.failure_threshold <= self._failures
+        if not tripped:
+            state: Literal["closed", "open", "half_open"] = "closed"
+        elif remaining > 0:
+            state = "open"
+        else:
+            state = "half_open"
+        return UpstreamHealth(
+            state=state,
+            consecutive_failures=self._failures,
+            cooling_down_until=time.time() + remaining if state == "open" else None,
+            cooldown_remaining=remaining if state == "open" else 0.0,
+            trial_in_flight=self._trial is not None,
+            last_error=self._last_error,
+        )
+
+    def _admit(self) -> object | None:
+        """Fail fast while the circuit is open; returns a token when this call is the trial."""
+        if self.failure_threshold <= 0 or self._failures < self.failure_threshold:
+            return None
+        remaining = self._open_until - time.monotonic()
+        if remaining > 0 or self._trial is not None:
+            wait = f"{remaining:.1f}s left" if remaining > 0 else "a trial request is in flight"
+            raise UpstreamUnavailableError(
+                f"upstream {self._display} is cooling down after {self._failures} consecutive "
+                f"failures ({wait}; last error: {self._last_error})",
+                reason="cooldown",
+                attempts=0,
+                retry_after=max(remaining, 0.0) or None,
+            )
+        token = object()
+        self._trial = token
+        return token
+
+    def _record_success(self) -> None:
+        if self._failures >= self.failure_threshold > 0:
+            logger.warning("Upstream %s answered again; circuit closed", self._display)
+        self._failures = 0
+        self._open_until = 0.0
+        self._trial = None
+
+    def _record_failure(self, description: str) -> None:
+        self._failures += 1
+        self._last_error = self._scrub(description)
+        self._trial = None
+        if 0 < self.failure_threshold <= self._failures:
+            self._open_until = time.monotonic() + self.cooldown_seconds
+            logger.warning(
+                "Upstream %s failed %d times in a row (%s); failing fast for %gs",
+                self._display,
+                self._failures,
+                self._last_error,
+                self.cooldown_seconds,
+            )
+
+    # Helpers -----------------------------------------------------------------------------
+
+    def _payload(self, request: ChatRequest) -> dict[str, Any]:
+        params = request.params
+        payload: dict[str, Any] = {
+            "model": self.upstream_model,
+            "messages": [
+                {"role": message.role, "content": message.content} for message in request.messages
+            ],
+            "stream": True,
+            self.max_tokens_field: params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if self.include_usage:
+            payload["stream_options"] = {"include_usage": True}
+        if params.stop:
+            payload["stop"] = list(params.stop)
+        if params.seed is not None:
+            payload["seed"] = params.seed
+        if self.extra_body:
+            payload.update(self.extra_body)
+        return payload
+
+    def _usage(self, request: ChatRequest, parser: _SseParser, streamed: int) -> Usage:
+        """The upstream's own counts when it sent them, else estimates."""
+        prompt: int | None = None
+        completion = streamed
+        reported = parser.usage
+        if isinstance(reported, dict):
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                prompt = int(reported["prompt_tokens"])
+            with contextlib.suppress(TypeError, ValueError, KeyError):
+                completion = int(reported["completion_tokens"])
+        return Usage(
+            prompt_tokens=prompt if prompt is not None else self.count_tokens(request.messages),
+            completion_tokens=completion,
+            finish_reason=_map_finish(parser.finish),
+        )
+
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        remaining = max(remaining, 0.001)
+        pool = self.pool_timeout if self.pool_timeout is not None else remaining
+        return httpx.Timeout(
+            connect=min(self.connect_timeout, remaining),
+            read=min(self.read_timeout, remaining),
+            write=min(self.read_timeout, remaining),
+            pool=min(pool, remaining),
+        )
+
+    def _scrub(self, text: str) -> str:
+        if self.api_key and self.api_key in text:
+            text = text.replace(self.api_key, "***")
+        return text
+
+    async def _status_failure(self, response: httpx.Response) -> _Failure:
+        """A non-200 answer: a retryable failure, or UpstreamRequestError raised at once."""
+        body = await response.aread()
+        message, error_type, code, param = _error_fields(body[:_MAX_ERROR_BODY])
+        message = self._scrub(message)
+        status = response.status_code
+        if status in RETRYABLE_STATUS:
+            return _Failure(
+                "status",
+                f"HTTP {status} ({message})",
+                status_code=status,
+                retry_after=_retry_after(response.headers),
+            )
+        self._record_success()  # it answered: the upstream is up, the request is wrong
+        raise UpstreamRequestError(
+            f"upstream {self._display} rejected the request: HTTP {status}: {message}",
+            status_code=status,
+            upstream_message=message,
+            error_type=error_type,
+            code=code,
+            param=param,
+        )
+
+    def _timeout_failure(self, exc: httpx.TimeoutException, streamed: int) -> _Failure:
+        if isinstance(exc, httpx.PoolTimeout):
+            return _Failure("pool", "no free connection in the pool in time", retryable=False)
+        if isinstance(exc, httpx.ConnectTimeout):
+            return _Failure("timeout", f"connect timed out after {self.connect_timeout:g}s")
+        if streamed:
+            description = f"no data for {self.read_timeout:g}s after {streamed} tokens"
+            self._record_failure(description)
+            raise ProviderTimeoutError(
+                f"upstream {self._display} stalled mid-stream: {description}"
+            ) from exc
+        return _Failure("timeout", f"no response within {self.read_timeout:g}s")
+
+    def _retry_delay(self, attempt: int, failure: _Failure, remaining: float) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up."""
+        if not failure.retryable or attempt > self.max_retries:
+            return None
+        backoff = min(self.retry_backoff * 2.0 ** (attempt - 1), self.retry_backoff_max)
+        delay = backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+        if failure.retry_after is not None:
+            delay = max(delay, min(failure.retry_after, self.retry_after_max))
+        if delay >= remaining:
+            return None
+        return delay
+
+
+def _split_lines(raw: bytes) -> list[bytes]:
+    """Split on CRLF, LF or a lone CR. The last element is the unfinished line; a trailing
+    CR stays on it, as it may be the first half of a CRLF split across reads."""
+    held = b""
+    if raw.endswith(b"\r"):
+        raw, held = raw[:-1], b"\r"
+    lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+    lines[-1] += held
+    return lines
