@@ -76,6 +76,7 @@ models:
         _env_file=None,  # type: ignore[call-arg]
         data_dir=directory / "data",
         models_file=models,
+        api_token=TOKEN,
     )
     from onebox.app import create_app
 
@@ -88,10 +89,11 @@ models:
 
 @pytest.fixture
 def client(server: LiveServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0)
 
 
 USER = [{"role": "user", "content": "relay this"}]
+TOKEN = "gateway-test-token-" + "y" * 24
 
 
 def test_relays_the_upstream_stream(client: openai.OpenAI) -> None:
@@ -157,6 +159,7 @@ def test_client_disconnect_cancels_the_upstream_request(
         "POST",
         f"{server.url}/v1/chat/completions",
         json={"model": "up", "messages": USER, "stream": True},
+        headers={"authorization": f"Bearer {TOKEN}"},
         timeout=10,
     ) as response:
         for line in response.iter_lines():

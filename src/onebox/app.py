@@ -28,6 +28,7 @@ from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
 from onebox.llm.routes import router as models_router
 from onebox.usage.service import UsageRecorder
+from onebox.users.auth import Authenticator
 from onebox.users.service import ensure_local_user
 from onebox.web.routes import router as web_router
 from onebox.web.routes import static_files
@@ -85,6 +86,7 @@ async def open_state(
             models=models,
             usage=usage,
             generations=generations,
+            auth=Authenticator(settings, sessionmaker),
             local_user_id=local_user.id,
         )
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, cast
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from onebox.core.errors import APIError
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
+from onebox.users.auth import CSRF_HEADER, SESSION_COOKIE, InvalidCredentialsError, Principal
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_state(request: Request) -> AppState:
@@ -35,9 +40,60 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_current_user_id(state: StateDep) -> str:
-    # Single-user mode: every request acts as the local user until accounts exist.
-    return state.local_user_id
+def unauthenticated(message: str, code: str = "unauthenticated") -> APIError:
+    return APIError(
+        401, message, "authentication_error", code=code, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+async def get_principal(request: Request, state: StateDep) -> Principal:
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise unauthenticated("Send credentials as 'Authorization: Bearer <key>'")
+        try:
+            principal = await state.auth.from_bearer(credential.strip())
+        except InvalidCredentialsError as exc:
+            raise unauthenticated(str(exc), "invalid_api_key") from exc
+        if principal.key is not None and principal.key.kind == "widget":
+            raise APIError(403, "Widget keys only work on /v1", "permission_error")
+        return principal
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        principal_or_none = await state.auth.from_session_cookie(cookie)
+        if principal_or_none is not None:
+            if request.method not in SAFE_METHODS:
+                sent = request.headers.get(CSRF_HEADER, "")
+                if not hmac.compare_digest(
+                    sent.encode(), (principal_or_none.csrf_token or "").encode()
+                ):
+                    raise APIError(
+                        403,
+                        "Missing or wrong CSRF token (send the X-CSRF-Token header)",
+                        "permission_error",
+                        code="csrf_failed",
+                    )
+            return principal_or_none
+    if await state.auth.anonymous_allowed():
+        return await state.auth.anonymous(state.local_user_id)
+    raise unauthenticated("Sign in to continue")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def get_current_user_id(principal: CurrentPrincipal) -> str:
+    return principal.user_id
 
 
 CurrentUserId = Annotated[str, Depends(get_current_user_id)]
+
+
+def require_admin(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_admin:
+        raise APIError(403, "This needs an administrator", "permission_error")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(require_admin)]

@@ -12,6 +12,7 @@ from onebox.chat.generation import GenerationManager
 from onebox.core.settings import Settings
 from onebox.llm.registry import ModelRegistry
 from onebox.usage.service import UsageRecorder
+from onebox.users.auth import Authenticator
 
 
 @dataclass
@@ -23,5 +24,6 @@ class AppState:
     models: ModelRegistry
     usage: UsageRecorder
     generations: GenerationManager
+    auth: Authenticator
     local_user_id: str
     started_at: float = field(default_factory=time.time)

@@ -16,7 +16,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from onebox.core.errors import APIError, error_body
 from onebox.core.state import AppState
-from onebox.gateway.auth import check_bearer
+from onebox.gateway.auth import authenticate_v1
 from onebox.gateway.service import Completion, parse_request
 
 logger = logging.getLogger(__name__)
@@ -70,9 +70,13 @@ async def _wait_for_disconnect(receive: Receive) -> Message:
 async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     state: AppState = scope["app"].state.onebox
     try:
-        check_bearer(state.settings, _header(scope, b"authorization"))
+        principal = await authenticate_v1(
+            state, _header(scope, b"authorization"), _header(scope, b"origin")
+        )
         request = parse_request(await _read_body(receive))
-        completion = Completion.prepare(request, state.models, state.usage, state.settings)
+        completion = Completion.prepare(
+            request, state.models, state.usage, state.settings, principal
+        )
         first = await completion.first_chunk()
         if not request.stream:
             await _send_json(send, 200, await completion.collect(first))

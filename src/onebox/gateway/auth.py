@@ -1,25 +1,47 @@
-"""Bearer-token check for /v1 (``ONEBOX_API_TOKEN``), shared by every /v1 endpoint."""
+"""Who may call /v1: an API key (widget keys only from their origins), the admin token,
+or anyone while Onebox runs in single-user mode on loopback without ONEBOX_API_TOKEN."""
 
 from __future__ import annotations
 
-import hmac
-
 from onebox.core.errors import APIError
-from onebox.core.settings import Settings
+from onebox.core.state import AppState
+from onebox.users.auth import InvalidCredentialsError, Principal
 
 
-def check_bearer(settings: Settings, authorization: str) -> None:
-    token = settings.api_token
-    if token is None:
-        return
-    scheme, _, given = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.get_secret_value().encode()
-    ):
+def _invalid(message: str) -> APIError:
+    return APIError(
+        401, message, "invalid_request_error", code="invalid_api_key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )  # fmt: skip
+
+
+async def authenticate_v1(state: AppState, authorization: str, origin: str) -> Principal:
+    if not authorization:
+        if state.settings.api_token is None and await state.auth.anonymous_allowed():
+            return await state.auth.anonymous(state.local_user_id)
+        raise _invalid("Missing API key. Send it as 'Authorization: Bearer <key>'.")
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise _invalid("Send the API key as 'Authorization: Bearer <key>'.")
+    try:
+        principal = await state.auth.from_bearer(credential.strip())
+    except InvalidCredentialsError as exc:
+        raise _invalid(f"{exc}.") from exc
+    key = principal.key
+    origin_allowed = bool(origin) and origin.lower().rstrip("/") in (
+        (key.allowed_origins or ()) if key else ()
+    )
+    if key is not None and key.kind == "widget" and not origin_allowed:
         raise APIError(
-            401,
-            "Invalid or missing API key. Send it as 'Authorization: Bearer <key>'.",
-            "invalid_request_error",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+            403, "This widget key is not allowed from this origin", "permission_error",
+            code="origin_not_allowed",
+        )  # fmt: skip
+    return principal
+
+
+def check_model_allowed(principal: Principal, model: str) -> None:
+    if principal.key is not None and not principal.key.allows_model(model):
+        raise APIError(
+            403, f"This API key may not use the model {model!r}", "permission_error",
+            param="model", code="model_not_allowed",
+        )  # fmt: skip

@@ -12,16 +12,19 @@ from starlette.routing import Route
 from onebox.core.deps import StateDep
 from onebox.core.errors import APIError
 from onebox.gateway.asgi import ChatCompletionsEndpoint
-from onebox.gateway.auth import check_bearer
+from onebox.gateway.auth import authenticate_v1
 from onebox.gateway.schemas import EmbeddingRequest
 from onebox.gateway.service import invalid_request, resolve_model
+from onebox.users.auth import Principal
 
 
-def require_api_token(request: Request, state: StateDep) -> None:
-    check_bearer(state.settings, request.headers.get("authorization", ""))
+async def require_api_key(request: Request, state: StateDep) -> Principal:
+    return await authenticate_v1(
+        state, request.headers.get("authorization", ""), request.headers.get("origin", "")
+    )
 
 
-ApiAuth = Annotated[None, Depends(require_api_token)]
+ApiAuth = Annotated[Principal, Depends(require_api_key)]
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 

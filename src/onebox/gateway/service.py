@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from onebox.core.errors import APIError
 from onebox.core.settings import Settings
+from onebox.gateway.auth import check_model_allowed
 from onebox.gateway.schemas import ChatCompletionRequest
 from onebox.llm.base import (
     ChatMessage,
@@ -33,6 +34,7 @@ from onebox.llm.context import fit_to_context
 from onebox.llm.registry import ModelEntry, ModelRegistry, UnknownModelError
 from onebox.llm.router import Route, stream_with_fallbacks
 from onebox.usage.service import GenerationMeter, UsageRecorder
+from onebox.users.auth import Principal
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 
@@ -85,6 +87,7 @@ class Completion:
     """One /v1/chat/completions call, from validated request to recorded usage."""
 
     request: ChatCompletionRequest
+    principal: Principal
     route: Route
     registry: ModelRegistry
     usage_recorder: UsageRecorder
@@ -103,8 +106,11 @@ class Completion:
         registry: ModelRegistry,
         usage_recorder: UsageRecorder,
         settings: Settings,
+        principal: Principal,
     ) -> Completion:
+        check_model_allowed(principal, request.model)
         entry = resolve_model(registry, request.model)
+        check_model_allowed(principal, entry.name)
         defaults = entry.spec.defaults
         params = GenerationParams(
             max_tokens=request.max_completion_tokens
@@ -131,6 +137,7 @@ class Completion:
             ) from exc  # fmt: skip
         return cls(
             request=request,
+            principal=principal,
             route=Route(requested=entry),
             registry=registry,
             usage_recorder=usage_recorder,
@@ -178,7 +185,8 @@ class Completion:
         self.usage_recorder.record(
             self.meter.row(
                 source="api",
-                user_id=None,
+                user_id=self.principal.user_id,
+                api_key_id=self.principal.key.id if self.principal.key else None,
                 model=served.name,
                 requested_model=self.route.requested.name,
                 provider=served.spec.provider,

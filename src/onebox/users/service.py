@@ -1,25 +1,54 @@
-"""Who is calling. Until accounts exist, a laptop install has one implicit local user."""
+"""Accounts, logins and sessions. Services flush; the request (or CLI command) commits."""
 
 from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from onebox.users.models import LOCAL_USER_EMAIL, User
+from onebox.core.db import utcnow
+from onebox.core.errors import AppError, BadRequestError, ConflictError
+from onebox.users.models import LOCAL_USER_EMAIL, AuditEvent, AuthSession, User
+from onebox.users.passwords import hash_password, password_problem, verify_password
 from onebox.users.repository import UserRepository
+
+SESSION_LIFETIME = timedelta(days=14)
+LOCKOUT_AFTER = 5  # consecutive failures before an account is locked for a while
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+
+
+class AuthenticationFailedError(AppError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    cleaned = email.strip().lower()
+    if not _EMAIL.fullmatch(cleaned) or cleaned == LOCAL_USER_EMAIL:
+        raise BadRequestError("Enter a valid email address", param="email")
+    return cleaned
 
 
 async def ensure_local_user(sessionmaker: async_sessionmaker[AsyncSession]) -> User:
-    """Return the single-user-mode owner, creating it once (safe under concurrent starts)."""
+    """Return the single-user-mode owner, creating it once (safe under concurrent starts).
+    Once the first account exists this row *is* that account (see create_account)."""
     async with sessionmaker() as session:
         repository = UserRepository(session)
-        user = await repository.get_by_email(LOCAL_USER_EMAIL)
+        user = await repository.get_by_email(LOCAL_USER_EMAIL) or await repository.first_admin()
         if user is not None:
             return user
         try:
-            user = await repository.add(
-                User(email=LOCAL_USER_EMAIL, display_name="Local user", is_admin=True)
-            )
+            user = User(email=LOCAL_USER_EMAIL, display_name="Local user", is_admin=True)
+            await repository.add(user)
             await session.commit()
             return user
         except IntegrityError:
@@ -28,3 +57,125 @@ async def ensure_local_user(sessionmaker: async_sessionmaker[AsyncSession]) -> U
             if existing is None:
                 raise
             return existing
+
+
+@dataclass
+class NewSession:
+    token: str
+    csrf_token: str
+    expires_at: datetime
+
+
+class AccountService:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = UserRepository(session)
+
+    async def create_account(
+        self, email: str, password: str, *, is_admin: bool = False, display_name: str = ""
+    ) -> User:
+        email = normalize_email(email)
+        if problem := password_problem(password):
+            raise BadRequestError(problem, param="password")
+        if await self.repository.get_by_email(email) is not None:
+            raise ConflictError("An account with this email already exists", param="email")
+        local = await self.repository.get_by_email(LOCAL_USER_EMAIL)
+        if local is not None and await self.repository.count_accounts() == 0:
+            # The first account takes over what was written in single-user mode.
+            local.email = email
+            local.password_hash = hash_password(password)
+            local.is_admin = True
+            local.display_name = display_name or email.split("@")[0]
+            await self.repository.session.flush()
+            return local
+        user = User(
+            email=email,
+            password_hash=hash_password(password),
+            is_admin=is_admin,
+            display_name=display_name or email.split("@")[0],
+        )
+        await self.repository.add(user)
+        return user
+
+    async def authenticate(self, email: str, password: str) -> User:
+        """The user for these credentials, or AuthenticationFailedError (same message for a
+        wrong password, an unknown email, a disabled or a locked account)."""
+        failure = AuthenticationFailedError("Incorrect email or password")
+        user = await self.repository.get_by_email(email.strip().lower())
+        now = utcnow()
+        matches = verify_password(user.password_hash if user else None, password)
+        if user is None or not user.is_active:
+            raise failure
+        if user.locked_until is not None and user.locked_until > now:
+            raise AuthenticationFailedError(
+                "Too many failed attempts; try again later", code="account_locked"
+            )
+        if not matches:
+            user.failed_logins += 1
+            if user.failed_logins >= LOCKOUT_AFTER:
+                extra = user.failed_logins - LOCKOUT_AFTER
+                user.locked_until = now + timedelta(seconds=min(30 * 2**extra, 3600))
+            await self.repository.session.flush()
+            raise failure
+        user.failed_logins = 0
+        user.locked_until = None
+        user.last_login_at = now
+        await self.repository.session.flush()
+        return user
+
+    async def start_session(self, user: User, *, user_agent: str, ip: str) -> NewSession:
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(24)
+        expires = utcnow() + SESSION_LIFETIME
+        await self.repository.add(
+            AuthSession(
+                token_hash=token_hash(token),
+                user_id=user.id,
+                csrf_token=csrf,
+                expires_at=expires,
+                user_agent=user_agent[:400],
+                ip=ip[:64],
+            )
+        )
+        return NewSession(token=token, csrf_token=csrf, expires_at=expires)
+
+    async def end_session(self, token: str) -> None:
+        await self.repository.delete_session(token_hash(token))
+
+    async def change_password(
+        self, user_id: str, current: str, new: str, *, keep_session: str | None
+    ) -> User:
+        user = await self.repository.get(user_id)
+        if user is None or not verify_password(user.password_hash, current):
+            raise AuthenticationFailedError("The current password is not correct")
+        if problem := password_problem(new):
+            raise BadRequestError(problem, param="new_password")
+        user.password_hash = hash_password(new)
+        # Every other login of this account ends: a changed password must lock others out.
+        await self.repository.delete_sessions_of(
+            user.id, keep=token_hash(keep_session) if keep_session else None
+        )
+        await self.repository.session.flush()
+        return user
+
+    async def audit(
+        self,
+        action: str,
+        *,
+        actor: User | None = None,
+        actor_email: str = "",
+        outcome: str = "ok",
+        target: str = "",
+        ip: str = "",
+        details: str = "",
+    ) -> None:
+        await self.repository.add(
+            AuditEvent(
+                actor_id=actor.id if actor else None,
+                actor_email=actor.email if actor else actor_email[:320],
+                action=action,
+                outcome=outcome,
+                target=target[:320],
+                ip=ip[:64],
+                details=details[:4000],
+            )
+        )
