@@ -28,7 +28,9 @@ from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
 from onebox.llm.routes import router as models_router
 from onebox.usage.service import UsageRecorder
+from onebox.users.admin_routes import router as admin_router
 from onebox.users.auth import Authenticator
+from onebox.users.routes import router as accounts_router
 from onebox.users.service import ensure_local_user
 from onebox.web.routes import router as web_router
 from onebox.web.routes import static_files
@@ -121,6 +123,8 @@ def create_app(
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)
+    app.include_router(accounts_router)
+    app.include_router(admin_router)
     app.router.routes.append(chat_completions_route)
     app.include_router(gateway_router)
     app.include_router(web_router)

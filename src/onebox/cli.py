@@ -117,6 +117,15 @@ def chat(
         console.print()
 
 
+def _register_account_commands() -> None:
+    from onebox.users.cli import register
+
+    register(app, load_settings, DataDirOption)
+
+
+_register_account_commands()
+
+
 def main() -> None:
     try:
         app()
