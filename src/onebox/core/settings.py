@@ -41,6 +41,7 @@ class Settings(BaseSettings):
         description="YAML or TOML model registry (several models, upstreams, prices, "
         "fallbacks); without it, one model is built from the settings below",
     )
+    signup_open: bool = Field(default=False, description="Anyone may create an account")
     api_token: SecretStr | None = Field(
         default=None, description="Bearer token required on /v1/* when set"
     )
@@ -55,6 +56,16 @@ class Settings(BaseSettings):
     threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=512)
     max_tokens: int = Field(default=512, ge=1, le=1_000_000)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_batch_sequences: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Embedded engine: sequences decoded together, each with its own KV cache "
+        "of context_size tokens (memory grows with both)",
+    )
+    max_queued_requests: int = Field(
+        default=64, ge=0, le=100_000, description="Embedded engine: requests allowed to wait"
+    )
     system_prompt: str = (
         "You are Onebox, a helpful, concise assistant. Answer in Markdown when it helps."
     )
