@@ -57,7 +57,7 @@ async def create_user(
 @router.patch("/users/{user_id}", response_model=UserOut)
 async def update_user(
     user_id: str, body: AdminUserUpdate, request: Request, admin: AdminPrincipal,
-    session: SessionDep,
+    session: SessionDep, state: StateDep,
 ) -> UserOut:  # fmt: skip
     repository = UserRepository(session)
     user = await repository.get(user_id)
@@ -79,6 +79,7 @@ async def update_user(
         ip=client_ip(request), details=", ".join(changes),
     )  # fmt: skip
     await session.commit()
+    state.auth.forget_user(user.id)
     return UserOut.model_validate(user)
 
 

@@ -133,6 +133,12 @@ class Authenticator:
     def forget_key(self, key_hash: str) -> None:
         self._keys.pop(key_hash, None)
 
+    def forget_user(self, user_id: str) -> None:
+        """Drop cached keys of a user who was just disabled or changed role."""
+        for digest, (_, principal) in list(self._keys.items()):
+            if principal is not None and principal.user_id == user_id:
+                self._keys.pop(digest, None)
+
     async def _load_key(self, digest: str) -> Principal | None:
         async with self.sessionmaker() as session:
             repository = UserRepository(session)
