@@ -173,7 +173,7 @@ async def test_every_resource_is_private(
     # And the owner's data is untouched.
     kept = (await api.client.get(f"/api/conversations/{cid}")).json()
     assert kept["title"] == "secret"
-    assert [m["content"] for m in kept["messages"]][0] == "private words"
+    assert next(m["content"] for m in kept["messages"]) == "private words"
 
 
 async def test_api_keys_work_once_shown_and_die_when_revoked(api: AppUnderTest) -> None:
@@ -218,7 +218,7 @@ async def test_expired_keys_are_refused(api: AppUnderTest) -> None:
             "/api/keys",
             json={"expires_at": (utcnow() + timedelta(seconds=1)).isoformat()},
             headers=signed.headers(),
-        )  # fmt: skip
+        )
     ).json()
     await asyncio.sleep(1.2)
     transport = httpx.ASGITransport(app=api.app)
