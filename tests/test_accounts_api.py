@@ -335,3 +335,56 @@ async def test_admin_token_acts_as_admin(api: AppUnderTest) -> None:
             assert (await bare.get("/v1/models", headers=headers)).status_code == 200
     finally:
         state(api).settings.api_token = None
+
+
+async def test_widget_keys_are_bound_to_their_origins(api: AppUnderTest) -> None:
+    await make_account(state(api), "shop@example.com")
+    signed = await sign_in(api.client, "shop@example.com")
+    no_origin = await api.client.post(
+        "/api/keys", json={"kind": "widget"}, headers=signed.headers()
+    )
+    assert no_origin.status_code == 400
+    bad_origin = await api.client.post(
+        "/api/keys", json={"kind": "widget", "allowed_origins": ["javascript:alert(1)"]},
+        headers=signed.headers(),
+    )  # fmt: skip
+    assert bad_origin.status_code == 400
+    widget = (
+        await api.client.post(
+            "/api/keys",
+            json={"kind": "widget", "allowed_origins": ["https://Shop.Example/"]},
+            headers=signed.headers(),
+        )
+    ).json()
+    secret = widget["secret"]
+    assert secret.startswith("obw_")
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://onebox.test") as bare:
+        auth = {"authorization": f"Bearer {secret}"}
+        good = await bare.get("/v1/models", headers={**auth, "origin": "https://shop.example"})
+        assert good.status_code == 200
+        assert good.headers["access-control-allow-origin"] == "https://shop.example"
+        evil = await bare.get("/v1/models", headers={**auth, "origin": "https://evil.example"})
+        assert evil.status_code == 403
+        assert "access-control-allow-origin" not in evil.headers
+        assert (await bare.get("/v1/models", headers=auth)).status_code == 403
+        preflight = await bare.options(
+            "/v1/chat/completions",
+            headers={"origin": "https://shop.example", "access-control-request-method": "POST"},
+        )
+        assert preflight.status_code == 204
+        assert "authorization" in preflight.headers["access-control-allow-headers"]
+        assert (await bare.get("/api/conversations", headers=auth)).status_code == 403
+
+
+async def test_security_headers(api: AppUnderTest) -> None:
+    page = await api.client.get("/")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    api_response = await api.client.get("/api/conversations")
+    assert api_response.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in api_response.headers["content-security-policy"]

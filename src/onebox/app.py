@@ -18,6 +18,7 @@ from onebox.core.errors import install_error_handlers
 from onebox.core.logging import configure_logging
 from onebox.core.middleware import JsonBodyGuard
 from onebox.core.migrate import upgrade
+from onebox.core.security import SecurityHeaders, WidgetCors
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
 from onebox.gateway.routes import chat_completions_route
@@ -30,6 +31,7 @@ from onebox.llm.routes import router as models_router
 from onebox.usage.service import UsageRecorder
 from onebox.users.admin_routes import router as admin_router
 from onebox.users.auth import Authenticator
+from onebox.users.repository import UserRepository
 from onebox.users.routes import router as accounts_router
 from onebox.users.service import ensure_local_user
 from onebox.web.routes import router as web_router
@@ -120,6 +122,14 @@ def create_app(
     app.add_middleware(
         JsonBodyGuard, max_bytes=settings.max_request_bytes, prefixes=("/api/", "/v1/")
     )
+
+    async def widget_origins() -> set[str]:
+        state: AppState = app.state.onebox
+        async with state.sessionmaker() as session:
+            return await UserRepository(session).widget_origins()
+
+    app.add_middleware(WidgetCors, load_origins=widget_origins)
+    app.add_middleware(SecurityHeaders)
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)
