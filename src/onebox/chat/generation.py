@@ -31,6 +31,7 @@ from onebox.llm.base import (
 from onebox.llm.context import fit_to_context
 from onebox.llm.registry import ModelEntry, ModelRegistry
 from onebox.llm.router import Route, stream_with_fallbacks
+from onebox.ratelimit import Admission
 from onebox.usage.service import GenerationMeter, UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class GenerationRun:
     model: ModelEntry
     user_id: str
     source: str
+    admission: Admission | None = None
     message_id: str = field(default_factory=new_id)
     events: asyncio.Queue[RunEvent | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -111,6 +113,7 @@ class GenerationManager:
         params: GenerationParams,
         user_id: str,
         source: str = "ui",
+        admission: Admission | None = None,
     ) -> GenerationRun:
         run = GenerationRun(
             conversation_id=conversation_id,
@@ -119,6 +122,7 @@ class GenerationManager:
             model=model,
             user_id=user_id,
             source=source,
+            admission=admission,
         )
         self.runs[conversation_id] = run
         run.task = asyncio.create_task(self._run(run), name=f"generation-{run.message_id}")
@@ -188,6 +192,9 @@ class GenerationManager:
                 error_type=error_type,
             )
         )
+        if run.admission is not None:
+            used = usage.prompt_tokens + usage.completion_tokens if usage else 0
+            await asyncio.shield(run.admission.release(used))
         message = Message(
             id=run.message_id,
             conversation_id=run.conversation_id,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from onebox.chat.generation import default_params, message_out
@@ -17,7 +17,7 @@ from onebox.chat.schemas import (
     MessageCreate,
 )
 from onebox.chat.service import ChatService
-from onebox.core.deps import CurrentUserId, SessionDep, StateDep
+from onebox.core.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
 from onebox.core.errors import BadRequestError, ConflictError
 from onebox.core.sse import SSE_HEADERS, format_event
 from onebox.core.state import AppState
@@ -125,12 +125,14 @@ async def stop_generation(
 async def post_message(
     conversation_id: str,
     body: MessageCreate,
+    request: Request,
     session: SessionDep,
-    user_id: CurrentUserId,
+    principal: CurrentPrincipal,
     state: StateDep,
 ) -> StreamingResponse:
     """Store the user's message, then stream the reply as Server-Sent Events."""
     settings = state.settings
+    user_id = principal.user_id
     service = ChatService(session)
     conversation = await service.get_conversation(user_id, conversation_id)
     if state.generations.is_running(conversation.id):
@@ -150,6 +152,10 @@ async def post_message(
         prompt = state.generations.prepare(entry, history, params)
     except ContextWindowExceededError as exc:
         raise BadRequestError(str(exc), param="content") from exc
+    ip = state.limits.client_ip(request.client.host if request.client else None, request.headers)
+    admission = await state.limits.admit(
+        principal, ip, estimated_tokens=entry.provider.count_tokens(prompt)
+    )
     await session.commit()
 
     run = state.generations.start(
@@ -159,6 +165,7 @@ async def post_message(
         messages=prompt,
         params=params,
         user_id=user_id,
+        admission=admission,
     )
     opening = {
         "user_message": message_out(user_message),

@@ -72,6 +72,23 @@ class Settings(BaseSettings):
 
     upstream_max_connections: int = Field(default=1000, ge=1)
 
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="memory:// for one process; redis://host:6379/0 so replicas share counts",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses/CIDRs whose X-Forwarded-For is believed for the client IP",
+    )
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    user_requests_per_minute: int | None = Field(default=None, ge=1)
+    user_tokens_per_minute: int | None = Field(default=None, ge=1)
+    user_concurrent_streams: int | None = Field(default=None, ge=1)
+    user_tokens_per_day: int | None = Field(default=None, ge=1)
+    user_tokens_per_month: int | None = Field(default=None, ge=1)
+    ip_requests_per_minute: int | None = Field(default=None, ge=1)
+    ip_concurrent_streams: int | None = Field(default=None, ge=1)
+
     max_message_chars: int = Field(default=32_000, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
 

@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from onebox.chat.generation import GenerationManager
+from onebox.core.ratelimits import RequestLimiter
 from onebox.core.settings import Settings
 from onebox.llm.registry import ModelRegistry
 from onebox.usage.service import UsageRecorder
@@ -25,5 +26,6 @@ class AppState:
     usage: UsageRecorder
     generations: GenerationManager
     auth: Authenticator
+    limits: RequestLimiter
     local_user_id: str
     started_at: float = field(default_factory=time.time)

@@ -77,6 +77,10 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         completion = Completion.prepare(
             request, state.models, state.usage, state.settings, principal
         )
+        ip = state.limits.client_ip(_peer(scope), scope["headers"])
+        completion.admission = await state.limits.admit(
+            principal, ip, estimated_tokens=completion.prompt_tokens()
+        )
         first = await completion.first_chunk()
         if not request.stream:
             await _send_json(send, 200, await completion.collect(first))
@@ -102,6 +106,11 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         task.uncancel()
     finally:
         watcher.cancel()
+
+
+def _peer(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _header(scope: Scope, name: bytes) -> str:

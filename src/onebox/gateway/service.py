@@ -33,6 +33,7 @@ from onebox.llm.base import (
 from onebox.llm.context import fit_to_context
 from onebox.llm.registry import ModelEntry, ModelRegistry, UnknownModelError
 from onebox.llm.router import Route, stream_with_fallbacks
+from onebox.ratelimit import Admission
 from onebox.usage.service import GenerationMeter, UsageRecorder
 from onebox.users.auth import Principal
 
@@ -96,8 +97,13 @@ class Completion:
     created: int = field(default_factory=lambda: int(time.time()))
     meter: GenerationMeter = field(default_factory=GenerationMeter)
     usage: Usage | None = None
+    admission: Admission | None = None
     _stream: AsyncGenerator[StreamChunk] | None = None
     _recorded: bool = False
+
+    def prompt_tokens(self) -> int:
+        provider = self.route.requested.provider
+        return provider.count_tokens(self.chat_request.messages)
 
     @classmethod
     def prepare(
@@ -174,6 +180,9 @@ class Completion:
             with contextlib.suppress(Exception):
                 await self._stream.aclose()
         self.record(status, error_type)
+        if self.admission is not None:
+            used = self.usage.prompt_tokens + self.usage.completion_tokens if self.usage else 0
+            await self.admission.release(used)
 
     def record(self, status: str, error_type: str | None = None) -> None:
         if self._recorded:

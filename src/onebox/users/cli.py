@@ -1,6 +1,5 @@
 """``onebox users …`` and ``onebox keys …``: the same services as the HTTP API."""
 
-
 import asyncio
 import sys
 from datetime import datetime, timedelta

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from onebox.core.db import utcnow
 from onebox.core.deps import CurrentPrincipal, SessionDep, StateDep
 from onebox.core.errors import APIError, NotFoundError
+from onebox.core.state import AppState
 from onebox.usage.repository import UsageRepository
 from onebox.users.auth import CSRF_COOKIE, SESSION_COOKIE
 from onebox.users.keys import KeyLimits, KeyService
@@ -35,7 +36,8 @@ router = APIRouter(prefix="/api", tags=["accounts"])
 
 
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+    state: AppState = request.app.state.onebox
+    return state.limits.client_ip(request.client.host if request.client else None, request.headers)
 
 
 def _set_session_cookies(
@@ -67,6 +69,7 @@ async def login(
 ) -> MeOut:
     service = AccountService(session)
     ip = client_ip(request)
+    await state.limits.check_login(ip)
     try:
         user = await service.authenticate(body.email, body.password)
     except AuthenticationFailedError:

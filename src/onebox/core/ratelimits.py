@@ -1,0 +1,97 @@
+"""Applies the rate limiter to a request: per API key, per user and per client IP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from onebox.core.errors import APIError
+from onebox.core.settings import Settings
+from onebox.ratelimit import (
+    Admission,
+    Limits,
+    LimitsConfig,
+    RateLimiter,
+    RateLimitExceeded,
+    RateLimitStorageError,
+    Subject,
+    client_ip,
+)
+from onebox.users.auth import Principal
+
+logger = logging.getLogger(__name__)
+
+
+def limits_config(settings: Settings) -> LimitsConfig:
+    return LimitsConfig(
+        storage_url=settings.rate_limit_storage,
+        trusted_proxies=tuple(settings.trusted_proxies),
+        per_user=Limits(
+            requests_per_minute=settings.user_requests_per_minute,
+            tokens_per_minute=settings.user_tokens_per_minute,
+            concurrent_streams=settings.user_concurrent_streams,
+            tokens_per_day=settings.user_tokens_per_day,
+            tokens_per_month=settings.user_tokens_per_month,
+        ),
+        per_ip=Limits(
+            requests_per_minute=settings.ip_requests_per_minute,
+            concurrent_streams=settings.ip_concurrent_streams,
+        ),
+    )
+
+
+def too_many(exc: RateLimitExceeded) -> APIError:
+    return APIError(
+        429, exc.message, "rate_limit_error", code="rate_limit_exceeded",
+        headers={"Retry-After": exc.retry_after_header},
+    )  # fmt: skip
+
+
+class RequestLimiter:
+    def __init__(self, limiter: RateLimiter, config: LimitsConfig, settings: Settings) -> None:
+        self.limiter = limiter
+        self.config = config
+        self.login_limits = Limits(requests_per_minute=settings.login_attempts_per_minute)
+
+    def client_ip(
+        self, peer: str | None, headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]]
+    ) -> str:
+        return client_ip(peer, headers, self.config.trusted_proxies)
+
+    async def admit(self, principal: Principal, ip: str, estimated_tokens: int = 0) -> Admission:
+        key = principal.key
+        key_limits = None
+        if key is not None:
+            key_limits = Limits(
+                requests_per_minute=key.limits.requests_per_minute,
+                tokens_per_minute=key.limits.tokens_per_minute,
+                concurrent_streams=key.limits.concurrent_streams,
+                tokens_per_day=key.limits.tokens_per_day,
+                tokens_per_month=key.limits.tokens_per_month,
+            )
+        checks = self.config.checks(
+            key_id=key.id if key else None,
+            user_id=principal.user_id,
+            ip=ip or None,
+            key_limits=key_limits,
+        )
+        try:
+            return await self.limiter.admit(checks, estimated_tokens=estimated_tokens)
+        except RateLimitExceeded as exc:
+            raise too_many(exc) from exc
+        except RateLimitStorageError:
+            # Fail open: a broken counter store must not take the whole service down.
+            logger.exception("Rate-limit storage failed; admitting without limits")
+            return await self.limiter.admit([], 0)
+
+    async def check_login(self, ip: str) -> None:
+        if not ip:
+            return
+        try:
+            admission = await self.limiter.admit([(Subject("login-ip", ip), self.login_limits)])
+        except RateLimitExceeded as exc:
+            raise too_many(exc) from exc
+        except RateLimitStorageError:
+            logger.exception("Rate-limit storage failed during login throttling")
+            return
+        await admission.release(0)
