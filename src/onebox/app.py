@@ -15,6 +15,7 @@ from onebox.chat.generation import GenerationManager
 from onebox.chat.routes import router as chat_router
 from onebox.core.db import create_engine, create_sessionmaker
 from onebox.core.errors import install_error_handlers
+from onebox.core.guarding import Guard
 from onebox.core.logging import configure_logging
 from onebox.core.middleware import JsonBodyGuard
 from onebox.core.migrate import upgrade
@@ -87,7 +88,8 @@ async def open_state(
         config = limits_config(settings)
         limiter = await RateLimiter.from_config(config)
         stack.push_async_callback(limiter.aclose)
-        generations = GenerationManager(sessionmaker, models, usage)
+        guard = Guard(settings)
+        generations = GenerationManager(sessionmaker, models, usage, guard)
         stack.push_async_callback(generations.shutdown)
         yield AppState(
             settings=settings,
@@ -99,6 +101,7 @@ async def open_state(
             generations=generations,
             auth=Authenticator(settings, sessionmaker),
             limits=RequestLimiter(limiter, config, settings),
+            guard=guard,
             local_user_id=local_user.id,
         )
 

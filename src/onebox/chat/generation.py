@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from onebox.chat.models import Message, MessageStatus, Role
 from onebox.chat.schemas import MessageOut
 from onebox.core.db import new_id
+from onebox.core.guarding import Guard, OutputBlockedError
 from onebox.core.settings import Settings
 from onebox.llm.base import (
     ChatMessage,
@@ -33,6 +34,7 @@ from onebox.llm.registry import ModelEntry, ModelRegistry
 from onebox.llm.router import Route, stream_with_fallbacks
 from onebox.ratelimit import Admission
 from onebox.usage.service import GenerationMeter, UsageRecorder
+from onebox.users.service import record_audit
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class GenerationRun:
     user_id: str
     source: str
     admission: Admission | None = None
+    canary: str | None = None
     message_id: str = field(default_factory=new_id)
     events: asyncio.Queue[RunEvent | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -84,10 +87,12 @@ class GenerationManager:
         sessionmaker: async_sessionmaker[AsyncSession],
         registry: ModelRegistry,
         usage: UsageRecorder,
+        guard: Guard,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.registry = registry
         self.usage = usage
+        self.guard = guard
         self.runs: dict[str, GenerationRun] = {}
 
     @staticmethod
@@ -114,6 +119,7 @@ class GenerationManager:
         user_id: str,
         source: str = "ui",
         admission: Admission | None = None,
+        canary: str | None = None,
     ) -> GenerationRun:
         run = GenerationRun(
             conversation_id=conversation_id,
@@ -123,6 +129,7 @@ class GenerationManager:
             user_id=user_id,
             source=source,
             admission=admission,
+            canary=canary,
         )
         self.runs[conversation_id] = run
         run.task = asyncio.create_task(self._run(run), name=f"generation-{run.message_id}")
@@ -153,7 +160,9 @@ class GenerationManager:
         error_type: str | None = None
         try:
             async with contextlib.aclosing(
-                stream_with_fallbacks(self.registry, route, run.request)
+                self.guard.filter_output(
+                    stream_with_fallbacks(self.registry, route, run.request), run.canary
+                )
             ) as stream:
                 async for chunk in stream:
                     if isinstance(chunk, TextDelta):
@@ -170,6 +179,11 @@ class GenerationManager:
             status = MessageStatus.PARTIAL if parts else MessageStatus.ERROR
             error = str(exc)
             error_type = type(exc).__name__
+            if isinstance(exc, OutputBlockedError):
+                await record_audit(
+                    self.sessionmaker, "output_blocked", actor_id=run.user_id,
+                    outcome="blocked", target=run.conversation_id, details=error,
+                )  # fmt: skip
         except Exception:
             logger.exception("Generation %s failed", run.message_id)
             status = MessageStatus.PARTIAL if parts else MessageStatus.ERROR

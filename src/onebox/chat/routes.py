@@ -18,11 +18,12 @@ from onebox.chat.schemas import (
 )
 from onebox.chat.service import ChatService
 from onebox.core.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
-from onebox.core.errors import BadRequestError, ConflictError
+from onebox.core.errors import APIError, BadRequestError, ConflictError
 from onebox.core.sse import SSE_HEADERS, format_event
 from onebox.core.state import AppState
 from onebox.llm.base import ContextWindowExceededError
 from onebox.llm.registry import UnknownModelError
+from onebox.users.service import record_audit
 
 router = APIRouter(prefix="/api/conversations", tags=["chat"])
 
@@ -137,8 +138,17 @@ async def post_message(
     conversation = await service.get_conversation(user_id, conversation_id)
     if state.generations.is_running(conversation.id):
         raise ConflictError("A reply is already being generated in this conversation")
+    ip = state.limits.client_ip(request.client.host if request.client else None, request.headers)
+    try:
+        verdict = state.guard.check_input(body.content)
+    except APIError as blocked:
+        await record_audit(
+            state.sessionmaker, "input_blocked", actor_id=user_id, outcome="blocked",
+            target=conversation.id, ip=ip, details=blocked.message,
+        )  # fmt: skip
+        raise
     user_message = await service.add_user_message(
-        conversation, body.content, parent_id=body.parent_id, max_chars=settings.max_message_chars
+        conversation, verdict.text, parent_id=body.parent_id, max_chars=settings.max_message_chars
     )
     try:
         entry = state.models.resolve(conversation.model)
@@ -148,11 +158,11 @@ async def post_message(
         ) from exc
     params = default_params(entry, settings)
     history = await service.history_for(conversation, user_message, settings.system_prompt)
+    history, canary = state.guard.protect_system_prompt(history)
     try:
         prompt = state.generations.prepare(entry, history, params)
     except ContextWindowExceededError as exc:
         raise BadRequestError(str(exc), param="content") from exc
-    ip = state.limits.client_ip(request.client.host if request.client else None, request.headers)
     admission = await state.limits.admit(
         principal, ip, estimated_tokens=entry.provider.count_tokens(prompt)
     )
@@ -166,6 +176,7 @@ async def post_message(
         params=params,
         user_id=user_id,
         admission=admission,
+        canary=canary,
     )
     opening = {
         "user_message": message_out(user_message),

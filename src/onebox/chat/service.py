@@ -12,6 +12,7 @@ from onebox.chat.repository import ChatRepository
 from onebox.chat.schemas import ConversationUpdate
 from onebox.core.db import utcnow
 from onebox.core.errors import BadRequestError, NotFoundError
+from onebox.guard import clean_text
 from onebox.llm.base import ChatMessage
 
 TITLE_LENGTH = 80
@@ -22,13 +23,6 @@ def title_from(content: str) -> str:
     if len(first_line) <= TITLE_LENGTH:
         return first_line
     return first_line[: TITLE_LENGTH - 1].rstrip() + "…"
-
-
-def clean_user_text(content: str) -> str:
-    # Control characters other than tab/newline only ever confuse tokenizers and terminals.
-    return "".join(
-        ch for ch in content if ch in "\t\n" or not (ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0)
-    ).replace("\r\n", "\n")
 
 
 class ChatService:
@@ -89,7 +83,7 @@ class ChatService:
         parent_id: str | None,
         max_chars: int,
     ) -> Message:
-        text = clean_user_text(content)
+        text = clean_text(content)
         if not text.strip():
             raise BadRequestError("content must not be empty", param="content")
         if len(text) > max_chars:

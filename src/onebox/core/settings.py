@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     ip_requests_per_minute: int | None = Field(default=None, ge=1)
     ip_concurrent_streams: int | None = Field(default=None, ge=1)
 
+    pii_redaction: list[str] = Field(
+        default_factory=lambda: ["card", "iban", "national_id", "secret"],
+        description="PII types redacted from model output: email, phone, card, iban, "
+        "national_id, secret ([] turns redaction off)",
+    )
+    injection_action: Literal["off", "flag", "strip", "block"] = "flag"
+    injection_threshold: float = Field(default=0.5, gt=0, le=1)
+    canary_enabled: bool = True
+
     max_message_chars: int = Field(default=32_000, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
 

@@ -9,6 +9,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from onebox.chat.generation import GenerationManager
+from onebox.core.guarding import Guard
 from onebox.core.ratelimits import RequestLimiter
 from onebox.core.settings import Settings
 from onebox.llm.registry import ModelRegistry
@@ -27,5 +28,6 @@ class AppState:
     generations: GenerationManager
     auth: Authenticator
     limits: RequestLimiter
+    guard: Guard
     local_user_id: str
     started_at: float = field(default_factory=time.time)

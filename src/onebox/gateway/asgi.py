@@ -18,6 +18,8 @@ from onebox.core.errors import APIError, error_body
 from onebox.core.state import AppState
 from onebox.gateway.auth import authenticate_v1
 from onebox.gateway.service import Completion, parse_request
+from onebox.users.auth import Principal
+from onebox.users.service import record_audit
 
 logger = logging.getLogger(__name__)
 
@@ -69,13 +71,14 @@ async def _wait_for_disconnect(receive: Receive) -> Message:
 
 async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     state: AppState = scope["app"].state.onebox
+    principal: Principal | None = None
     try:
         principal = await authenticate_v1(
             state, _header(scope, b"authorization"), _header(scope, b"origin")
         )
         request = parse_request(await _read_body(receive))
         completion = Completion.prepare(
-            request, state.models, state.usage, state.settings, principal
+            request, state.models, state.usage, state.settings, principal, state.guard
         )
         ip = state.limits.client_ip(_peer(scope), scope["headers"])
         completion.admission = await state.limits.admit(
@@ -86,6 +89,12 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
             await _send_json(send, 200, await completion.collect(first))
             return
     except APIError as error:
+        if error.code == "prompt_injection_blocked" and principal is not None:
+            await record_audit(
+                state.sessionmaker, "input_blocked", actor_id=principal.user_id,
+                actor_email=principal.email, outcome="blocked", target="/v1/chat/completions",
+                ip=_peer(scope) or "", details=error.message,
+            )  # fmt: skip
         await _send_error(send, error)
         return
 

@@ -14,9 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from onebox.core.errors import APIError
+from onebox.core.guarding import Guard, OutputBlockedError
 from onebox.core.settings import Settings
 from onebox.gateway.auth import check_model_allowed
 from onebox.gateway.schemas import ChatCompletionRequest
+from onebox.guard import GuardViolation, MessageLimits, clean_messages
 from onebox.llm.base import (
     ChatMessage,
     ChatRequest,
@@ -65,11 +67,33 @@ def resolve_model(registry: ModelRegistry, name: str) -> ModelEntry:
         ) from exc
 
 
+def _guarded_input(
+    request: ChatCompletionRequest, settings: Settings, guard: Guard
+) -> list[ChatMessage]:
+    messages = [ChatMessage(_ROLES[m.role], m.text()) for m in request.messages]  # type: ignore[arg-type]
+    try:
+        messages = clean_messages(
+            messages, MessageLimits(max_message_chars=settings.max_message_chars)
+        )
+    except GuardViolation as exc:
+        raise APIError(
+            400, exc.message, "invalid_request_error", param=exc.param, code=exc.code
+        ) from exc
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "user":
+            verdict = guard.check_input(messages[index].content)
+            messages[index] = ChatMessage("user", verdict.text)
+            break
+    return messages
+
+
 def provider_error(exc: ProviderError) -> APIError:
     """What a client sees for a failure before the first token."""
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500 and status != 429:
         return APIError(status, str(exc), "invalid_request_error", code="upstream_rejected")
+    if isinstance(exc, OutputBlockedError):
+        return APIError(400, str(exc), "invalid_request_error", code="output_blocked")
     if isinstance(exc, ProviderOverloadedError):
         retry_after = max(1, round(exc.retry_after))
         return APIError(
@@ -97,6 +121,8 @@ class Completion:
     created: int = field(default_factory=lambda: int(time.time()))
     meter: GenerationMeter = field(default_factory=GenerationMeter)
     usage: Usage | None = None
+    guard: Guard | None = None
+    canary: str | None = None
     admission: Admission | None = None
     _stream: AsyncGenerator[StreamChunk] | None = None
     _recorded: bool = False
@@ -113,6 +139,7 @@ class Completion:
         usage_recorder: UsageRecorder,
         settings: Settings,
         principal: Principal,
+        guard: Guard,
     ) -> Completion:
         check_model_allowed(principal, request.model)
         entry = resolve_model(registry, request.model)
@@ -128,7 +155,8 @@ class Completion:
             stop=request.stop_sequences(),
             seed=request.seed,
         )
-        messages = [ChatMessage(_ROLES[m.role], m.text()) for m in request.messages]  # type: ignore[arg-type]
+        messages = _guarded_input(request, settings, guard)
+        messages, canary = guard.protect_system_prompt(messages)
         try:
             messages = fit_to_context(
                 messages,
@@ -148,12 +176,15 @@ class Completion:
             registry=registry,
             usage_recorder=usage_recorder,
             chat_request=ChatRequest(messages=messages, params=params),
+            guard=guard,
+            canary=canary,
         )
 
     async def first_chunk(self) -> StreamChunk:
         """Starts generation and waits for its first chunk, so failures before any output
         become proper HTTP errors (429, 503, …) instead of a broken stream."""
-        self._stream = stream_with_fallbacks(self.registry, self.route, self.chat_request)
+        stream = stream_with_fallbacks(self.registry, self.route, self.chat_request)
+        self._stream = self.guard.filter_output(stream, self.canary) if self.guard else stream
         try:
             return await anext(self._stream)
         except ProviderError as exc:

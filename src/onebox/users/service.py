@@ -179,3 +179,25 @@ class AccountService:
                 details=details[:4000],
             )
         )
+
+
+async def record_audit(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    action: str,
+    *,
+    actor_id: str | None = None,
+    actor_email: str = "",
+    outcome: str = "ok",
+    target: str = "",
+    ip: str = "",
+    details: str = "",
+) -> None:
+    """An audit entry in its own transaction: it must stick even when the request fails."""
+    async with sessionmaker() as session:
+        session.add(
+            AuditEvent(
+                actor_id=actor_id, actor_email=actor_email[:320], action=action,
+                outcome=outcome, target=target[:320], ip=ip[:64], details=details[:4000],
+            )
+        )  # fmt: skip
+        await session.commit()

@@ -1,0 +1,106 @@
+"""Applies the guards to the request paths: input cleaning and prompt-injection policy on
+the way in; canary detection and PII redaction on the way out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+
+from onebox.core.errors import APIError
+from onebox.core.settings import Settings
+from onebox.guard import (
+    CanaryWatch,
+    InjectionPolicy,
+    PiiPolicy,
+    StreamRedactor,
+    apply,
+    new_canary,
+    redact,
+    system_prompt_with_canary,
+)
+from onebox.llm.base import ChatMessage, ProviderError, StreamChunk, TextDelta
+
+logger = logging.getLogger(__name__)
+
+
+class OutputBlockedError(ProviderError):
+    """The reply revealed the canary (leaked protected instructions) and was stopped."""
+
+
+@dataclass(frozen=True)
+class InputVerdict:
+    text: str
+    flagged: bool
+    signals: tuple[str, ...] = ()
+
+
+class Guard:
+    def __init__(self, settings: Settings) -> None:
+        self.pii = PiiPolicy.from_names(settings.pii_redaction) if settings.pii_redaction else None
+        self.injection = (
+            None
+            if settings.injection_action == "off"
+            else InjectionPolicy(
+                action=settings.injection_action, threshold=settings.injection_threshold
+            )
+        )
+        self.canary_enabled = settings.canary_enabled
+        if self.pii is not None:
+            redact("", self.pii)  # compile the patterns now, not on the first reply
+
+    def check_input(self, text: str) -> InputVerdict:
+        """Raises a 400 when the deployment blocks prompt injection; may strip it instead."""
+        if self.injection is None:
+            return InputVerdict(text, False)
+        result = apply(text, self.injection)
+        signals = tuple(result.report.signals)
+        if result.blocked:
+            raise APIError(
+                400,
+                "This message looks like a prompt-injection attempt and was blocked "
+                f"({', '.join(signals[:3])}).",
+                "invalid_request_error",
+                param="content",
+                code="prompt_injection_blocked",
+            )
+        if result.flagged:
+            logger.warning("Prompt-injection signals in input: %s", ", ".join(signals))
+        return InputVerdict(result.text, result.flagged, signals)
+
+    def protect_system_prompt(
+        self, messages: Sequence[ChatMessage]
+    ) -> tuple[list[ChatMessage], str | None]:
+        """Adds a canary to the first system message; none without a system message."""
+        if not self.canary_enabled:
+            return list(messages), None
+        for index, message in enumerate(messages):
+            if message.role == "system":
+                canary = new_canary()
+                protected = ChatMessage(
+                    "system", system_prompt_with_canary(message.content, canary)
+                )
+                return [*messages[:index], protected, *messages[index + 1 :]], canary
+        return list(messages), None
+
+    async def filter_output(
+        self, stream: AsyncGenerator[StreamChunk], canary: str | None
+    ) -> AsyncGenerator[StreamChunk]:
+        watch = CanaryWatch(canary) if canary else None
+        redactor = StreamRedactor(self.pii) if self.pii is not None else None
+        try:
+            async for chunk in stream:
+                if isinstance(chunk, TextDelta):
+                    if watch is not None and watch.feed(chunk.text):
+                        raise OutputBlockedError(
+                            "The reply was stopped: it revealed protected instructions"
+                        )
+                    text = redactor.feed(chunk.text) if redactor else chunk.text
+                    if text:
+                        yield TextDelta(text)
+                else:
+                    if redactor is not None and (tail := redactor.flush()):
+                        yield TextDelta(tail)
+                    yield chunk
+        finally:
+            await stream.aclose()
