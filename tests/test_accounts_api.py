@@ -124,6 +124,10 @@ async def test_tampered_and_ended_sessions(api: AppUnderTest) -> None:
     assert (await api.client.post("/api/auth/logout", headers=signed.headers())).status_code == 204
     api.client.cookies.set("onebox_session", cookie)  # replaying the old cookie
     assert (await api.client.get("/api/auth/me")).status_code == 401
+    stale = await api.client.post("/api/auth/logout")
+    assert stale.status_code == 204
+    assert any("onebox_session=" in c for c in stale.headers.get_list("set-cookie"))
+    assert (await api.client.get("/api/models")).status_code == 401
 
 
 async def _setup_two_users(
@@ -289,7 +293,8 @@ async def test_password_change_ends_other_sessions(
         "/api/auth/password", json={"current_password": "not it at all", "new_password": "x" * 12},
         headers=here.headers(),
     )  # fmt: skip
-    assert wrong.status_code == 401
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["code"] == "wrong_password"
     changed = await api.client.post(
         "/api/auth/password", json={"current_password": PASSWORD, "new_password": "a much newer one"},
         headers=here.headers(),
@@ -344,11 +349,18 @@ async def test_widget_keys_are_bound_to_their_origins(api: AppUnderTest) -> None
         "/api/keys", json={"kind": "widget"}, headers=signed.headers()
     )
     assert no_origin.status_code == 400
-    bad_origin = await api.client.post(
-        "/api/keys", json={"kind": "widget", "allowed_origins": ["javascript:alert(1)"]},
-        headers=signed.headers(),
-    )  # fmt: skip
-    assert bad_origin.status_code == 400
+    for origin in (
+        "javascript:alert(1)",
+        "https://<img src=x onerror=alert(1)>",
+        "http://a b c",
+        "https://x.example/path",
+        "https://u:p@x.example",
+    ):
+        bad_origin = await api.client.post(
+            "/api/keys", json={"kind": "widget", "allowed_origins": [origin]},
+            headers=signed.headers(),
+        )  # fmt: skip
+        assert bad_origin.status_code == 400, origin
     widget = (
         await api.client.post(
             "/api/keys",

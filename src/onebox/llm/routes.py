@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from onebox.core.deps import StateDep
+from onebox.core.deps import CurrentPrincipal, StateDep
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -20,7 +20,7 @@ class ModelOut(BaseModel):
 
 
 @router.get("", response_model=list[ModelOut])
-async def list_models(state: StateDep) -> list[ModelOut]:
+async def list_models(state: StateDep, principal: CurrentPrincipal) -> list[ModelOut]:
     return [
         ModelOut(
             id=entry.name,
@@ -31,4 +31,5 @@ async def list_models(state: StateDep) -> list[ModelOut]:
             ready=entry.provider.is_ready(),
         )
         for entry in state.models.entries()
+        if principal.key is None or principal.key.allows_model(entry.name)
     ]

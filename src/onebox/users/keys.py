@@ -6,9 +6,12 @@ would only make every API call slower without making a random key harder to gues
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,14 +34,39 @@ class KeyLimits:
     concurrent_streams: int | None = None
 
 
+_HOST = re.compile(
+    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
 def _valid_origin(origin: str) -> str:
-    cleaned = origin.strip().rstrip("/")
-    scheme, _, rest = cleaned.partition("://")
-    if scheme not in {"http", "https"} or not rest or "/" in rest or "*" in rest:
-        raise BadRequestError(
-            f"Origins look like https://example.com (got {origin!r})", param="allowed_origins"
-        )
-    return cleaned.lower()
+    """``scheme://host[:port]`` exactly, as browsers send it in the Origin header."""
+    problem = BadRequestError(
+        f"Origins look like https://example.com or http://localhost:3000 (got {origin!r})",
+        param="allowed_origins",
+    )
+    cleaned = origin.strip().rstrip("/").lower()
+    try:
+        parts = urlsplit(cleaned)
+        port = parts.port
+    except ValueError as exc:
+        raise problem from exc
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in {"http", "https"}
+        or parts.path or parts.query or parts.fragment or parts.username or parts.password
+        or not (_HOST.fullmatch(host) or _is_ip(host))
+    ):  # fmt: skip
+        raise problem
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class KeyService:

@@ -84,9 +84,12 @@ async def login(
 
 
 @router.post("/auth/logout", status_code=204)
-async def logout(principal: CurrentPrincipal, session: SessionDep) -> Response:
-    if principal.session_token:
-        await AccountService(session).end_session(principal.session_token)
+async def logout(request: Request, session: SessionDep, state: StateDep) -> Response:
+    """Ends the session if there is one, and always clears the cookies (a stale cookie
+    must not keep a browser half signed in)."""
+    token = state.auth.unsign(request.cookies.get(SESSION_COOKIE, ""))
+    if token:
+        await AccountService(session).end_session(token)
         await session.commit()
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -100,6 +103,7 @@ async def signup(
 ) -> MeOut:
     if not state.settings.signup_open:
         raise APIError(403, "Sign-up is closed; ask an administrator", "permission_error")
+    await state.limits.check_login(client_ip(request))
     service = AccountService(session)
     user = await service.create_account(body.email, body.password, display_name=body.display_name)
     new = await service.start_session(user, user_agent=request.headers.get("user-agent", ""),
@@ -123,10 +127,12 @@ async def me(principal: CurrentPrincipal, session: SessionDep) -> MeOut:
 
 @router.post("/auth/password", status_code=204)
 async def change_password(
-    body: PasswordChangeIn, request: Request, principal: CurrentPrincipal, session: SessionDep
-) -> Response:
+    body: PasswordChangeIn, request: Request, principal: CurrentPrincipal, session: SessionDep,
+    state: StateDep,
+) -> Response:  # fmt: skip
     if principal.method != "session":
         raise APIError(403, "Change your password from a signed-in browser", "permission_error")
+    await state.limits.check_login(client_ip(request))
     service = AccountService(session)
     user = await service.change_password(
         principal.user_id, body.current_password, body.new_password,

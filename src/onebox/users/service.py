@@ -146,7 +146,10 @@ class AccountService:
     ) -> User:
         user = await self.repository.get(user_id)
         if user is None or not verify_password(user.password_hash, current):
-            raise AuthenticationFailedError("The current password is not correct")
+            raise BadRequestError(
+                "The current password is not correct", param="current_password",
+                code="wrong_password",
+            )  # fmt: skip
         if problem := password_problem(new):
             raise BadRequestError(problem, param="new_password")
         user.password_hash = hash_password(new)

@@ -6,6 +6,24 @@
 
 "use strict";
 
+import {
+  ApiError,
+  api,
+  authHeaders,
+  copyText,
+  describeError,
+  h,
+  icon,
+  isUnauthorized,
+  parseDate,
+  onUnauthorized,
+  reportUnauthorized,
+} from "./core.js";
+import { currentUser, markSignedIn, requireSignIn, startAuth } from "./auth.js";
+import { closePanel, currentPanel, initPanels } from "./panel.js";
+import "./keys.js"; // registers the "API keys" and "Usage" panels
+import "./admin.js"; // registers the "Admin" panel
+
 const PAGE_SIZE = 50;
 const STICK_TO_BOTTOM_PX = 96;
 
@@ -66,50 +84,6 @@ const state = {
 
 // ---------------------------------------------------------------------------
 // HTTP
-
-class ApiError extends Error {
-  constructor(message, type = "api_error", status = 0) {
-    super(message);
-    this.name = "ApiError";
-    this.type = type;
-    this.status = status;
-  }
-
-  static async fromResponse(response) {
-    let message = `The server answered ${response.status} ${response.statusText}`.trim();
-    let type = "api_error";
-    try {
-      const body = await response.json();
-      if (body && body.error && typeof body.error.message === "string") {
-        message = body.error.message;
-        type = body.error.type || type;
-      }
-    } catch {
-      // Not JSON: keep the generic message.
-    }
-    return new ApiError(message, type, response.status);
-  }
-}
-
-function describeError(error) {
-  if (error instanceof ApiError) return error.message;
-  if (error && error.name === "AbortError") return "The request was cancelled.";
-  if (error instanceof TypeError) return "Could not reach the Onebox server. Check that it is running.";
-  return (error && error.message) || "Something went wrong.";
-}
-
-async function api(method, path, body, { signal } = {}) {
-  const init = { method, headers: { Accept: "application/json" }, signal };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (!response.ok) throw await ApiError.fromResponse(response);
-  if (response.status === 204) return null;
-  const text = await response.text();
-  return text ? JSON.parse(text) : null;
-}
 
 const conversationPath = (id) => `/api/conversations/${encodeURIComponent(id)}`;
 
@@ -200,44 +174,6 @@ async function* readEvents(response) {
 // ---------------------------------------------------------------------------
 // Small helpers
 
-function h(tag, { className, text, attrs, dataset } = {}, children = []) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = text;
-  if (attrs) for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
-  if (dataset) Object.assign(node.dataset, dataset);
-  for (const child of children) if (child) node.append(child);
-  return node;
-}
-
-const SVG_NS = "http://www.w3.org/2000/svg";
-const ICONS = {
-  pencil: "M4 20h4L18.5 9.5a2.1 2.1 0 0 0-4-4L4 16v4zM13.5 6.5l4 4",
-  trash: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
-  chat: "M5 5h14v10H9l-4 4V5z",
-};
-
-function icon(name) {
-  const svg = document.createElementNS(SVG_NS, "svg");
-  svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("width", "16");
-  svg.setAttribute("height", "16");
-  svg.setAttribute("aria-hidden", "true");
-  svg.setAttribute("class", "icon");
-  const path = document.createElementNS(SVG_NS, "path");
-  path.setAttribute("d", ICONS[name]);
-  svg.append(path);
-  return svg;
-}
-
-function parseDate(value) {
-  if (!value) return new Date(NaN);
-  const text = String(value);
-  // The API may send naive UTC timestamps: read them as UTC, not local time.
-  const hasZone = /(?:Z|[+-]\d{2}:?\d{2})$/i.test(text);
-  return new Date(hasZone ? text : `${text}Z`);
-}
-
 const displayTitle = (conversation) =>
   (conversation && conversation.title && conversation.title.trim()) || "New chat";
 
@@ -258,39 +194,13 @@ function formatStats(stats) {
   return parts.join(" · ");
 }
 
-async function copyText(text) {
-  try {
-    if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(text);
-      return true;
-    }
-  } catch {
-    // Fall through to the legacy path.
-  }
-  const area = document.createElement("textarea");
-  area.value = text;
-  area.setAttribute("readonly", "");
-  area.style.position = "fixed";
-  area.style.top = "-1000px";
-  area.style.opacity = "0";
-  document.body.append(area);
-  area.select();
-  let ok = false;
-  try {
-    ok = document.execCommand("copy");
-  } catch {
-    ok = false;
-  }
-  area.remove();
-  return ok;
-}
-
 // ---------------------------------------------------------------------------
 // Error banner
 
 let bannerTimer = 0;
 
 function showError(error) {
+  if (isUnauthorized(error)) return; // the sign-in screen says it better
   el.bannerText.textContent = typeof error === "string" ? error : describeError(error);
   el.banner.hidden = false;
   clearTimeout(bannerTimer);
@@ -765,7 +675,7 @@ function updateTitle() {
   const conversation = state.currentId ? state.conversations.get(state.currentId) : null;
   const title = conversation ? displayTitle(conversation) : "New chat";
   el.title.textContent = title;
-  document.title = conversation ? `${title} · Onebox` : "Onebox";
+  if (!currentPanel()) document.title = conversation ? `${title} · Onebox` : "Onebox";
   updateModelPicker();
 }
 
@@ -781,6 +691,7 @@ function idFromLocation() {
 
 async function navigate(id, { push = false, replace = false, fresh = false } = {}) {
   const token = ++state.viewToken;
+  closePanel();
   state.currentId = id;
   const url = id ? `/c/${encodeURIComponent(id)}` : "/";
   if (push && window.location.pathname !== url) window.history.pushState({ id }, "", url);
@@ -926,7 +837,7 @@ async function sendMessage() {
   try {
     response = await fetch(`${conversationPath(conversationId)}/messages`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream", ...authHeaders("POST") },
       body: JSON.stringify({ content: text }),
       signal: stream.controller.signal,
     });
@@ -951,6 +862,7 @@ async function sendMessage() {
     restoreText();
     showError(error);
     finishStream(stream);
+    if (error.status === 401) reportUnauthorized(error); // the typed text stays in the box
     return;
   }
 
@@ -1163,6 +1075,7 @@ function bindEvents() {
       hideError();
       navigate(item.dataset.id, { push: true });
     } else {
+      closePanel();
       closeSidebar();
       el.composer.focus();
     }
@@ -1182,8 +1095,57 @@ function bindEvents() {
   window.addEventListener("resize", autosize);
 }
 
+// ---------------------------------------------------------------------------
+// Signing in (again)
+
+let signInWait = null;
+
+/** Any 401 from the API: show the sign-in screen, then carry on where the user was. */
+function handleUnauthorized() {
+  if (signInWait) return;
+  const user = currentUser();
+  const before = user ? user.id : null;
+  hideError();
+  signInWait = requireSignIn({ reason: "Your session has ended. Sign in again to continue." }).then((me) => {
+    signInWait = null;
+    resumeAfterSignIn(before, me);
+  });
+}
+
+function resumeAfterSignIn(previousUserId, me) {
+  const userId = me && me.user ? me.user.id : null;
+  if (userId !== previousUserId) {
+    // Someone else signed in: start from a clean page so nothing of the last account shows.
+    window.location.assign("/");
+    return;
+  }
+  markSignedIn();
+  state.conversations.clear();
+  state.nextOffset = 0;
+  renderSidebar();
+  loadConversations().catch((error) => showError(error));
+  loadModels().catch((error) => showError(error));
+  navigate(state.currentId, { replace: true });
+  autosize();
+  updateComposer();
+}
+
 async function init() {
   bindEvents();
+  initPanels({
+    onOpen: () => closeSidebar(),
+    onClose: ({ focusChat }) => {
+      updateTitle();
+      if (focusChat) el.composer.focus();
+    },
+  });
+  onUnauthorized(handleUnauthorized);
+  try {
+    await startAuth({ beforePanel: closeSidebar });
+  } catch (error) {
+    showError(error); // the server is unreachable or failing: the app says so
+  }
+  markSignedIn();
   autosize();
   updateComposer();
   const initialId = idFromLocation();
