@@ -29,6 +29,7 @@ from onebox.llm.openai_compat import (
     UpstreamUnavailableError,
     _SseParser,
 )
+from onebox.llm.transport import FastTransport
 from onebox.testing.fake_upstream import (
     FakeUpstream,
     embedding_for,
@@ -65,8 +66,14 @@ def fake(upstream: FakeUpstream) -> FakeUpstream:
     return upstream
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(params=["httpx-default", "fast"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The provider's shared client, over httpx's own transport and over FastTransport."""
+    if request.param == "fast":
+        transport = FastTransport(max_connections=100)
+        async with httpx.AsyncClient(transport=transport, follow_redirects=False) as shared:
+            yield shared
+        return
     async with httpx.AsyncClient() as shared:
         yield shared
 

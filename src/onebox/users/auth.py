@@ -112,11 +112,10 @@ class Authenticator:
 
     async def from_bearer(self, credential: str) -> Principal:
         token = self.settings.api_token
-        if token is not None and hmac.compare_digest(
+        is_admin_token = token is not None and hmac.compare_digest(
             credential.encode(), token.get_secret_value().encode()
-        ):
-            return await self._admin_token_principal()
-        if not credential.startswith((SECRET_PREFIX, WIDGET_PREFIX)):
+        )
+        if not is_admin_token and not credential.startswith((SECRET_PREFIX, WIDGET_PREFIX)):
             raise InvalidCredentialsError("Invalid API key")
         digest = token_hash(credential)
         cached = self._keys.get(digest)
@@ -124,8 +123,13 @@ class Authenticator:
         if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
             principal = cached[1]
         else:
-            principal = await self._load_key(digest)
+            if is_admin_token:
+                principal = await self._admin_token_principal()
+            else:
+                principal = await self._load_key(digest)
             self._keys[digest] = (now, principal)
+        if is_admin_token and principal is not None:
+            return principal
         if principal is None or principal.key is None:
             raise InvalidCredentialsError("Invalid, expired or revoked API key")
         return principal
