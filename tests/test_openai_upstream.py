@@ -152,7 +152,7 @@ async def test_streams_the_predicted_text_and_usage(
 ) -> None:
     deltas, usage = await collect(make_provider(), chat(max_tokens=64))
 
-    assert deltas == reply_deltas("hello world", tokens=16)
+    assert "".join(deltas) == "".join(reply_deltas("hello world", tokens=16))
     assert "".join(deltas) == (
         "Echo: hello world tok3 tok4 tok5 tok6 tok7 tok8 tok9 tok10 tok11 tok12 tok13 tok14 tok15"
     )
@@ -212,7 +212,7 @@ async def test_usage_is_estimated_when_the_upstream_sends_none(
     sent = fake.last_request()
     assert "stream_options" not in sent
     assert sent["max_completion_tokens"] == 5
-    assert len(deltas) == 5
+    assert "".join(deltas) == "".join(reply_deltas("hello world", tokens=16)[:5])
     assert usage == Usage(
         prompt_tokens=provider.count_tokens(HELLO), completion_tokens=5, finish_reason="length"
     )
@@ -259,7 +259,7 @@ async def test_many_concurrent_streams_share_one_client(
         )
     )
     for index, (deltas, usage) in enumerate(results):
-        assert deltas == reply_deltas(f"n{index}", tokens=10)
+        assert "".join(deltas) == "".join(reply_deltas(f"n{index}", tokens=10))
         assert usage.completion_tokens == 10
     await wait_for_stats(fake, chat_requests=50, completed=50, disconnects=0, active_streams=0)
 
@@ -374,7 +374,7 @@ async def test_429_waits_for_retry_after(
     started = time.monotonic()
     deltas, _ = await collect(make_provider(retry_backoff=0.01), chat())
     assert time.monotonic() - started >= 0.95  # Retry-After: 1, not the 10 ms backoff
-    assert len(deltas) == 16
+    assert "".join(deltas) == "".join(reply_deltas("hello world", tokens=16))
     assert fake.stats()["chat_requests"] == 2
 
 
@@ -421,7 +421,7 @@ async def test_slow_first_byte_is_retried_after_the_read_timeout(
     started = time.monotonic()
     deltas, _ = await collect(make_provider(read_timeout=0.3, max_retries=1), chat())
     assert time.monotonic() - started >= 0.3
-    assert len(deltas) == 16
+    assert "".join(deltas) == "".join(reply_deltas("hello world", tokens=16))
     # The abandoned first request shows up as a disconnect, the retry as a completion.
     await wait_for_stats(fake, chat_requests=2, disconnects=1, completed=1, active_requests=0)
 
@@ -472,7 +472,7 @@ async def test_cooldown_fails_fast_then_lets_a_trial_through(
     await asyncio.sleep(0.55)
     assert provider.health.state == "half_open"
     deltas, _ = await collect(provider, chat())
-    assert len(deltas) == 16
+    assert "".join(deltas) == "".join(reply_deltas("hello world", tokens=16))
     assert fake.stats()["chat_requests"] == 3
     assert provider.health.state == "closed"
     assert provider.health.consecutive_failures == 0
@@ -520,7 +520,7 @@ async def test_a_cancelled_trial_frees_the_slot(
 
     fake.configure(fail_mode="none")
     deltas, _ = await collect(provider, chat())
-    assert len(deltas) == 16
+    assert "".join(deltas) == "".join(reply_deltas("hello world", tokens=16))
     assert provider.health.state == "closed"
 
 
@@ -538,7 +538,7 @@ async def test_stall_mid_stream_is_a_timeout_after_the_first_deltas(
     with pytest.raises(ProviderTimeoutError) as caught:
         await collect(make_provider(read_timeout=0.4), chat(), deltas)
     assert time.monotonic() - started >= 0.4
-    assert deltas == reply_deltas("hello world")[:3]
+    assert "".join(deltas) == "".join(reply_deltas("hello world")[:3])
     assert "stalled" in str(caught.value)
     assert not isinstance(caught.value, ProviderUnavailableError)
     await wait_for_stats(fake, chat_requests=1, disconnects=1, active_streams=0)
@@ -555,7 +555,7 @@ async def test_connection_drop_mid_stream_is_a_provider_error(
     error = caught.value
     assert type(error) is ProviderError
     assert "failed mid-stream after 3 tokens" in str(error)
-    assert deltas == reply_deltas("hello world")[:3]
+    assert "".join(deltas) == "".join(reply_deltas("hello world")[:3])
     assert fake.stats()["chat_requests"] == 1  # never retried once tokens were out
 
 
@@ -623,7 +623,7 @@ async def test_api_key_is_sent_and_never_shown(
     fake.configure(api_key="sk-right-key")
     good = make_provider(api_key="sk-right-key")
     deltas, _ = await collect(good, chat())
-    assert len(deltas) == 16
+    assert "".join(deltas) == "".join(reply_deltas("hello world", tokens=16))
     assert "sk-right-key" not in repr(good)
 
     bad = make_provider(api_key="sk-wrong-secret")

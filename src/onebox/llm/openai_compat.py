@@ -399,9 +399,12 @@ class OpenAICompatProvider(ChatProvider):
                             chunks = cast("AsyncGenerator[bytes]", response.aiter_bytes())
                             try:
                                 async for raw in chunks:
-                                    for content in parser.feed(raw):
-                                        streamed += 1
-                                        yield TextDelta(content)
+                                    # Deltas that arrived in one read travel as one chunk:
+                                    # every later step (guards, framing, the socket write)
+                                    # costs per chunk, not per token.
+                                    if contents := parser.feed(raw):
+                                        streamed += len(contents)
+                                        yield TextDelta("".join(contents))
                                     if loop.time() > deadline:
                                         raise _TotalTimeout
                             finally:
