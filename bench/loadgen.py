@@ -40,10 +40,16 @@ class Target:
         return cls(parts.hostname or "127.0.0.1", parts.port or 80, parts.path, token)
 
 
+# Servers close idle keep-alive connections (uvicorn after 5 s); a client must not reuse
+# one that has sat idle that long, or it measures its own stale connections as errors.
+IDLE_EXPIRY_SECONDS = 4.0
+
+
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.idle_since = time.monotonic()
 
     def close(self) -> None:
         self.writer.close()
@@ -55,12 +61,16 @@ class Pool:
     idle: list[Connection] = field(default_factory=list)
 
     async def acquire(self) -> Connection:
-        if self.idle:
-            return self.idle.pop()
+        while self.idle:
+            connection = self.idle.pop()
+            if time.monotonic() - connection.idle_since < IDLE_EXPIRY_SECONDS:
+                return connection
+            connection.close()
         reader, writer = await asyncio.open_connection(self.target.host, self.target.port)
         return Connection(reader, writer)
 
     def release(self, connection: Connection) -> None:
+        connection.idle_since = time.monotonic()
         self.idle.append(connection)
 
     def close(self) -> None:
