@@ -77,8 +77,11 @@ async def test_follow_up_sends_the_whole_history(api: AppUnderTest) -> None:
     events = await _send(api, conversation["id"], "second question")
 
     sent = recorder.requests[-1].messages
-    assert [(m.role, m.content) for m in sent] == [
-        ("system", api.app.state.onebox.settings.system_prompt),
+    system_prompt = api.app.state.onebox.settings.system_prompt
+    assert sent[0].role == "system"
+    assert sent[0].content.startswith(system_prompt)
+    assert "onebox-canary-" in sent[0].content  # a fresh canary guards each reply
+    assert [(m.role, m.content) for m in sent[1:]] == [
         ("user", "first question"),
         ("assistant", "Echo: first question"),
         ("user", "second question"),
