@@ -19,20 +19,23 @@ start of a pattern and at most a few characters wide; every repetition is bounde
 
 from __future__ import annotations
 
+import abc
 import re
 from dataclasses import dataclass
 
 
-class Node:
+class Node(abc.ABC):
+    @abc.abstractmethod
     def full(self) -> str:
-        raise NotImplementedError
+        """The regex source of the pattern itself."""
 
+    @abc.abstractmethod
     def prefix(self) -> str:
-        raise NotImplementedError
+        """The regex source matching anything that could still grow into a match."""
 
+    @abc.abstractmethod
     def consumed(self) -> int:
         """Upper bound on the characters a match consumes."""
-        raise NotImplementedError
 
     def overhang(self) -> int:
         """Upper bound on how far a look-ahead reads past the consumed characters."""
