@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import json
 import logging
 import random
 import time
@@ -49,20 +48,26 @@ from onebox.llm.base import (
     FinishReason,
     ProviderError,
     ProviderTimeoutError,
-    ProviderUnavailableError,
     StreamChunk,
     TextDelta,
     Usage,
+)
+from onebox.llm.openai_sse import (
+    _error_fields,
+    _SseParser,
+    _StreamBroken,
+)
+from onebox.llm.upstream_health import (
+    UnavailableReason,
+    UpstreamHealth,
+    UpstreamUnavailableError,
+    _Failure,
 )
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_ERROR_BODY = 64 * 1024
-_loads = json.loads
-_raw_decode = json.JSONDecoder().raw_decode
-
-UnavailableReason = Literal["cooldown", "connect", "timeout", "status", "protocol", "pool"]
 
 
 class UpstreamRequestError(ProviderError):
@@ -88,141 +93,8 @@ class UpstreamRequestError(ProviderError):
         self.param = param
 
 
-class UpstreamUnavailableError(ProviderUnavailableError):
-    """Nothing was streamed: the upstream could not be reached or kept failing (``reason``),
-    or its circuit is open after repeated failures (``reason == "cooldown"``)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        reason: UnavailableReason,
-        attempts: int,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.attempts = attempts
-        self.status_code = status_code
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamHealth:
-    """A snapshot of one upstream's circuit, for ``/readyz`` and the models endpoint."""
-
-    state: Literal["closed", "open", "half_open"]
-    consecutive_failures: int
-    cooling_down_until: float | None  # Unix time the cooldown ends, while open
-    cooldown_remaining: float  # seconds, 0 unless open
-    trial_in_flight: bool
-    last_error: str | None
-
-
-@dataclass(slots=True)
-class _Failure:
-    reason: UnavailableReason
-    description: str
-    retryable: bool = True
-    status_code: int | None = None
-    retry_after: float | None = None
-
-
-class _StreamBroken(Exception):
-    """The body of a 200 response was not a valid completion stream."""
-
-
 class _TotalTimeout(Exception):
     """``total_timeout`` passed while streaming."""
-
-
-class _SseParser:
-    """Server-sent events to content deltas, for the chunks of one response.
-
-    Handles events split across reads, multi-line ``data:`` fields, CRLF/CR line ends,
-    comments and other fields (ignored), ``[DONE]``, usage chunks and error events.
-    """
-
-    __slots__ = ("_data", "_pending", "done", "finish", "usage")
-
-    def __init__(self) -> None:
-        self._pending = b""
-        self._data: list[bytes] = []
-        self.done = False
-        self.finish: object = None
-        self.usage: object = None
-
-    def feed(self, raw: bytes) -> list[str]:
-        """The content deltas completed by this read, in order."""
-        if self._pending:
-            raw = self._pending + raw
-        lines = _split_lines(raw) if b"\r" in raw else raw.split(b"\n")
-        self._pending = lines.pop()
-        contents: list[str] = []
-        data = self._data
-        for line in lines:
-            if line:
-                if line.startswith(b"data:"):
-                    value = line[5:]
-                    data.append(value[1:] if value[:1] == b" " else value)
-                continue  # comments, event:, id:, retry:
-            if not data:
-                continue
-            frame = data[0] if len(data) == 1 else b"\n".join(data)
-            data.clear()
-            if self.done:
-                continue
-            if frame == b"[DONE]":
-                self.done = True
-                continue
-            try:
-                event = _raw_decode(frame.decode())[0]  # twice as fast as json.loads(bytes)
-            except ValueError:
-                try:  # leading whitespace, odd encodings
-                    event = _loads(frame)
-                except ValueError as exc:
-                    raise _StreamBroken(f"malformed chunk {frame[:200]!r}") from exc
-            if type(event) is not dict:
-                raise _StreamBroken(f"unexpected chunk {frame[:200]!r}")
-            choices = event.get("choices")
-            if choices:
-                choice = choices[0]
-                delta = choice.get("delta")
-                if delta:
-                    content = delta.get("content")
-                    if content:
-                        contents.append(content)
-                reason = choice.get("finish_reason")
-                if reason:
-                    self.finish = reason
-            elif "error" in event:
-                raise _StreamBroken(f"error event: {_error_fields(frame)[0]}")
-            usage = event.get("usage")
-            if usage:
-                self.usage = usage
-        return contents
-
-    def end(self) -> list[str]:
-        """At the end of the body: flush an unterminated last event, check completeness."""
-        contents = self.feed(b"\n\n")
-        if not self.done and self.finish is None:
-            raise _StreamBroken("stream ended without [DONE] or a finish_reason")
-        self.done = True
-        return contents
-
-    def whole(self, body: bytes) -> list[str]:
-        """A non-streamed ``chat.completion`` answer."""
-        try:
-            parsed = _loads(body)
-            choice = parsed["choices"][0]
-            text = choice["message"].get("content") or ""
-            self.finish = choice.get("finish_reason")
-            self.usage = parsed.get("usage")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise _StreamBroken(f"unexpected JSON answer {body[:200]!r}") from exc
-        self.done = True
-        return [str(text)] if text else []
 
 
 def _redact_url(url: str) -> str:
@@ -254,35 +126,6 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
-
-
-def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:
-    """``(message, type, code, param)`` from an OpenAI-style (or similar) error body."""
-    try:
-        parsed = _loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or "(empty body)"), None, None, None
-    if isinstance(parsed, dict):
-        error = parsed.get("error", parsed)
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("detail") or json.dumps(error)[:500]
-            return (
-                str(message),
-                _str_or_none(error.get("type")),
-                _str_or_none(error.get("code")),
-                _str_or_none(error.get("param")),
-            )
-        if isinstance(error, str):  # {"error": "..."} (Ollama, TGI)
-            return error, None, None, None
-        detail = parsed.get("detail")
-        if detail is not None:  # FastAPI-style servers
-            return str(detail)[:500], None, None, None
-    return json.dumps(parsed)[:500], None, None, None
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def _describe_transport_error(exc: httpx.TransportError) -> tuple[UnavailableReason, str]:
@@ -630,14 +473,3 @@ class OpenAICompatProvider(ChatProvider):
         if delay >= remaining:
             return None
         return delay
-
-
-def _split_lines(raw: bytes) -> list[bytes]:
-    """Split on CRLF, LF or a lone CR. The last element is the unfinished line; a trailing
-    CR stays on it, as it may be the first half of a CRLF split across reads."""
-    held = b""
-    if raw.endswith(b"\r"):
-        raw, held = raw[:-1], b"\r"
-    lines = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-    lines[-1] += held
-    return lines
