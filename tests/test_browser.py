@@ -99,7 +99,7 @@ def two_model_server(tmp_path: Path) -> Iterator[LiveServer]:
             ModelEntry(
                 ModelSpec(name="shouty", provider="fake"),
                 FakeProvider(
-                    model_name="shouty", context_size=4096, reply="LOUD REPLY", token_delay=0.01
+                    model_name="shouty", context_size=4096, reply="LOUD REPLY", token_delay=0.4
                 ),
             ),
         ],
