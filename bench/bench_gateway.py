@@ -14,16 +14,14 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.loadgen import Target, closed_loop, concurrent, open_loop, summarize
 from bench.table import print_table
 from onebox.testing.fake_upstream import start_fake_upstream
+from onebox.testing.ready import wait_until_ready
 
 TOKEN = "bench-token-" + "x" * 24
 BODY = {
@@ -68,14 +66,8 @@ def onebox_server(upstream_url: str) -> Iterator[tuple[str, subprocess.Popen[byt
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                if process.poll() is not None:
-                    raise RuntimeError(process.stderr.read().decode() if process.stderr else "")
-                time.sleep(0.1)
+            if not wait_until_ready(url, alive=lambda: process.poll() is None):
+                raise RuntimeError(process.stderr.read().decode() if process.stderr else "")
             yield url, process
         finally:
             process.terminate()

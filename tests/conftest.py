@@ -6,7 +6,6 @@ import asyncio
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from onebox.app import create_app
 from onebox.core.settings import Settings
 from onebox.llm.base import ChatProvider
 from onebox.testing.fake_provider import FakeProvider
+from onebox.testing.ready import wait_until_ready
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ONEBOX_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -165,17 +165,9 @@ def run_live_server(
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            raise RuntimeError("live server did not become ready")
-        time.sleep(0.05)
+    if not wait_until_ready(url, alive=thread.is_alive):
+        server.should_exit = True
+        raise RuntimeError("live server did not become ready")
     try:
         yield LiveServer(url=url, app=app, settings=settings, provider=provider)
     finally:

@@ -19,20 +19,11 @@ from onebox.core.settings import Settings
 from onebox.llm.catalog import ModelSpec
 from onebox.llm.registry import ModelEntry, ModelRegistry
 from onebox.testing.fake_provider import FakeProvider
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.conftest import LiveServer, run_live_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 15_000
 SCREENSHOT = Path("/tmp/onebox-ui.png")
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")

@@ -24,20 +24,11 @@ from onebox.core.migrate import upgrade
 from onebox.core.settings import Settings
 from onebox.testing.fake_provider import FakeProvider
 from onebox.users.service import AccountService
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 from tests.conftest import LiveServer, run_live_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-TIMEOUT_MS = 15_000
 SCREENSHOTS = Path("/tmp")
 
 ADMIN_EMAIL = "admin@example.com"

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from onebox.testing.ready import wait_until_ready
 from tests.accounts import PASSWORD, make_account, sign_in
 from tests.conftest import AppUnderTest, free_port
 
@@ -122,16 +122,8 @@ def two_replicas(tmp_path: Path) -> Iterator[tuple[list[str], str]]:
         )
         urls.append(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 60
-        for url in urls:
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "replica did not start"
-                time.sleep(0.1)
+        for url, process in zip(urls, processes, strict=True):
+            assert wait_until_ready(url, alive=lambda p=process: p.poll() is None), "no replica"
         yield urls, secret.strip()
     finally:
         for process in processes:
