@@ -28,6 +28,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
 	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || echo ">> Compiling llama-cpp-python once (about 6-7 minutes on 2 cores; pip caches the wheel afterwards)..."
+	@# The CPU build of torch first (on this machine kind it lies on disk), so nothing
+	@# below pulls a multi-GB CUDA build for the embedding model.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --progress-bar on 'torch==2.13.0'
 	$(BIN)/python -m pip install --progress-bar on -e '.[postgres,dev]'
 	@touch $(STAMP)
 

@@ -98,8 +98,10 @@ def two_replicas(tmp_path: Path) -> Iterator[tuple[list[str], str]]:
         pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
     _onebox(tmp_path, "users", "create", "burst@example.com", "--admin", stdin=PASSWORD + "\n")
     secret = _onebox(tmp_path, "keys", "create", "--user", "burst@example.com", "--rpm", "20")
+    # Qdrant Edge is single-process; replicas use a server (here: an in-memory local index).
     env = {**os.environ, "ONEBOX_LLM_PROVIDER": "fake", "ONEBOX_RATE_LIMIT_STORAGE": REDIS_URL,
-           "ONEBOX_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "ONEBOX_LOG_LEVEL": "WARNING", "ONEBOX_VECTOR_BACKEND": "qdrant",
+           "ONEBOX_QDRANT_URL": ":memory:"}  # fmt: skip
     processes, urls = [], []
     for _ in range(2):
         port = free_port()

@@ -59,3 +59,32 @@ def test_production_refuses_an_open_api() -> None:
 def test_out_of_range_values_are_refused(name: str, value: int) -> None:
     with pytest.raises(ValidationError):
         Settings(_env_file=None, **{name: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"chunk_size": 500, "chunk_overlap": 500}, "CHUNK_OVERLAP"),
+        ({"jobs_backend": "celery"}, "Qdrant Edge"),
+        ({"vector_backend": "qdrant"}, "ONEBOX_QDRANT_URL"),
+        ({"embedding_provider": "openai"}, "ONEBOX_EMBEDDING_BASE_URL"),
+    ],
+)
+def test_inconsistent_document_settings_are_refused(
+    tmp_path: Path, overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(_env_file=None, data_dir=tmp_path, **overrides)  # type: ignore[call-arg, arg-type]
+
+
+def test_scale_out_document_settings_are_accepted(tmp_path: Path) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path,
+        jobs_backend="celery",
+        vector_backend="qdrant",
+        qdrant_url="http://qdrant:6333",
+        embedding_provider="openai",
+        embedding_base_url="http://tei:8080/v1",
+    )
+    assert settings.index_dir == tmp_path / "index"

@@ -23,9 +23,13 @@ from onebox.core.ratelimits import RequestLimiter, limits_config
 from onebox.core.security import SecurityHeaders, WidgetCors
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
+from onebox.documents.routes import router as documents_router
+from onebox.embeddings.factory import build_embedder
 from onebox.gateway.routes import chat_completions_route
 from onebox.gateway.routes import router as gateway_router
 from onebox.health.routes import router as health_router
+from onebox.jobs.base import JobServices
+from onebox.jobs.dispatch import build_dispatcher
 from onebox.llm.base import ChatProvider
 from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
@@ -37,10 +41,13 @@ from onebox.users.auth import Authenticator
 from onebox.users.repository import UserRepository
 from onebox.users.routes import router as accounts_router
 from onebox.users.service import ensure_local_user
+from onebox.vectors.factory import build_index
 from onebox.web.routes import router as web_router
 from onebox.web.routes import static_files
 
 logger = logging.getLogger(__name__)
+
+UPLOAD_FILES_PER_REQUEST = 4
 
 
 def upstream_client(settings: Settings) -> httpx.AsyncClient:
@@ -91,6 +98,17 @@ async def open_state(
         guard = Guard(settings)
         generations = GenerationManager(sessionmaker, models, usage, guard)
         stack.push_async_callback(generations.shutdown)
+        embedder = build_embedder(settings, http)
+        await embedder.start()
+        stack.push_async_callback(embedder.close)
+        index = build_index(settings)
+        await index.open(embedder.dimension)
+        stack.push_async_callback(index.close)
+        jobs = build_dispatcher(
+            settings, JobServices(settings, sessionmaker, embedder, index, http)
+        )
+        await jobs.start()
+        stack.push_async_callback(jobs.close)
         yield AppState(
             settings=settings,
             engine=engine,
@@ -103,6 +121,9 @@ async def open_state(
             limits=RequestLimiter(limiter, config, settings),
             guard=guard,
             local_user_id=local_user.id,
+            embedder=embedder,
+            index=index,
+            jobs=jobs,
         )
 
 
@@ -131,7 +152,12 @@ def create_app(
     app = FastAPI(title="Onebox", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(
-        JsonBodyGuard, max_bytes=settings.max_request_bytes, prefixes=("/api/", "/v1/")
+        JsonBodyGuard,
+        max_bytes=settings.max_request_bytes,
+        prefixes=("/api/", "/v1/"),
+        upload_suffix="/documents",
+        # Several files per request, each up to the per-file limit checked in the route.
+        max_upload_bytes=settings.max_upload_bytes * UPLOAD_FILES_PER_REQUEST,
     )
 
     async def widget_origins() -> set[str]:
@@ -144,6 +170,7 @@ def create_app(
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)
+    app.include_router(documents_router)
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.router.routes.append(chat_completions_route)

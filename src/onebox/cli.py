@@ -126,6 +126,29 @@ def _register_account_commands() -> None:
 _register_account_commands()
 
 
+def _register_document_commands() -> None:
+    from onebox.documents.cli import register
+
+    register(app, load_settings, DataDirOption)
+
+
+_register_document_commands()
+
+
+@app.command()
+def worker(data_dir: DataDirOption = None) -> None:
+    """Run a Celery worker for background jobs (ONEBOX_JOBS_BACKEND=celery)."""
+    from onebox.jobs.celery_app import run_worker
+
+    settings = load_settings(data_dir=data_dir)
+    if settings.jobs_backend != "celery":
+        errors.print(
+            "[yellow]ONEBOX_JOBS_BACKEND is not 'celery': the app runs jobs itself; "
+            "starting a Celery worker anyway[/yellow]"
+        )
+    run_worker(settings)
+
+
 def main() -> None:
     try:
         app()

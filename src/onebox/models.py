@@ -5,5 +5,7 @@ from __future__ import annotations
 
 def import_all_models() -> None:
     import onebox.chat.models
+    import onebox.documents.models
+    import onebox.jobs.models
     import onebox.usage.models
     import onebox.users.models  # noqa: F401

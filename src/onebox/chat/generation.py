@@ -21,6 +21,8 @@ from onebox.chat.schemas import MessageOut
 from onebox.core.db import new_id
 from onebox.core.guarding import Guard, OutputBlockedError
 from onebox.core.settings import Settings
+from onebox.documents.answering import stored_sources
+from onebox.documents.retrieval import Source
 from onebox.llm.base import (
     ChatMessage,
     ChatRequest,
@@ -68,6 +70,7 @@ class GenerationRun:
     source: str
     admission: Admission | None = None
     canary: str | None = None
+    sources: list[Source] = field(default_factory=list)
     message_id: str = field(default_factory=new_id)
     events: asyncio.Queue[RunEvent | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -120,6 +123,8 @@ class GenerationManager:
         source: str = "ui",
         admission: Admission | None = None,
         canary: str | None = None,
+        sources: list[Source] | None = None,
+        retrieval_used: bool = False,
     ) -> GenerationRun:
         run = GenerationRun(
             conversation_id=conversation_id,
@@ -130,7 +135,13 @@ class GenerationManager:
             source=source,
             admission=admission,
             canary=canary,
+            sources=list(sources or []),
         )
+        if retrieval_used:
+            # Sources go out before the first token, so the UI can show what was read.
+            run.events.put_nowait(
+                RunEvent("sources", {"sources": [s.public() for s in run.sources]})
+            )
         self.runs[conversation_id] = run
         run.task = asyncio.create_task(self._run(run), name=f"generation-{run.message_id}")
         return run
@@ -209,6 +220,7 @@ class GenerationManager:
         if run.admission is not None:
             used = usage.prompt_tokens + usage.completion_tokens if usage else 0
             await asyncio.shield(run.admission.release(used))
+        message_text = "".join(parts)
         message = Message(
             id=run.message_id,
             conversation_id=run.conversation_id,
@@ -222,6 +234,7 @@ class GenerationManager:
             duration_ms=round(meter.duration_ms),
             status=status,
             error=error,
+            sources=stored_sources(run.sources, message_text) if run.sources else None,
         )
         try:
             await self._save(message)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from onebox.core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -30,6 +31,8 @@ class Conversation(IdMixin, TimestampMixin, Base):
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     model: Mapped[str | None] = mapped_column(String(200), default=None)
+    # Collections the answers draw on; checked against the owner at every retrieval.
+    collection_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
 
 
 class Message(IdMixin, Base):
@@ -50,4 +53,7 @@ class Message(IdMixin, Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer, default=None)
     status: Mapped[str] = mapped_column(String(16), default=MessageStatus.COMPLETE)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Retrieved passages shown to the model, numbered as cited; a snapshot that outlives
+    # the documents. Each has ``used``: whether the answer cites it.
+    sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

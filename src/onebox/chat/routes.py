@@ -21,6 +21,9 @@ from onebox.core.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateD
 from onebox.core.errors import APIError, BadRequestError, ConflictError
 from onebox.core.sse import SSE_HEADERS, format_event
 from onebox.core.state import AppState
+from onebox.documents.answering import with_sources
+from onebox.documents.retrieval import Retriever, Source
+from onebox.documents.service import DocumentService
 from onebox.llm.base import ContextWindowExceededError
 from onebox.llm.registry import UnknownModelError
 from onebox.users.service import record_audit
@@ -64,7 +67,12 @@ async def create_conversation(
 ) -> ConversationOut:
     body = body or ConversationCreate()
     model = _canonical_model(state, body.model)
-    conversation = await ChatService(session).create_conversation(user_id, body.title, model)
+    collection_ids = await DocumentService(session, state.settings).resolve_collections(
+        user_id, body.collection_ids
+    )
+    conversation = await ChatService(session).create_conversation(
+        user_id, body.title, model, collection_ids
+    )
     await session.commit()
     return ConversationOut.model_validate(conversation)
 
@@ -94,6 +102,10 @@ async def update_conversation(
 ) -> ConversationOut:
     if body.model is not None:
         body.model = _canonical_model(state, body.model)
+    if body.collection_ids is not None:
+        body.collection_ids = await DocumentService(session, state.settings).resolve_collections(
+            user_id, body.collection_ids
+        )
     conversation = await ChatService(session).update_conversation(user_id, conversation_id, body)
     await session.commit()
     return ConversationOut.model_validate(conversation)
@@ -158,6 +170,16 @@ async def post_message(
         ) from exc
     params = default_params(entry, settings)
     history = await service.history_for(conversation, user_message, settings.system_prompt)
+    sources: list[Source] = []
+    readable = await DocumentService(session, settings).readable_collection_ids(
+        user_id,
+        conversation.collection_ids or [],
+        allowed=principal.key.collections if principal.key else None,
+    )
+    if readable:
+        retriever = Retriever(settings, state.embedder, state.index, state.guard)
+        sources = await retriever.retrieve(session, user_message.content, readable)
+        history = with_sources(history, sources)
     history, canary = state.guard.protect_system_prompt(history)
     try:
         prompt = state.generations.prepare(entry, history, params)
@@ -177,6 +199,8 @@ async def post_message(
         user_id=user_id,
         admission=admission,
         canary=canary,
+        sources=sources,
+        retrieval_used=bool(readable),
     )
     opening = {
         "user_message": message_out(user_message),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -14,6 +15,9 @@ class ConversationCreate(BaseModel):
     model: str | None = Field(
         default=None, description="Model name or alias; default model if unset"
     )
+    collection_ids: list[str] = Field(
+        default_factory=list, max_length=50, description="Collections answers draw on"
+    )
 
 
 class ConversationUpdate(BaseModel):
@@ -23,6 +27,7 @@ class ConversationUpdate(BaseModel):
     pinned: bool | None = None
     archived: bool | None = None
     model: str | None = Field(default=None, min_length=1, max_length=200)
+    collection_ids: list[str] | None = Field(default=None, max_length=50)
 
 
 class ConversationOut(BaseModel):
@@ -33,6 +38,7 @@ class ConversationOut(BaseModel):
     pinned: bool
     archived: bool
     model: str | None
+    collection_ids: list[str] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 
@@ -69,6 +75,11 @@ class MessageOut(BaseModel):
     duration_ms: int | None
     status: str
     error: str | None
+    sources: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Passages retrieved for this reply, numbered as cited; `used` tells "
+        "whether the answer cites each",
+    )
     created_at: datetime
 
     @computed_field  # type: ignore[prop-decorator]

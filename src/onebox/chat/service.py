@@ -30,9 +30,18 @@ class ChatService:
         self.repository = ChatRepository(session)
 
     async def create_conversation(
-        self, owner_id: str, title: str = "", model: str | None = None
+        self,
+        owner_id: str,
+        title: str = "",
+        model: str | None = None,
+        collection_ids: list[str] | None = None,
     ) -> Conversation:
-        conversation = Conversation(owner_id=owner_id, title=title.strip(), model=model)
+        conversation = Conversation(
+            owner_id=owner_id,
+            title=title.strip(),
+            model=model,
+            collection_ids=list(collection_ids or []),
+        )
         await self.repository.add(conversation)
         return conversation
 
@@ -64,6 +73,8 @@ class ChatService:
             conversation.archived = update.archived
         if update.model is not None:
             conversation.model = update.model
+        if update.collection_ids is not None:
+            conversation.collection_ids = list(update.collection_ids)
         conversation.updated_at = utcnow()
         await self.repository.session.flush()
         return conversation

@@ -68,6 +68,16 @@ class Guard:
             logger.warning("Prompt-injection signals in input: %s", ", ".join(signals))
         return InputVerdict(result.text, result.flagged, signals)
 
+    def screen_passage(self, text: str) -> InputVerdict | None:
+        """Retrieved passages are untrusted too: the injection policy strips them, or drops
+        them (``None``) when it blocks; flagged passages are kept but marked."""
+        if self.injection is None:
+            return InputVerdict(text, False)
+        result = apply(text, self.injection)
+        if result.blocked:
+            return None
+        return InputVerdict(result.text, result.flagged, tuple(result.report.signals))
+
     def protect_system_prompt(
         self, messages: Sequence[ChatMessage]
     ) -> tuple[list[ChatMessage], str | None]:

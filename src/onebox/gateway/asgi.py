@@ -16,7 +16,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from onebox.core.errors import APIError, error_body
 from onebox.core.state import AppState
+from onebox.documents.retrieval import retrieve_for_request
 from onebox.gateway.auth import authenticate_v1
+from onebox.gateway.schemas import ChatCompletionRequest
 from onebox.gateway.service import Completion, parse_request
 from onebox.users.auth import Principal
 from onebox.users.service import record_audit
@@ -77,8 +79,13 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
             state, _header(scope, b"authorization"), _header(scope, b"origin")
         )
         request = parse_request(await _read_body(receive))
+        sources = None
+        if request.collections is not None:
+            sources = await retrieve_for_request(
+                state, principal, request.collections, _last_user_text(request)
+            )
         completion = Completion.prepare(
-            request, state.models, state.usage, state.settings, principal, state.guard
+            request, state.models, state.usage, state.settings, principal, state.guard, sources
         )
         ip = state.limits.client_ip(_peer(scope), scope["headers"])
         completion.admission = await state.limits.admit(
@@ -115,6 +122,13 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         task.uncancel()
     finally:
         watcher.cancel()
+
+
+def _last_user_text(request: ChatCompletionRequest) -> str:
+    for message in reversed(request.messages):
+        if message.role == "user":
+            return message.text()
+    return ""
 
 
 def _peer(scope: Scope) -> str | None:

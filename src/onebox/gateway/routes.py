@@ -6,15 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 from starlette.routing import Route
 
 from onebox.core.deps import StateDep
-from onebox.core.errors import APIError
 from onebox.gateway.asgi import ChatCompletionsEndpoint
 from onebox.gateway.auth import authenticate_v1
-from onebox.gateway.schemas import EmbeddingRequest
-from onebox.gateway.service import invalid_request, resolve_model
+from onebox.gateway.embeddings import create_embeddings
+from onebox.gateway.service import resolve_model
 from onebox.users.auth import Principal
 
 
@@ -57,16 +55,6 @@ async def get_model(model_id: str, state: StateDep, _auth: ApiAuth) -> dict[str,
 
 
 @router.post("/embeddings")
-async def embeddings(request: Request, state: StateDep, _auth: ApiAuth) -> JSONResponse:
-    try:
-        body = EmbeddingRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise invalid_request(exc) from exc
-    raise APIError(
-        404,
-        f"The embedding model {body.model!r} does not exist: no embedding model is configured "
-        "on this server yet.",
-        "invalid_request_error",
-        param="model",
-        code="model_not_found",
-    )
+async def embeddings(request: Request, state: StateDep, principal: ApiAuth) -> JSONResponse:
+    ip = state.limits.client_ip(request.client.host if request.client else None, request.headers)
+    return JSONResponse(await create_embeddings(state, principal, await request.body(), ip))

@@ -1,10 +1,10 @@
-"""OpenAI wire format: the request we accept on /v1/chat/completions."""
+"""OpenAI wire format: the requests we accept on /v1/chat/completions and /v1/embeddings."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 
 class TextPart(BaseModel):
@@ -53,6 +53,13 @@ class ChatCompletionRequest(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: str | None = Field(default=None, max_length=256)
+    collections: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="Onebox extension: answer from these collections (ids or names); the "
+        "response carries the retrieved `sources`",
+    )
 
     @field_validator("n")
     @classmethod
@@ -76,7 +83,13 @@ class ChatCompletionRequest(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
+    # ``input`` is checked by hand in gateway/embeddings.py: a union's errors read badly.
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1, max_length=200)
-    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    input: JsonValue
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = Field(default=None, max_length=256)
+    # Not OpenAI's: lets retrieval clients ask for query embeddings (as Cohere, Voyage do).
+    input_type: Literal["query", "document", "passage"] = "document"

@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from onebox.core.errors import APIError
 from onebox.core.guarding import Guard, OutputBlockedError
 from onebox.core.settings import Settings
+from onebox.documents.answering import stored_sources, with_sources
+from onebox.documents.retrieval import Source
 from onebox.gateway.auth import check_model_allowed
 from onebox.gateway.schemas import ChatCompletionRequest
 from onebox.guard import GuardViolation, MessageLimits, clean_messages
@@ -124,6 +126,7 @@ class Completion:
     guard: Guard | None = None
     canary: str | None = None
     admission: Admission | None = None
+    sources: list[Source] | None = None
     _stream: AsyncGenerator[StreamChunk] | None = None
     _recorded: bool = False
 
@@ -140,6 +143,7 @@ class Completion:
         settings: Settings,
         principal: Principal,
         guard: Guard,
+        sources: list[Source] | None = None,
     ) -> Completion:
         check_model_allowed(principal, request.model)
         entry = resolve_model(registry, request.model)
@@ -156,6 +160,8 @@ class Completion:
             seed=request.seed,
         )
         messages = _guarded_input(request, settings, guard)
+        if sources is not None:
+            messages = with_sources(messages, sources)
         messages, canary = guard.protect_system_prompt(messages)
         try:
             messages = fit_to_context(
@@ -178,7 +184,18 @@ class Completion:
             chat_request=ChatRequest(messages=messages, params=params),
             guard=guard,
             canary=canary,
+            sources=sources,
         )
+
+    def _sources_json(self, answer: str | None) -> str:
+        """``,"sources":[…]`` to splice into a chunk; ``used`` once the answer is known."""
+        if self.sources is None:
+            return ""
+        if answer is None:
+            listed: list[dict[str, Any]] = [s.public() for s in self.sources]
+        else:
+            listed = stored_sources(self.sources, answer)
+        return f',"sources":{json.dumps(listed, separators=(",", ":"))}'
 
     async def first_chunk(self) -> StreamChunk:
         """Starts generation and waits for its first chunk, so failures before any output
@@ -253,22 +270,26 @@ class Completion:
         )
         status: str = "cancelled"
         error_type: str | None = "cancelled"
+        answer: list[str] = []
         try:
             yield (
                 f'data: {prefix}[{{"index":0,"delta":{{"role":"assistant","content":""}},'
-                f'"logprobs":null,"finish_reason":null}}]}}\n\n'
+                f'"logprobs":null,"finish_reason":null}}]{self._sources_json(None)}}}\n\n'
             ).encode()
             async for chunk in self.chunks(first):
                 self.observe(chunk)
                 if isinstance(chunk, TextDelta):
+                    if self.sources is not None:
+                        answer.append(chunk.text)
                     yield (
                         f'data: {prefix}[{{"index":0,"delta":{{"content":{json.dumps(chunk.text)}}},'
                         f'"logprobs":null,"finish_reason":null}}]}}\n\n'
                     ).encode()
             finish = _finish_reason(self.usage)
+            used = self._sources_json("".join(answer)) if self.sources is not None else ""
             yield (
                 f'data: {prefix}[{{"index":0,"delta":{{}},"logprobs":null,'
-                f'"finish_reason":"{finish}"}}]}}\n\n'
+                f'"finish_reason":"{finish}"}}]{used}}}\n\n'
             ).encode()
             if include_usage:
                 yield f"data: {prefix}[],{_usage_json(self.usage)[1:]}\n\n".encode()
@@ -298,7 +319,7 @@ class Completion:
             raise provider_error(exc) from exc
         finally:
             await self._close(status, error_type)
-        return {
+        result: dict[str, Any] = {
             "id": self.completion_id,
             "object": "chat.completion",
             "created": self.created,
@@ -314,6 +335,9 @@ class Completion:
             ],
             "usage": json.loads(_usage_json(self.usage))["usage"],
         }
+        if self.sources is not None:
+            result["sources"] = stored_sources(self.sources, "".join(parts))
+        return result
 
 
 def _first(*values: float | None) -> float:

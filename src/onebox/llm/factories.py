@@ -55,4 +55,6 @@ def fake(spec: ModelSpec, settings: Settings, http: httpx.AsyncClient) -> ChatPr
         model_name=spec.name,
         context_size=spec.context_window or settings.context_size,
         capabilities=Capabilities(local=True),
+        # "fake-cite…" models quote passage 1 and cite it (demos and tests of citations).
+        cite="cite" in spec.name,
     )

@@ -19,12 +19,26 @@ from onebox.llm.base import (
 )
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
+_PASSAGE_ONE = re.compile(
+    r"<<<(UNTRUSTED-[0-9a-f]+) passage=1 [^\n]*>>>\n(.*?)\n<<<END \1>>>", re.S
+)
+
+
+def _first_passage_sentence(request: ChatRequest) -> str | None:
+    for message in request.messages:
+        if message.role == "system" and (match := _PASSAGE_ONE.search(message.content)):
+            text = " ".join(match.group(2).split())
+            sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
+            return sentence[:300]
+    return None
 
 
 @dataclass
 class FakeProvider(ChatProvider):
     """Replies ``reply`` (default: echoes the last user message), one word a chunk.
 
+    ``cite``: when the prompt carries retrieved passages, reply with the first sentence of
+    passage 1 followed by ``[1]`` (an extractive stand-in for a model that cites).
     ``token_delay`` seconds pass between chunks; ``repeat`` repeats the reply that many
     times (long streams for disconnect tests); ``fail_after`` raises a ProviderError
     after that many chunks; ``fail_before_start`` is raised before anything is streamed.
@@ -35,6 +49,7 @@ class FakeProvider(ChatProvider):
     repeat: int = 1
     fail_after: int | None = None
     fail_before_start: ProviderError | None = None
+    cite: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FakeProvider:
@@ -42,11 +57,14 @@ class FakeProvider(ChatProvider):
             model_name=settings.model_name,
             context_size=settings.context_size,
             capabilities=Capabilities(local=True),
+            cite="cite" in settings.model_name,
         )
 
     def reply_for(self, request: ChatRequest) -> str:
         if self.reply is not None:
             return self.reply
+        if self.cite and (quoted := _first_passage_sentence(request)):
+            return f"According to the documents, {quoted} [1]"
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         return f"Echo: {last_user}"
 

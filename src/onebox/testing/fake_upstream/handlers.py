@@ -8,14 +8,13 @@ import time
 from dataclasses import asdict, fields
 from typing import Any
 
+from onebox.testing.fake_upstream.embeddings import embeddings_reply, parse_embeddings_request
 from onebox.testing.fake_upstream.protocol import _DONE, _SSE, _head, _Protocol, _Request, _Stream
 from onebox.testing.fake_upstream.replies import (
-    DEFAULT_EMBEDDING_DIMENSIONS,
     DEFAULT_FAULT_TOKENS,
     SLOW_FIRST_BYTE_SECONDS,
     _apply_stop,
     _text_of,
-    embedding_for,
     prompt_tokens_for,
     reply_deltas,
 )
@@ -143,40 +142,11 @@ class _Connection(_Protocol):
     def _embeddings(self, request: _Request) -> None:
         body = _parse_json_object(request.body)
         model = self._check_model(body)
-        raw = body.get("input")
-        inputs: list[str]
-        if isinstance(raw, str):
-            inputs = [raw]
-        elif isinstance(raw, list) and raw:
-            inputs = [item if isinstance(item, str) else json.dumps(item) for item in raw]
-        else:
-            raise _invalid("input", "input must be a string or a non-empty array")
-        dimensions = body.get("dimensions", DEFAULT_EMBEDDING_DIMENSIONS)
-        if (
-            not isinstance(dimensions, int)
-            or isinstance(dimensions, bool)
-            or not 1 <= dimensions <= 4096
-        ):
-            raise _invalid("dimensions", "dimensions must be an integer from 1 to 4096")
+        inputs, dimensions, encoding = parse_embeddings_request(body)
         if self._injected_status():
             return
-        words = sum(len(text.split()) for text in inputs)
         self.state.stats.completed += 1
-        self._send_json(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "object": "embedding",
-                        "index": index,
-                        "embedding": embedding_for(text, dimensions),
-                    }
-                    for index, text in enumerate(inputs)
-                ],
-                "model": model,
-                "usage": {"prompt_tokens": words, "total_tokens": words},
-            }
-        )
+        self._send(200, embeddings_reply(model, inputs, dimensions, encoding))
 
     def _chat(self, request: _Request) -> None:
         state = self.state

@@ -20,9 +20,20 @@ import {
   reportUnauthorized,
 } from "./core.js";
 import { currentUser, markSignedIn, requireSignIn, startAuth } from "./auth.js";
-import { closePanel, currentPanel, initPanels } from "./panel.js";
+import { closePanel, currentPanel, initPanels, openPanel } from "./panel.js";
 import "./keys.js"; // registers the "API keys" and "Usage" panels
 import "./admin.js"; // registers the "Admin" panel
+import "./documents.js"; // registers the "Documents" panel
+import { applySources, showRetrievedSources } from "./citations.js";
+import { loadCollections } from "./collections.js";
+import {
+  clearCollectionDraft,
+  closePopup as closeCollectionPicker,
+  collectionsSaving,
+  draftCollectionIds,
+  initCollectionPicker,
+  syncCollectionPicker,
+} from "./picker.js";
 
 const PAGE_SIZE = 50;
 const STICK_TO_BOTTOM_PX = 96;
@@ -38,6 +49,7 @@ const el = {
   sidebarClose: document.getElementById("sidebar-close"),
   brand: document.getElementById("brand"),
   newChat: document.getElementById("new-chat"),
+  openDocuments: document.getElementById("open-documents"),
   list: document.getElementById("conversation-list"),
   listEmpty: document.getElementById("conversation-empty"),
   loadMore: document.getElementById("load-more"),
@@ -513,6 +525,7 @@ function applyAssistantMessage(row, message, errorText) {
   body.classList.add("markdown");
   body.innerHTML = message.html || ""; // sanitised by the server (nh3)
   enhanceRenderedHtml(body);
+  applySources(row, message.sources); // citation buttons and the sources list (text only)
   row.dataset.id = message.id;
   const status = message.status || "complete";
   setMarker(row, status, message.error);
@@ -677,6 +690,7 @@ function updateTitle() {
   el.title.textContent = title;
   if (!currentPanel()) document.title = conversation ? `${title} · Onebox` : "Onebox";
   updateModelPicker();
+  syncCollectionPicker();
 }
 
 function idFromLocation() {
@@ -772,12 +786,16 @@ async function sendMessage() {
   let conversationId = state.currentId;
   try {
     if (state.modelSaving) await state.modelSaving; // the reply should use the new model
+    if (collectionsSaving()) await collectionsSaving(); // and the collections just picked
     if (!conversationId) {
       const payload = { title: "" };
       if (state.draftModel) payload.model = state.draftModel;
+      const collectionIds = draftCollectionIds();
+      if (collectionIds.length) payload.collection_ids = collectionIds;
       const created = await api("POST", "/api/conversations", payload);
       state.conversations.set(created.id, created);
       state.draftModel = null; // the next "New chat" starts from the default again
+      clearCollectionDraft(); // (its documents too: the new conversation keeps them)
       conversationId = created.id;
       await navigate(created.id, { push: true, fresh: true });
     }
@@ -898,6 +916,13 @@ function handleStreamEvent(stream, event, data, visible) {
         row.dataset.id = data.assistant_message_id;
       }
       if (data.conversation) upsertConversation(data.conversation);
+      break;
+    }
+    case "sources": {
+      // Retrieved passages arrive before the first token: show what the model is reading.
+      const stick = visible() && isNearBottom();
+      showRetrievedSources(row, data.sources);
+      if (stick) scrollToBottom();
       break;
     }
     case "delta": {
@@ -1033,6 +1058,10 @@ function bindEvents() {
     hideError();
     navigate(null, { push: true });
   });
+  el.openDocuments.addEventListener("click", () => {
+    closeCollectionPicker();
+    openPanel("documents");
+  });
   el.brand.addEventListener("click", (event) => {
     if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
     event.preventDefault();
@@ -1125,6 +1154,7 @@ function resumeAfterSignIn(previousUserId, me) {
   renderSidebar();
   loadConversations().catch((error) => showError(error));
   loadModels().catch((error) => showError(error));
+  loadCollections().catch(() => {}); // the picker shows "none" until it can
   navigate(state.currentId, { replace: true });
   autosize();
   updateComposer();
@@ -1133,13 +1163,25 @@ function resumeAfterSignIn(previousUserId, me) {
 async function init() {
   bindEvents();
   initPanels({
-    onOpen: () => closeSidebar(),
+    onOpen: (name) => {
+      closeSidebar();
+      closeCollectionPicker();
+      if (name === "documents") el.openDocuments.setAttribute("aria-current", "page");
+      else el.openDocuments.removeAttribute("aria-current");
+    },
     onClose: ({ focusChat }) => {
+      el.openDocuments.removeAttribute("aria-current");
+      loadCollections().catch(() => {}); // names and counts for the picker may have changed
       updateTitle();
       if (focusChat) el.composer.focus();
     },
   });
   onUnauthorized(handleUnauthorized);
+  initCollectionPicker({
+    conversation: () => (state.currentId ? state.conversations.get(state.currentId) || null : null),
+    onUpdated: (conversation) => upsertConversation(conversation),
+    onError: (error) => showError(error),
+  });
   try {
     await startAuth({ beforePanel: closeSidebar });
   } catch (error) {
@@ -1151,13 +1193,14 @@ async function init() {
   const initialId = idFromLocation();
   const listing = loadConversations().catch((error) => showError(error));
   const models = loadModels().catch((error) => showError(error));
+  const documents = loadCollections().catch(() => {}); // the picker shows "none" until it can
   if (initialId) {
     await navigate(initialId, { replace: true });
   } else {
     updateEmptyState();
     el.composer.focus();
   }
-  await Promise.all([listing, models]);
+  await Promise.all([listing, models, documents]);
   document.documentElement.dataset.ready = "true";
 }
 

@@ -1,0 +1,1 @@
+"""Documents: collections, uploads and URLs, parsing, chunking, indexing, retrieval."""

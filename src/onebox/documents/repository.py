@@ -1,0 +1,187 @@
+"""All SQL for collections, documents, their bytes and chunks. Every read that a user can
+reach is scoped by owner here, so a forgotten check elsewhere cannot leak a document."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onebox.documents.models import Chunk, Collection, Document, DocumentBlob
+from onebox.jobs.models import Job
+
+INGEST_JOB = "ingest_document"
+
+
+class DocumentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, row: Collection | Document | DocumentBlob | Chunk) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    # Collections ------------------------------------------------------------------------
+
+    async def get_collection(self, owner_id: str, collection_id: str) -> Collection | None:
+        result = await self.session.execute(
+            select(Collection).where(
+                Collection.id == collection_id, Collection.owner_id == owner_id
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def collection_by_name(self, owner_id: str, name: str) -> Collection | None:
+        result = await self.session.execute(
+            select(Collection).where(Collection.owner_id == owner_id, Collection.name == name)
+        )
+        return result.scalar_one_or_none()
+
+    async def list_collections(self, owner_id: str) -> Sequence[Collection]:
+        result = await self.session.execute(
+            select(Collection).where(Collection.owner_id == owner_id).order_by(Collection.name)
+        )
+        return result.scalars().all()
+
+    async def collection_counts(self, collection_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """``{collection_id: (documents, chunks)}``."""
+        if not collection_ids:
+            return {}
+        result = await self.session.execute(
+            select(Document.collection_id, func.count(Document.id), func.sum(Document.chunk_count))
+            .where(Document.collection_id.in_(collection_ids))
+            .group_by(Document.collection_id)
+        )
+        return {row[0]: (int(row[1]), int(row[2] or 0)) for row in result.all()}
+
+    async def owned_collections(self, owner_id: str, candidates: Sequence[str]) -> list[Collection]:
+        if not candidates:
+            return []
+        result = await self.session.execute(
+            select(Collection).where(Collection.owner_id == owner_id, Collection.id.in_(candidates))
+        )
+        return list(result.scalars().all())
+
+    async def delete_collection(self, collection: Collection) -> list[str]:
+        """Deletes the collection and everything in it; returns the removed document ids."""
+        ids = list(
+            (
+                await self.session.execute(
+                    select(Document.id).where(Document.collection_id == collection.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        await self._delete_documents(ids)
+        await self.session.delete(collection)
+        await self.session.flush()
+        return ids
+
+    # Documents --------------------------------------------------------------------------
+
+    async def get_document(self, owner_id: str, document_id: str) -> Document | None:
+        result = await self.session.execute(
+            select(Document).where(Document.id == document_id, Document.owner_id == owner_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def document_for_job(self, document_id: str) -> Document | None:
+        return await self.session.get(Document, document_id)
+
+    async def by_hash(self, collection_id: str, content_hash: str) -> Document | None:
+        result = await self.session.execute(
+            select(Document).where(
+                Document.collection_id == collection_id, Document.content_hash == content_hash
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def by_source_uri(self, collection_id: str, uri: str) -> Document | None:
+        result = await self.session.execute(
+            select(Document)
+            .where(Document.collection_id == collection_id, Document.source_uri == uri)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def list_documents(
+        self, collection_id: str, *, limit: int, offset: int
+    ) -> Sequence[Document]:
+        result = await self.session.execute(
+            select(Document)
+            .where(Document.collection_id == collection_id)
+            .order_by(Document.created_at.desc(), Document.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        return result.scalars().all()
+
+    async def delete_document(self, document: Document) -> None:
+        await self._delete_documents([document.id])
+
+    async def _delete_documents(self, ids: Sequence[str]) -> None:
+        # Explicit deletes keep SQLite and PostgreSQL identical whatever the FK settings.
+        if not ids:
+            return
+        await self.session.execute(delete(Chunk).where(Chunk.document_id.in_(ids)))
+        await self.session.execute(delete(DocumentBlob).where(DocumentBlob.document_id.in_(ids)))
+        await self.session.execute(delete(Document).where(Document.id.in_(ids)))
+        await self.session.flush()
+
+    async def blob(self, document_id: str) -> bytes | None:
+        row = await self.session.get(DocumentBlob, document_id)
+        return row.data if row is not None else None
+
+    async def set_blob(self, document_id: str, data: bytes) -> None:
+        row = await self.session.get(DocumentBlob, document_id)
+        if row is None:
+            self.session.add(DocumentBlob(document_id=document_id, data=data))
+        else:
+            row.data = data
+        await self.session.flush()
+
+    # Chunks -----------------------------------------------------------------------------
+
+    async def delete_chunks(self, document_id: str) -> None:
+        await self.session.execute(delete(Chunk).where(Chunk.document_id == document_id))
+        await self.session.flush()
+
+    async def add_chunks(self, chunks: Sequence[Chunk]) -> None:
+        self.session.add_all(chunks)
+        await self.session.flush()
+
+    async def chunks_with_documents(
+        self, chunk_ids: Sequence[str], collection_ids: Sequence[str]
+    ) -> dict[str, tuple[Chunk, Document]]:
+        """Hydrates search hits; the collection filter is repeated so an index that drifted
+        from the database can never surface a chunk the caller may not read."""
+        if not chunk_ids or not collection_ids:
+            return {}
+        result = await self.session.execute(
+            select(Chunk, Document)
+            .join(Document, Document.id == Chunk.document_id)
+            .where(Chunk.id.in_(chunk_ids), Chunk.collection_id.in_(collection_ids))
+        )
+        return {row[0].id: (row[0], row[1]) for row in result.all()}
+
+    async def get_chunk(self, owner_id: str, chunk_id: str) -> tuple[Chunk, Document] | None:
+        result = await self.session.execute(
+            select(Chunk, Document)
+            .join(Document, Document.id == Chunk.document_id)
+            .where(Chunk.id == chunk_id, Document.owner_id == owner_id)
+        )
+        row = result.one_or_none()
+        return (row[0], row[1]) if row is not None else None
+
+    async def latest_jobs(self, document_ids: Sequence[str]) -> dict[str, Job]:
+        """The newest ingestion job of each document."""
+        if not document_ids:
+            return {}
+        result = await self.session.execute(
+            select(Job)
+            .where(Job.subject_id.in_(document_ids), Job.kind == INGEST_JOB)
+            .order_by(Job.created_at)
+        )
+        return {job.subject_id: job for job in result.scalars().all() if job.subject_id}

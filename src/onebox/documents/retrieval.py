@@ -1,0 +1,190 @@
+"""Query → embed → hybrid search inside the readable collections → passages with their
+document, page and heading; retrieved text is screened like any untrusted input."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onebox.core.errors import APIError, AppError
+from onebox.core.guarding import Guard
+from onebox.core.settings import Settings
+from onebox.documents.indexing import HEADING_JOINER, embedding_text
+from onebox.documents.repository import DocumentRepository
+from onebox.documents.rerank import rerank
+from onebox.embeddings.base import Embedder
+from onebox.vectors.base import SearchMode, VectorIndex
+
+if TYPE_CHECKING:
+    from onebox.core.state import AppState
+    from onebox.users.auth import Principal
+
+logger = logging.getLogger(__name__)
+
+SNIPPET_CHARS = 280
+RERANK_POOL = 4  # candidates reranked per passage kept
+_WORD = re.compile(r"\w{3,}", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    number: int
+    chunk_id: str
+    document_id: str
+    collection_id: str
+    document: str
+    page: int | None
+    heading: str
+    text: str
+    snippet: str
+    score: float
+    flagged: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [self.document]
+        if self.page is not None:
+            parts.append(f"page {self.page}")
+        if self.heading:
+            parts.append(self.heading)
+        return ", ".join(parts)
+
+    def public(self, used: bool | None = None) -> dict[str, Any]:
+        """What clients see and what is stored with the message (no full text)."""
+        data: dict[str, Any] = {
+            "number": self.number,
+            "chunk_id": self.chunk_id,
+            "document_id": self.document_id,
+            "collection_id": self.collection_id,
+            "document": self.document,
+            "page": self.page,
+            "heading": self.heading,
+            "snippet": self.snippet,
+            "score": round(self.score, 6),
+        }
+        if used is not None:
+            data["used"] = used
+        return data
+
+
+def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
+    """The window of ``text`` with the most query words, cut at word boundaries."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    terms = {w.lower() for w in _WORD.findall(query)}
+    best, best_hits = 0, -1
+    for match in re.finditer(r"\S+", flat):
+        start = match.start()
+        if start > len(flat) - width // 2 and best_hits >= 0:
+            break
+        window = flat[start : start + width].lower()
+        hits = sum(1 for term in terms if term in window)
+        if hits > best_hits:
+            best, best_hits = start, hits
+    cut = flat[best : best + width]
+    if best + width < len(flat) and " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return ("… " if best > 0 else "") + cut + ("…" if best + len(cut) < len(flat) else "")
+
+
+class Retriever:
+    def __init__(
+        self, settings: Settings, embedder: Embedder, index: VectorIndex, guard: Guard
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.index = index
+        self.guard = guard
+
+    async def retrieve(
+        self,
+        session: AsyncSession,
+        query: str,
+        collection_ids: Sequence[str],
+        *,
+        limit: int | None = None,
+        mode: SearchMode = "hybrid",
+    ) -> list[Source]:
+        """``collection_ids`` must already be the caller's readable collections."""
+        if not collection_ids or not query.strip():
+            return []
+        limit = limit or self.settings.retrieval_top_k
+        candidates = max(limit, self.settings.retrieval_candidates)
+        reranking = self.settings.rerank
+        dense = None
+        if mode != "keyword" or reranking:
+            dense = (await self.embedder.embed([query], kind="query"))[0]
+        hits = await self.index.search(
+            dense=dense if mode != "keyword" else None,
+            text=query,
+            collection_ids=list(collection_ids),
+            limit=min(candidates, limit * RERANK_POOL) if reranking else limit,
+            candidates=candidates,
+            mode=mode,
+        )
+        rows = await DocumentRepository(session).chunks_with_documents(
+            [hit.chunk_id for hit in hits], collection_ids
+        )
+        hits = [hit for hit in hits if hit.chunk_id in rows]
+        if reranking and dense is not None and len(hits) > 1:
+            texts = [
+                embedding_text(rows[h.chunk_id][0].heading_path or [], rows[h.chunk_id][0].text)
+                for h in hits
+            ]
+            order = await rerank(self.embedder, query, dense, texts, limit)
+            hits = [hits[i] for i in order]
+        sources: list[Source] = []
+        for hit in hits:
+            found = rows.get(hit.chunk_id)
+            if found is None:
+                continue  # an index entry whose document was just deleted
+            chunk, document = found
+            verdict = self.guard.screen_passage(chunk.text)
+            if verdict is None:
+                logger.warning("Dropped a retrieved passage from %s: injection", document.id)
+                continue
+            sources.append(
+                Source(
+                    number=len(sources) + 1,
+                    chunk_id=chunk.id,
+                    document_id=document.id,
+                    collection_id=chunk.collection_id,
+                    document=document.filename,
+                    page=chunk.page,
+                    heading=HEADING_JOINER.join(chunk.heading_path or []),
+                    text=verdict.text,
+                    snippet=snippet(verdict.text, query),
+                    score=hit.score,
+                    flagged=verdict.flagged,
+                )
+            )
+        return sources
+
+
+async def retrieve_for_request(
+    state: AppState, principal: Principal, refs: Sequence[str], query: str
+) -> list[Source]:
+    """Retrieval for an API call naming collections: ownership and the API key's
+    collection allow-list are checked, and errors come back as API errors."""
+    from onebox.documents.service import DocumentService
+
+    allowed = principal.key.collections if principal.key else None
+    async with state.sessionmaker() as session:
+        try:
+            ids = await DocumentService(session, state.settings).resolve_collections(
+                principal.user_id, refs, allowed
+            )
+        except APIError:
+            raise
+        except AppError as exc:
+            raise APIError(
+                exc.status_code, exc.message, exc.error_type, param="collections"
+            ) from exc
+        retriever = Retriever(state.settings, state.embedder, state.index, state.guard)
+        return await retriever.retrieve(session, query, ids)

@@ -1,0 +1,1 @@
+"""Text embeddings: a local sentence-transformers model or an OpenAI-compatible upstream."""

@@ -1,0 +1,39 @@
+"""The embedding provider interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+InputKind = Literal["document", "query"]
+
+
+class EmbeddingError(Exception):
+    """The embedding backend failed (upstream down, bad response, model missing)."""
+
+
+class Embedder(ABC):
+    """Turns texts into L2-normalised float32 vectors, one row per text."""
+
+    name: str
+    dimension: int
+    max_batch: int = 64
+
+    async def start(self) -> None:
+        """Load the model or probe the upstream; sets ``dimension``."""
+
+    @abstractmethod
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Vectors:
+        """Rows are unit length, shape ``(len(texts), dimension)``."""
+
+    def count_tokens(self, text: str) -> int:
+        """For usage accounting; a heuristic unless the backend knows better."""
+        return max(1, len(text) // 4)
+
+    async def close(self) -> None:
+        pass

