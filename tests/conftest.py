@@ -88,18 +88,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield url
 
 
+def api_settings(tmp_path: Path, database_url: str, **overrides: object) -> Settings:
+    """The settings every API test starts from: the fake model, small limits."""
+    values: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "llm_provider": "fake",
+        "model_name": "fake-echo",
+        "max_tokens": 256,
+        "max_message_chars": 2000,
+        "max_request_bytes": 64 * 1024,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        llm_provider="fake",
-        model_name="fake-echo",
-        max_tokens=256,
-        max_message_chars=2000,
-        max_request_bytes=64 * 1024,
-    )
+    return api_settings(tmp_path, database_url)
 
 
 @pytest.fixture

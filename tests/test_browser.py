@@ -19,19 +19,23 @@ from onebox.core.settings import Settings
 from onebox.llm.catalog import ModelSpec
 from onebox.llm.registry import ModelEntry, ModelRegistry
 from onebox.testing.fake_provider import FakeProvider
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.browser import (
+    ASSISTANT,
+    CLIPBOARD,
+    PageProblems,
+    expect,
+    launch_browser,
+    new_page,
+    open_app,
+    send,
+)
 from tests.conftest import LiveServer, run_live_server
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOT = Path("/tmp/onebox-ui.png")
 
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-expect = playwright_sync.expect
-expect.set_options(timeout=TIMEOUT_MS)
-
 MESSAGE = '[data-testid="message"]'
-ASSISTANT = '[data-testid="message"][data-role="assistant"]'
 USER = '[data-testid="message"][data-role="user"]'
 BODY = '[data-testid="message-body"]'
 
@@ -45,27 +49,7 @@ def _words(prefix: str, count: int) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-class PageProblems:
-    """JavaScript errors and console errors (CSP violations show up there)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-
-    def assert_clean(self) -> None:
-        assert self.errors == [], f"the page reported errors: {self.errors}"
+    yield from launch_browser()
 
 
 @pytest.fixture
@@ -112,41 +96,11 @@ def two_model_page(
 
 
 def _open_page(browser: Any, url: str, problems: PageProblems) -> Iterator[Any]:
-    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 820})
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.on("pageerror", lambda exc: problems.errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: (
-            problems.errors.append(f"console.{msg.type}: {msg.text}")
-            if msg.type == "error"
-            else None
-        ),
-    )
-    try:
+    with new_page(browser, url, problems, permissions=CLIPBOARD) as page:
         yield page
-    finally:
-        context.close()
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def open_app(page: Any, path: str = "/") -> None:
-    page.goto(path)
-    page.wait_for_selector("html[data-ready='true']")
-
-
-def send(page: Any, text: str) -> Any:
-    """Types ``text`` and presses Enter; returns the new assistant message's locator."""
-    before = page.locator(ASSISTANT).count()
-    composer = page.get_by_test_id("composer")
-    composer.fill(text)
-    composer.press("Enter")
-    expect(page.locator(ASSISTANT)).to_have_count(before + 1)
-    return page.locator(ASSISTANT).nth(before)
 
 
 def wait_final(message: Any, status: str = "complete") -> None:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from onebox.core.migrate import upgrade
 from onebox.core.settings import Settings
 from onebox.testing.fake_provider import FakeProvider
 from onebox.users.service import AccountService
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.browser import ASSISTANT, CLIPBOARD, PageProblems, expect, launch_browser, new_page
 from tests.conftest import LiveServer, run_live_server
 
 pytestmark = pytest.mark.browser
@@ -34,12 +35,6 @@ SCREENSHOTS = Path("/tmp")
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-1"
 XSS = "<img src=x onerror=alert(1)>"
-
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-expect = playwright_sync.expect
-expect.set_options(timeout=TIMEOUT_MS)
-
-ASSISTANT = '[data-testid="message"][data-role="assistant"]'
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -57,16 +52,7 @@ async def make_account(settings: Settings, email: str, password: str, admin: boo
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
@@ -106,63 +92,32 @@ def new_account(server: LiveServer, prefix: str, password: str) -> str:
     return email
 
 
-class PageProblems:
-    """JavaScript errors and console errors (CSP violations show up there). Chromium also
-    logs every failed request; statuses in ``expected`` (401 by default: being signed out
-    is normal here) are not counted."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        self.expected: set[int] = {401}
-
-    def console(self, msg: Any) -> None:
-        if msg.type != "error":
-            return
-        status = re.search(r"status of (\d{3})", msg.text)
-        if status and "Failed to load resource" in msg.text and int(status[1]) in self.expected:
-            return
-        self.errors.append(f"console.{msg.type}: {msg.text}")
-
-    def dialog(self, dialog: Any) -> None:
-        """Records every dialog; confirmations are accepted, anything else dismissed."""
-        self.dialogs.append(f"{dialog.type}: {dialog.message}")
-        if dialog.type == "confirm":
-            dialog.accept()
-        else:
-            dialog.dismiss()
-
-    def assert_clean(self) -> None:
-        assert self.errors == [], f"the page reported errors: {self.errors}"
-
-
 @pytest.fixture
 def problems() -> PageProblems:
-    return PageProblems()
+    """Being signed out is normal here: the 401s Chromium logs are not counted."""
+    return PageProblems(expected={401})
 
 
 @pytest.fixture
 def open_page(browser: Any, problems: PageProblems) -> Iterator[Callable[..., Any]]:
     """open_page(url, width=1280, height=820): a page in a fresh browser context (its own
     cookies, so two pages are two different browsers)."""
-    contexts: list[Any] = []
+    with ExitStack() as pages:
 
-    def make(url: str, width: int = 1280, height: int = 820) -> Any:
-        context = browser.new_context(base_url=url, viewport={"width": width, "height": height})
-        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.on("pageerror", lambda exc: problems.errors.append(f"pageerror: {exc}"))
-        page.on("console", problems.console)
-        page.on("dialog", problems.dialog)
-        return page
+        def make(url: str, width: int = 1280, height: int = 820) -> Any:
+            return pages.enter_context(
+                new_page(
+                    browser,
+                    url,
+                    problems,
+                    width=width,
+                    height=height,
+                    permissions=CLIPBOARD,
+                    handle_dialogs=True,
+                )
+            )
 
-    try:
         yield make
-    finally:
-        for context in contexts:
-            context.close()
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -17,19 +17,14 @@ import pytest
 
 from onebox.core.settings import Settings
 from onebox.testing.fake_provider import FakeProvider
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.browser import ASSISTANT, PageProblems, expect, launch_browser, new_page, open_app, send
 from tests.conftest import LiveServer, run_live_server
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = Path("/tmp")
 
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-expect = playwright_sync.expect
-expect.set_options(timeout=TIMEOUT_MS)
-
 INGEST_TIMEOUT_MS = 120_000  # parsing + embedding on a CPU, first run loads the model
-ASSISTANT = '[data-testid="message"][data-role="assistant"]'
 BODY = '[data-testid="message-body"]'
 
 ZEBRAFISH_MD = (
@@ -53,16 +48,7 @@ PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    with playwright_sync.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
@@ -80,21 +66,6 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     )
 
 
-class PageProblems:
-    """JavaScript errors, console errors (CSP violations show up there) and dialogs."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-
-    def assert_clean(self) -> None:
-        assert self.errors == [], f"the page reported errors: {self.errors}"
-
-    def forget_http(self, status: int) -> None:
-        """Chromium logs every refused request to the console; drop the expected ones."""
-        self.errors = [e for e in self.errors if f"status of {status}" not in e]
-
-
 @pytest.fixture
 def problems() -> PageProblems:
     return PageProblems()
@@ -102,30 +73,11 @@ def problems() -> PageProblems:
 
 @pytest.fixture
 def page(browser: Any, docs_server: LiveServer, problems: PageProblems) -> Iterator[Any]:
-    context = browser.new_context(base_url=docs_server.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.on("pageerror", lambda exc: problems.errors.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: (
-            problems.errors.append(f"console.{msg.type}: {msg.text}")
-            if msg.type == "error"
-            else None
-        ),
-    )
-    try:
+    with new_page(browser, docs_server.url, problems, height=900) as page:
         yield page
-    finally:
-        context.close()
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def open_app(page: Any, path: str = "/") -> None:
-    page.goto(path)
-    page.wait_for_selector("html[data-ready='true']")
 
 
 def open_documents(page: Any) -> Any:
@@ -190,15 +142,6 @@ def watch_progress(page: Any) -> None:
 
 def document_row(page: Any, filename: str) -> Any:
     return page.locator(f'[data-testid="document-row"][data-filename="{filename}"]')
-
-
-def send(page: Any, text: str) -> Any:
-    before = page.locator(ASSISTANT).count()
-    composer = page.get_by_test_id("composer")
-    composer.fill(text)
-    composer.press("Enter")
-    expect(page.locator(ASSISTANT)).to_have_count(before + 1)
-    return page.locator(ASSISTANT).nth(before)
 
 
 def pick_collection(page: Any, name: str) -> None:

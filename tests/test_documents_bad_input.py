@@ -3,66 +3,19 @@ survives and other documents are unaffected."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from onebox.core.settings import Settings
-from tests.conftest import AppUnderTest
+from tests.conftest import AppUnderTest, api_settings
 from tests.documents_helpers import by_name, create_collection, upload, wait_for_documents
+from tests.documents_samples import encrypted_pdf, image_only_pdf, make_zip, pdf_with_pages
 
 pytestmark = pytest.mark.anyio
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 GOOD = b"# Notes\n\nThe quarterly review happens in the large meeting room on Fridays.\n"
-
-
-def pdf_with_text(pages: list[str]) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("helvetica", size=12)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 10, text)
-    return bytes(pdf.output())
-
-
-def encrypted_pdf() -> bytes:
-    from pypdf import PdfReader, PdfWriter
-
-    writer = PdfWriter()
-    for page in PdfReader(io.BytesIO(pdf_with_text(["Top secret plans."]))).pages:
-        writer.add_page(page)
-    writer.encrypt(user_password="hunter2", owner_password="owner")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
-def image_only_pdf() -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.rect(20, 20, 100, 60, style="F")
-    return bytes(pdf.output())
-
-
-def zipped(entries: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return out.getvalue()
-
-
-async def _error(response_status: int, response_json: dict[str, object]) -> str:
-    error = response_json["error"]
-    assert isinstance(error, dict)
-    return str(error["message"])
 
 
 async def test_unsupported_and_mislabelled_files_are_refused(api: AppUnderTest) -> None:
@@ -91,18 +44,12 @@ async def test_upload_needs_multipart_files(api: AppUnderTest) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        llm_provider="fake",
-        model_name="fake-echo",
+    return api_settings(
+        tmp_path,
+        database_url,
         max_upload_bytes=64 * 1024,
         max_zip_total_bytes=256 * 1024,
         max_zip_ratio=50,
-        fetch_timeout_seconds=1.0,
-        job_max_attempts=2,
-        job_retry_base_seconds=0.05,
     )
 
 
@@ -117,11 +64,11 @@ async def test_file_over_the_size_limit(api: AppUnderTest) -> None:
 
 async def test_zip_bombs_and_traversal_are_refused(api: AppUnderTest) -> None:
     collection = await create_collection(api.client)
-    bomb = zipped({"zeros.txt": b"0" * (5 * 1024 * 1024)})
+    bomb = make_zip({"zeros.txt": b"0" * (5 * 1024 * 1024)})
     response = await upload(api.client, collection["id"], [("bomb.zip", bomb)])
     assert response.status_code == 422, response.text
     assert "bomb.zip" in response.json()["error"]["message"]
-    evil = zipped({"../../etc/cron.d/evil.txt": b"* * * * * root rm -rf /", "ok.md": GOOD})
+    evil = make_zip({"../../etc/cron.d/evil.txt": b"* * * * * root rm -rf /", "ok.md": GOOD})
     response = await upload(api.client, collection["id"], [("evil.zip", evil)])
     assert response.status_code == 422
     assert "evil.txt" in response.json()["error"]["message"]
@@ -131,7 +78,7 @@ async def test_zip_bombs_and_traversal_are_refused(api: AppUnderTest) -> None:
 
 async def test_zip_expands_into_one_document_per_file(api: AppUnderTest) -> None:
     collection = await create_collection(api.client)
-    archive = zipped({"docs/a.md": GOOD, "docs/b.txt": b"Second file text.", "pic.png": PNG})
+    archive = make_zip({"docs/a.md": GOOD, "docs/b.txt": b"Second file text.", "pic.png": PNG})
     response = await upload(api.client, collection["id"], [("bundle.zip", archive)])
     assert response.status_code == 202, response.text
     names = {d["filename"] for d in response.json()["documents"]}
@@ -144,10 +91,10 @@ async def test_zip_expands_into_one_document_per_file(api: AppUnderTest) -> None
 async def test_bad_pdfs_fail_alone_with_clear_reasons(api: AppUnderTest) -> None:
     collection = await create_collection(api.client)
     files = [
-        ("locked.pdf", encrypted_pdf()),
+        ("locked.pdf", encrypted_pdf("hunter2", "owner")),
         ("scan.pdf", image_only_pdf()),
         ("broken.pdf", b"%PDF-1.7\n" + b"\x00garbage" * 50),
-        ("good.pdf", pdf_with_text(["First page about apples.", "Second page about pears."])),
+        ("good.pdf", pdf_with_pages(["First page about apples.", "Second page about pears."])),
         ("notes.md", GOOD),
     ]
     response = await upload(api.client, collection["id"], files)

@@ -21,6 +21,7 @@ from onebox.core.settings import Settings
 from onebox.documents.models import Collection, Document, DocumentBlob
 from onebox.jobs.models import Job, JobStatus
 from onebox.testing.fake_provider import FakeProvider
+from tests.conftest import api_settings
 from tests.documents_helpers import by_name, create_collection, wait_for_documents
 
 pytestmark = pytest.mark.anyio
@@ -87,12 +88,9 @@ def site() -> Iterator[str]:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        llm_provider="fake",
-        model_name="fake-echo",
+    return api_settings(
+        tmp_path,
+        database_url,
         fetch_allow_private=True,  # the test site is on loopback
         fetch_timeout_seconds=1.5,
         job_max_attempts=2,

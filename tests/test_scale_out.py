@@ -47,6 +47,23 @@ async def database(pg18_url: str) -> AsyncIterator[str]:  # noqa: F811
     base, _, query = pg18_url.partition("?")
     url = base.rsplit("/", 1)[0] + f"/{name}?{query}"
     yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+    admin = await asyncpg.connect(pg18_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def start_worker(env: dict[str, str], data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`onebox worker`, the real CLI, in its own process group (the pool children too)."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "onebox", "worker", "--data-dir", str(data_dir)],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 async def test_worker_process_ingests_and_the_app_answers(
@@ -74,15 +91,7 @@ async def test_worker_process_ingests_and_the_app_answers(
     app = create_app(
         settings, provider=FakeProvider(model_name="fake-cite", context_size=4096, cite=True)
     )
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "onebox", "worker", "--data-dir", str(tmp_path / "worker")],
-        env={**os.environ, **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
+    worker = start_worker(env, tmp_path / "worker", tmp_path / "worker.log")
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

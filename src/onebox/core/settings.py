@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         default=None, ge=1, description="Upstream vector size; asked of the upstream if unset"
     )
     embedding_batch_size: int = Field(default=64, ge=1, le=4096)
+    embedding_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Local model: bfloat16 where the CPU has native support (checked against "
+        "float32 at load), else float32",
+    )
     embedding_threads: int | None = Field(
         default=None, ge=1, le=512, description="torch threads for the local model"
     )

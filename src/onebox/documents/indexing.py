@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from onebox.documents.chunking import ChunkDraft
@@ -30,46 +33,58 @@ async def embed_and_index(
     on_batch: Callable[[int], Awaitable[None]] | None = None,
 ) -> list[Chunk]:
     """Embeds and indexes ``drafts``; returns the chunk rows for the caller to store in the
-    same transaction that marks the document ready."""
+    same transaction that marks the document ready. The next batch is being embedded while
+    the current one is written to the index, so the encoder never waits for the index."""
+    batches = [drafts[i : i + batch_size] for i in range(0, len(drafts), batch_size)]
+    texts = [[embedding_text(d.heading_path, d.text) for d in batch] for batch in batches]
     rows: list[Chunk] = []
-    for start in range(0, len(drafts), batch_size):
-        batch = drafts[start : start + batch_size]
-        texts = [embedding_text(d.heading_path, d.text) for d in batch]
-        vectors = await embedder.embed(texts, kind="document")
-        batch_rows = [
-            Chunk(
-                document_id=document_id,
-                collection_id=collection_id,
-                ordinal=draft.ordinal,
-                text=draft.text,
-                page=draft.page,
-                heading_path=list(draft.heading_path),
-                start_offset=draft.start,
-                end_offset=draft.end,
+    upcoming = asyncio.ensure_future(embedder.embed(texts[0])) if batches else None
+    try:
+        for number, batch in enumerate(batches):
+            assert upcoming is not None
+            vectors = await upcoming
+            upcoming = (
+                asyncio.ensure_future(embedder.embed(texts[number + 1]))
+                if number + 1 < len(batches)
+                else None
             )
-            for draft in batch
-        ]
-        for row in batch_rows:
-            row.id = new_chunk_id()
-        await index.upsert(
-            [
-                IndexPoint(
-                    chunk_id=row.id,
-                    document_id=document_id,
-                    collection_id=collection_id,
-                    text=text,
-                    dense=vectors[i],
-                )
-                for i, (row, text) in enumerate(zip(batch_rows, texts, strict=True))
-            ]
-        )
-        rows.extend(batch_rows)
-        if on_batch is not None:
-            await on_batch(len(rows))
+            batch_rows = [_row(draft, document_id, collection_id) for draft in batch]
+            await index.upsert(
+                [
+                    IndexPoint(
+                        chunk_id=row.id,
+                        document_id=document_id,
+                        collection_id=collection_id,
+                        text=text,
+                        dense=vectors[i],
+                    )
+                    for i, (row, text) in enumerate(zip(batch_rows, texts[number], strict=True))
+                ]
+            )
+            rows.extend(batch_rows)
+            if on_batch is not None:
+                await on_batch(len(rows))
+    finally:
+        if upcoming is not None and not upcoming.done():
+            upcoming.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await upcoming
     return rows
 
 
-def new_chunk_id() -> str:
-    import uuid
+def _row(draft: ChunkDraft, document_id: str, collection_id: str) -> Chunk:
+    return Chunk(
+        id=new_chunk_id(),
+        document_id=document_id,
+        collection_id=collection_id,
+        ordinal=draft.ordinal,
+        text=draft.text,
+        page=draft.page,
+        heading_path=list(draft.heading_path),
+        start_offset=draft.start,
+        end_offset=draft.end,
+    )
 
+
+def new_chunk_id() -> str:
     return str(uuid.uuid4())

@@ -200,7 +200,7 @@ class SentenceTransformerEmbedder(Embedder):
     @classmethod
     def from_settings(cls, settings: Settings) -> SentenceTransformerEmbedder:
         # Not a settings field yet; read when present so it can be added without a change here.
-        precision: Precision = getattr(settings, "embedding_precision", "auto")
+        precision: Precision = settings.embedding_precision
         return cls(
             name=settings.embedding_model,
             path=settings.embedding_model_path,
