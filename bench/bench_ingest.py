@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from bench.table import print_table
 from onebox.app import open_state
 from onebox.core.db import utcnow
@@ -43,6 +45,7 @@ from onebox.documents.parsing import SourceFile, parse_document
 from onebox.documents.schemas import CollectionCreate
 from onebox.documents.service import DocumentService
 from onebox.embeddings.base import Embedder
+from onebox.embeddings.factory import build_embedder
 from onebox.jobs.models import JobStatus
 from onebox.jobs.service import wait_for_jobs
 from onebox.testing.fake_provider import FakeProvider
@@ -135,11 +138,11 @@ async def _pipeline(files: list[SourceFile]) -> dict[str, Any]:
             seconds = (max(finished) - notified).total_seconds() if finished else float("nan")
             failed = [job.error for job in jobs if job.status != JobStatus.DONE]
             async with state.sessionmaker() as session:
-                from sqlalchemy import select
-
                 rows = (await session.execute(select(Chunk))).scalars().all()
                 texts = [embedding_text(row.heading_path or [], row.text) for row in rows]
             model = getattr(state.embedder, "_model", None)  # the process-wide cached copy
+            if model is None or not hasattr(model, "bfloat16"):
+                raise RuntimeError("the ingest benchmark needs the local embedder's model")
         return {
             "seconds": seconds,
             "upload_seconds": started - upload_started,
@@ -190,8 +193,6 @@ async def _stages(files: list[SourceFile]) -> dict[str, float]:
             for drafts in documents
             for i in range(0, len(drafts), size)
         ]
-        from onebox.embeddings.factory import build_embedder
-
         embedder: Embedder = build_embedder(settings, None)  # type: ignore[arg-type]
         await embedder.start()
         started = time.perf_counter()

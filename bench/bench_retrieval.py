@@ -2,7 +2,7 @@
 
 One retrieval = embed the query with the local MiniLM model + hybrid search (dense and BM25
 prefetches, RRF) restricted to 3 of 50 collections, through ``EdgeIndex.search`` exactly as
-the chat path calls it. Queries are the 75 questions of ``bench/quality_set.py``, embedded
+the chat path calls it. Queries are the 85 questions of ``bench/quality_set.py``, embedded
 for real on every retrieval.
 
 Stored points are synthetic (embedding 1M real chunks takes hours on a small CPU): random
@@ -58,7 +58,7 @@ TOKENS_PER_TEXT = 150  # about a 1,000-character chunk once stopwords are gone
 CHUNKS_PER_DOCUMENT = 20
 LOAD_BATCH = 4096
 SIZES = (10_000, 100_000)  # 1M on request: see the module docstring
-QUERIES = 150  # per round: two passes over the 75 questions
+QUERIES = 150  # per round, cycling through the questions
 ROUNDS = 3
 
 

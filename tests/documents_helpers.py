@@ -9,6 +9,13 @@ from typing import Any
 import httpx
 
 FINAL = {"ready", "failed"}
+JOB_FINAL = {"done", "failed"}
+
+
+def settled(item: dict[str, Any]) -> bool:
+    """The document is final and so is its job (it is marked done just after)."""
+    job = item.get("job")
+    return item["status"] in FINAL and (job is None or job["status"] in JOB_FINAL)
 
 
 async def create_collection(
@@ -40,7 +47,7 @@ async def wait_for_documents(
         response = await client.get(f"/api/collections/{collection_id}/documents")
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
-        if len(items) >= expected and all(item["status"] in FINAL for item in items):
+        if len(items) >= expected and all(settled(item) for item in items):
             return items
         if time.monotonic() > deadline:
             raise AssertionError(f"documents not settled in {max_wait} s: {items}")

@@ -22,7 +22,7 @@ from onebox.documents.models import Collection, Document, DocumentBlob
 from onebox.jobs.models import Job, JobStatus
 from onebox.testing.fake_provider import FakeProvider
 from tests.conftest import api_settings
-from tests.documents_helpers import by_name, create_collection, wait_for_documents
+from tests.documents_helpers import by_name, create_collection, settled, wait_for_documents
 
 pytestmark = pytest.mark.anyio
 
@@ -185,7 +185,7 @@ async def test_a_job_cut_off_by_a_crash_resumes_on_the_next_start(settings: Sett
                 items = (await client.get(f"/api/collections/{collection.id}/documents")).json()[
                     "items"
                 ]
-                if items[0]["status"] == "ready" or time.monotonic() > deadline:
+                if settled(items[0]) or time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.2)
         assert items[0]["status"] == "ready", items
