@@ -73,7 +73,8 @@ async def _measure(quick: bool) -> dict[str, Any]:
         kept = {name for name, _ in files}
         questions = [q for q in questions if q.document in kept]
     with tempfile.TemporaryDirectory(prefix="onebox-bench-quality-") as directory:
-        settings = Settings(_env_file=None, data_dir=Path(directory) / "data")  # type: ignore[call-arg]
+        data_dir = Path(directory) / "data"
+        settings = Settings(_env_file=None, data_dir=data_dir)  # type: ignore[call-arg]
         embedder = build_embedder(settings, None)  # type: ignore[arg-type]  # local: no HTTP
         await embedder.start()
         index = EdgeIndex(Path(directory) / "edge", auto_optimize=False)
