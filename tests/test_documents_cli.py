@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def test_ingest_ask_and_manage_collections(tmp_path: Path) -> None:
     assert "picture.png" in out
     assert "PNG" in out
     assert "hidden" not in out
+    passages = re.search(r"Passages \(chunks\)\s*│\s*(\d+)", out)
+    assert passages is not None, out
+    assert int(passages.group(1)) >= 3
 
     again = onebox("ingest", str(docs / "guide.md"), "--collection", "garden", data_dir=data)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -142,7 +142,9 @@ async def ingest(
             finally:
                 await dispatcher.close()
         async with sessionmaker() as session:
-            documents = await DocumentService(session, settings).documents_out(added.documents)
+            service = DocumentService(session, settings)
+            current = [await service.repository.document_for_job(d.id) for d in added.documents]
+            documents = await service.documents_out([d for d in current if d is not None])
     chunks = sum(d.chunk_count for d in documents)
     failures.extend(
         (names[job.id], job.error or "failed") for job in jobs if job.status == JobStatus.FAILED

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from onebox.core.settings import Settings
 from onebox.documents.answering import stored_sources, with_sources
@@ -91,7 +92,7 @@ def _print_sources(sources: list[dict[str, Any]]) -> None:
             where += f" — {source['heading']}"
         mark = "" if source["cited"] else " [dim](retrieved, not cited)[/dim]"
         console.print(f"[{source['number']}] {where}{mark}", highlight=False)
-        console.print(f"    [dim]{source['snippet']}[/dim]", highlight=False, markup=False)
+        console.print(Text("    " + source["snippet"], style="dim"), highlight=False)
 
 
 def ask_command(load_settings: Callable[..., Settings], data_dir: Any) -> Callable[..., None]:
