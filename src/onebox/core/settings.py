@@ -154,6 +154,12 @@ class Settings(BaseSettings):
     retrieval_candidates: int = Field(
         default=40, ge=1, le=1000, description="Candidates per retriever before fusion"
     )
+    hybrid_keyword_weight: float = Field(
+        default=0.3,
+        ge=0,
+        le=10,
+        description="Weight of keyword (BM25) ranks against dense ones (1.0) in the fusion",
+    )
     rerank: bool = Field(default=False, description="Rerank fused candidates (cross-scoring)")
 
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)

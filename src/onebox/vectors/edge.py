@@ -31,6 +31,7 @@ import qdrant_edge as qe
 
 from onebox.vectors import sparse
 from onebox.vectors.base import (
+    DEFAULT_KEYWORD_WEIGHT,
     RRF_K,
     IndexError_,
     IndexPoint,
@@ -62,10 +63,12 @@ class EdgeIndex(VectorIndex):
         optimize_max_delay: float = 60.0,
         hnsw: qe.HnswIndexConfig | None = None,
         optimizers: qe.EdgeOptimizersConfig | None = None,
+        keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
     ) -> None:
         """``hnsw`` and ``optimizers`` tune a new shard (None keeps the engine defaults, or
         what an existing shard was built with)."""
         self.path = path
+        self.keyword_weight = keyword_weight
         self.auto_optimize = auto_optimize
         self.optimize_delay = optimize_delay
         self.optimize_max_delay = optimize_max_delay
@@ -254,7 +257,8 @@ class EdgeIndex(VectorIndex):
         return qe.QueryRequest(
             limit=limit,
             prefetches=prefetches,
-            query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # stubs' union omits Rrf
+            # Dense first, then keyword: the weights follow the prefetch order.
+            query=qe.Fusion.Rrf(k=RRF_K, weights=_weights(len(queries), self.keyword_weight)),  # type: ignore[arg-type]  # stubs' union omits Rrf
             filter=in_collections,
             with_payload=fields,
         )
@@ -353,3 +357,8 @@ def _to_hit(point: qe.ScoredPoint) -> SearchHit:
 
 def _match_any(key: str, values: list[str]) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition(key=key, match=qe.MatchAny(any=values))])
+
+
+def _weights(count: int, keyword_weight: float) -> list[float] | None:
+    """Dense, then keyword; a lone query (no dense vector, or no keyword terms) needs none."""
+    return [1.0, keyword_weight] if count == 2 else None

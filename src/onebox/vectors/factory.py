@@ -14,11 +14,12 @@ _PACKAGES = {
 
 def build_index(settings: Settings) -> VectorIndex:
     backend = settings.vector_backend
+    weight = settings.hybrid_keyword_weight
     try:
         if backend == "edge":
             from onebox.vectors.edge import EdgeIndex
 
-            return EdgeIndex(settings.index_dir / "edge")
+            return EdgeIndex(settings.index_dir / "edge", keyword_weight=weight)
         if backend == "qdrant":
             from onebox.vectors.qdrant_server import QdrantServerIndex
 
@@ -29,11 +30,14 @@ def build_index(settings: Settings) -> VectorIndex:
                 settings.qdrant_url,
                 api_key=key.get_secret_value() if key else None,
                 collection=settings.qdrant_collection,
+                keyword_weight=weight,
             )
         if backend == "pgvector":
             from onebox.vectors.pgvector import PgVectorIndex
 
-            return PgVectorIndex(settings.pgvector_url or settings.resolved_database_url)
+            return PgVectorIndex(
+                settings.pgvector_url or settings.resolved_database_url, keyword_weight=weight
+            )
     except ImportError as exc:
         raise IndexError_(
             f"ONEBOX_VECTOR_BACKEND={backend} needs the {_PACKAGES[backend]} package, which "

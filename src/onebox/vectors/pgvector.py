@@ -23,7 +23,15 @@ import asyncpg  # type: ignore[import-untyped]
 import numpy as np
 import numpy.typing as npt
 
-from onebox.vectors.base import RRF_K, IndexError_, IndexPoint, SearchHit, SearchMode, VectorIndex
+from onebox.vectors.base import (
+    DEFAULT_KEYWORD_WEIGHT,
+    RRF_K,
+    IndexError_,
+    IndexPoint,
+    SearchHit,
+    SearchMode,
+    VectorIndex,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +57,18 @@ class PgVectorIndex(VectorIndex):
     name = "pgvector"
 
     def __init__(
-        self, url: str, *, table: str = "onebox_vectors", min_pool: int = 1, max_pool: int = 10
+        self,
+        url: str,
+        *,
+        table: str = "onebox_vectors",
+        min_pool: int = 1,
+        max_pool: int = 10,
+        keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
     ) -> None:
         if not _IDENTIFIER.fullmatch(table):
             raise IndexError_(f"Invalid pgvector table name {table!r}")
         self.dsn = postgres_dsn(url)
+        self.keyword_weight = float(keyword_weight)
         self.table = table
         self.dimension = 0
         self._pool_size = (min_pool, max_pool)
@@ -215,7 +230,7 @@ class PgVectorIndex(VectorIndex):
             ranked.append(
                 "SELECT chunk_id, document_id, collection_id, "
                 "row_number() OVER (ORDER BY distance, chunk_id) AS rank, "
-                "1 - distance AS score FROM dense"
+                "1 - distance AS score, 1.0::float8 AS weight FROM dense"
             )
         if use_keyword:
             params.append(text)
@@ -229,15 +244,17 @@ class PgVectorIndex(VectorIndex):
                 f"FROM {t} WHERE collection_id = ANY($1::text[]) "
                 "AND tsv @@ (SELECT query FROM terms) ORDER BY score DESC, chunk_id LIMIT $2)"
             )
+            params.append(self.keyword_weight)
             ranked.append(
-                "SELECT chunk_id, document_id, collection_id, "
-                "row_number() OVER (ORDER BY score DESC, chunk_id) AS rank, score FROM keyword"
+                "SELECT chunk_id, document_id, collection_id, "  # noqa: S608
+                "row_number() OVER (ORDER BY score DESC, chunk_id) AS rank, score, "
+                f"${len(params)}::float8 AS weight FROM keyword"
             )
         if mode == "hybrid":
             # rank - 1: Qdrant's RRF counts ranks from 0, and the backends should agree.
             final = (
                 "SELECT chunk_id::text, document_id, collection_id, "  # noqa: S608
-                f"sum(1.0 / ({RRF_K} + rank - 1))::float8 AS score "
+                f"sum(weight / ({RRF_K} + rank - 1))::float8 AS score "
                 f"FROM ({' UNION ALL '.join(ranked)}) AS ranked "
                 "GROUP BY chunk_id, document_id, collection_id "
                 "ORDER BY score DESC, chunk_id LIMIT $3"

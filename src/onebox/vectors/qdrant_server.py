@@ -18,6 +18,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from onebox.vectors import sparse
 from onebox.vectors.base import (
+    DEFAULT_KEYWORD_WEIGHT,
     RRF_K,
     IndexError_,
     IndexPoint,
@@ -42,8 +43,10 @@ class QdrantServerIndex(VectorIndex):
         api_key: str | None = None,
         collection: str = "onebox_chunks",
         timeout: int = 30,
+        keyword_weight: float = DEFAULT_KEYWORD_WEIGHT,
     ) -> None:
         self.location = location
+        self.keyword_weight = keyword_weight
         self.collection = collection
         self.dimension = 0
         self._api_key = api_key
@@ -182,7 +185,12 @@ class QdrantServerIndex(VectorIndex):
                         models.Prefetch(query=q, using=u, filter=in_collections, limit=depth)
                         for u, q in queries
                     ],
-                    query=models.RrfQuery(rrf=models.Rrf(k=RRF_K)),
+                    query=models.RrfQuery(
+                        rrf=models.Rrf(
+                            k=RRF_K,
+                            weights=[1.0, self.keyword_weight] if len(queries) == 2 else None,
+                        )
+                    ),
                     query_filter=in_collections,
                     limit=limit,
                     with_payload=PAYLOAD_FIELDS,
