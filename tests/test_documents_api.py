@@ -218,3 +218,13 @@ async def test_openai_api_answers_from_collections_with_sources(api: AppUnderTes
     missing = await client.post("/v1/chat/completions", json={**body, "collections": ["nope"]})
     assert missing.status_code == 404
     assert missing.json()["error"]["param"] == "collections"
+
+
+async def test_readiness_covers_the_vector_index(api: AppUnderTest) -> None:
+    ready = await api.client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["index"] == "ok"
+    await api.app.state.onebox.index.close()
+    broken = await api.client.get("/readyz")
+    assert broken.status_code == 503
+    assert broken.json()["checks"]["index"] == "unreachable"

@@ -53,7 +53,8 @@ def test_default_model_ships_with_the_package() -> None:
 
 def test_real_model_answers_through_the_app(model_server: LiveServer) -> None:
     url = model_server.url
-    assert httpx.get(f"{url}/readyz").json()["checks"] == {"database": "ok", "model": "ok"}
+    checks = httpx.get(f"{url}/readyz").json()["checks"]
+    assert checks == {"database": "ok", "model": "ok", "index": "ok"}
     conversation = httpx.post(f"{url}/api/conversations", json={}).json()
     response = httpx.post(
         f"{url}/api/conversations/{conversation['id']}/messages",

@@ -21,7 +21,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(state: StateDep) -> JSONResponse:
-    """Readiness: the database answers and the model is loaded."""
+    """Readiness: the database and the vector index answer and the model is loaded."""
     checks: dict[str, str] = {}
     try:
         await ping(state.engine)
@@ -30,6 +30,13 @@ async def readyz(state: StateDep) -> JSONResponse:
         logger.warning("Readiness: database unreachable: %s", exc)
         checks["database"] = "unreachable"
     checks["model"] = "ok" if state.models.is_ready() else "loading"
+    try:
+        # Answers only if the vector index (in-process, a server, or PostgreSQL) does.
+        await state.index.count()
+        checks["index"] = "ok"
+    except Exception as exc:
+        logger.warning("Readiness: vector index unreachable: %s", exc)
+        checks["index"] = "unreachable"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks},
