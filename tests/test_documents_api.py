@@ -228,3 +228,41 @@ async def test_readiness_covers_the_vector_index(api: AppUnderTest) -> None:
     broken = await api.client.get("/readyz")
     assert broken.status_code == 503
     assert broken.json()["checks"]["index"] == "unreachable"
+
+
+async def test_every_format_is_ingested_with_its_structure(api: AppUnderTest) -> None:
+    from tests.documents_samples import pdf_with_pages, sample_docx
+
+    client = api.client
+    collection = await create_collection(client)
+    files = [
+        ("guide.docx", sample_docx()),
+        ("prices.csv", b"fruit,price\nquince,3.20\nmedlar,4.75\n"),
+        ("config.json", b'{"server": {"port": 8443, "tls": {"cipher": "chacha20"}}}'),
+        ("page.html", b"<h1>Ferns</h1><p>Ferns reproduce through spores.</p>"),
+        ("report.pdf", pdf_with_pages(["Alpha page.", "The Brimstone clause is on page two."])),
+        ("notes", b"Plain text without an extension about the osprey nest."),
+    ]
+    response = await upload(client, collection["id"], files)
+    assert response.status_code == 202, response.text
+    items = by_name(await wait_for_documents(client, collection["id"], expected=len(files)))
+    assert {item["status"] for item in items.values()} == {"ready"}, items
+    assert items["guide.docx"]["media_type"].endswith("wordprocessingml.document")
+    assert items["notes"]["media_type"] == "text/plain"
+    assert items["report.pdf"]["pages"] == 2
+
+    async def top(query: str) -> dict[str, object]:
+        found = await client.post(
+            "/api/search", json={"query": query, "collection_ids": [collection["id"]]}
+        )
+        return dict(found.json()["sources"][0])
+
+    linux = await top("download the package and run the installer on Linux")
+    assert linux["document"] == "guide.docx"
+    assert linux["heading"] == "Install \u203a Linux"
+    assert (await top("medlar price"))["document"] == "prices.csv"
+    assert (await top("chacha20 cipher"))["document"] == "config.json"
+    assert (await top("how do ferns reproduce"))["document"] == "page.html"
+    brimstone = await top("Brimstone clause")
+    assert (brimstone["document"], brimstone["page"]) == ("report.pdf", 2)
+    assert (await top("osprey nest"))["document"] == "notes"
