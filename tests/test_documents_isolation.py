@@ -61,9 +61,15 @@ async def test_documents_are_private(api: AppUnderTest, intruder_client: httpx.A
         ("POST", "/api/search", {"query": "merger", "collection_ids": [cid]}),
         ("POST", "/api/conversations", {"collection_ids": [cid]}),
     ]
+    job_id = document["job"]["id"]
+    attempts.append(("GET", f"/api/jobs/{job_id}", None))
     for method, path, body in attempts:
         response = await intruder_client.request(method, path, json=body, headers=h)
         assert response.status_code == 404, (method, path, response.text)
+    assert (await intruder_client.get("/api/jobs")).json()["items"] == []
+    mine = (await api.client.get("/api/jobs")).json()["items"]
+    assert [job["id"] for job in mine] == [job_id]
+    assert (await api.client.get(f"/api/jobs/{job_id}")).json()["status"] == "done"
     sneaky = await upload(intruder_client, cid, [("x.txt", b"hello there")], headers=h)
     assert sneaky.status_code == 404
     assert (await intruder_client.get("/api/collections")).json()["items"] == []

@@ -30,6 +30,7 @@ from onebox.gateway.routes import router as gateway_router
 from onebox.health.routes import router as health_router
 from onebox.jobs.base import JobServices
 from onebox.jobs.dispatch import build_dispatcher
+from onebox.jobs.routes import router as jobs_router
 from onebox.llm.base import ChatProvider
 from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
@@ -171,6 +172,7 @@ def create_app(
     app.include_router(chat_router)
     app.include_router(models_router)
     app.include_router(documents_router)
+    app.include_router(jobs_router)
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.router.routes.append(chat_completions_route)

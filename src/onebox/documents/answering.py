@@ -20,7 +20,21 @@ NO_SOURCES_NOTE = (
     "documents do not cover it before answering from general knowledge, if at all."
 )
 
+FOLLOW_UP_WORDS = 5  # fewer words than this: a follow-up
+
 _CITATION = re.compile(r"\[(\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*)\]")
+
+
+def retrieval_query(history: Sequence[ChatMessage]) -> str:
+    """What to search for: the latest user turn. A short follow-up ("and on Linux?") also
+    carries the turn before it, so the search knows what it refers to."""
+    turns = [m.content for m in history if m.role == "user" and m.content.strip()]
+    if not turns:
+        return ""
+    latest = turns[-1]
+    if len(latest.split()) < FOLLOW_UP_WORDS and len(turns) > 1:
+        return f"{turns[-2]}\n{latest}"
+    return latest
 
 
 def with_sources(history: Sequence[ChatMessage], sources: Sequence[Source]) -> list[ChatMessage]:

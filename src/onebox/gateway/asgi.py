@@ -16,10 +16,12 @@ from starlette.types import Message, Receive, Scope, Send
 
 from onebox.core.errors import APIError, error_body
 from onebox.core.state import AppState
+from onebox.documents.answering import retrieval_query
 from onebox.documents.retrieval import retrieve_for_request
 from onebox.gateway.auth import authenticate_v1
 from onebox.gateway.schemas import ChatCompletionRequest
 from onebox.gateway.service import Completion, parse_request
+from onebox.llm.base import ChatMessage
 from onebox.users.auth import Principal
 from onebox.users.service import record_audit
 
@@ -82,7 +84,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         sources = None
         if request.collections is not None:
             sources = await retrieve_for_request(
-                state, principal, request.collections, _last_user_text(request)
+                state, principal, request.collections, _retrieval_query(request)
             )
         completion = Completion.prepare(
             request, state.models, state.usage, state.settings, principal, state.guard, sources
@@ -124,11 +126,10 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         watcher.cancel()
 
 
-def _last_user_text(request: ChatCompletionRequest) -> str:
-    for message in reversed(request.messages):
-        if message.role == "user":
-            return message.text()
-    return ""
+def _retrieval_query(request: ChatCompletionRequest) -> str:
+    return retrieval_query(
+        [ChatMessage("user", m.text()) for m in request.messages if m.role == "user"]
+    )
 
 
 def _peer(scope: Scope) -> str | None:
