@@ -286,7 +286,19 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
     },
     focus() {
       title.focus({ preventScroll: true });
-      node.scrollIntoView({ block: "start", behavior: "smooth" });
+      scrollWithinPanel(node);
     },
   };
+}
+
+// scrollIntoView would also scroll the page shell (html/body), shifting the whole app;
+// only the panel's own scroll container should move.
+function scrollWithinPanel(node) {
+  let box = node.parentElement;
+  while (box && box !== document.body && box.scrollHeight <= box.clientHeight) {
+    box = box.parentElement;
+  }
+  if (!box || box === document.body) return;
+  const offset = node.getBoundingClientRect().top - box.getBoundingClientRect().top;
+  box.scrollBy({ top: offset, behavior: "smooth" });
 }
