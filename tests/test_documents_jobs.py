@@ -145,6 +145,7 @@ async def test_slow_site_fails_alone_and_the_worker_goes_on(api, site: str) -> N
     assert missing.status_code == 202
     items = by_name(await wait_for_documents(client, collection["id"], expected=3, max_wait=30))
     assert "404" in items[f"{site}/nope.html"]["error"]
+    assert items[f"{site}/nope.html"]["job"]["attempts"] == 1  # a 404 is not retried
 
 
 async def test_a_job_cut_off_by_a_crash_resumes_on_the_next_start(settings: Settings) -> None:

@@ -22,7 +22,7 @@ from onebox.core.errors import APIError, BadRequestError, ConflictError
 from onebox.core.sse import SSE_HEADERS, format_event
 from onebox.core.state import AppState
 from onebox.documents.answering import retrieval_query, with_sources
-from onebox.documents.retrieval import Retriever, Source
+from onebox.documents.retrieval import Source
 from onebox.documents.service import DocumentService
 from onebox.llm.base import ContextWindowExceededError
 from onebox.llm.registry import UnknownModelError
@@ -177,8 +177,7 @@ async def post_message(
         allowed=principal.key.collections if principal.key else None,
     )
     if readable:
-        retriever = Retriever(settings, state.embedder, state.index, state.guard)
-        sources = await retriever.retrieve(session, retrieval_query(history), readable)
+        sources = await state.retriever().retrieve(session, retrieval_query(history), readable)
         history = with_sources(history, sources)
     history, canary = state.guard.protect_system_prompt(history)
     try:

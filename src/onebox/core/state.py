@@ -12,6 +12,7 @@ from onebox.chat.generation import GenerationManager
 from onebox.core.guarding import Guard
 from onebox.core.ratelimits import RequestLimiter
 from onebox.core.settings import Settings
+from onebox.documents.retrieval import Retriever
 from onebox.embeddings.base import Embedder
 from onebox.jobs.dispatch import JobDispatcher
 from onebox.llm.registry import ModelRegistry
@@ -37,3 +38,6 @@ class AppState:
     index: VectorIndex
     jobs: JobDispatcher
     started_at: float = field(default_factory=time.time)
+
+    def retriever(self) -> Retriever:
+        return Retriever(self.settings, self.embedder, self.index, self.guard)

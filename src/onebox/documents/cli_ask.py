@@ -13,7 +13,7 @@ from rich.text import Text
 from onebox.core.settings import Settings
 from onebox.documents.answering import stored_sources, with_sources
 from onebox.documents.cli import console, resolve_owner, run
-from onebox.documents.retrieval import Retriever, Source
+from onebox.documents.retrieval import Source
 from onebox.documents.service import DocumentService
 
 
@@ -37,8 +37,9 @@ async def answer_question(
         owner = await resolve_owner(state.sessionmaker, user)
         async with state.sessionmaker() as session:
             ids = await DocumentService(session, settings).resolve_collections(owner, collections)
-            retriever = Retriever(settings, state.embedder, state.index, state.guard)
-            sources: list[Source] = await retriever.retrieve(session, question, ids, limit=top_k)
+            sources: list[Source] = await state.retriever().retrieve(
+                session, question, ids, limit=top_k
+            )
         entry = state.models.resolve(model)
         params = default_params(entry, settings)
         history = [ChatMessage("system", settings.system_prompt), ChatMessage("user", question)]

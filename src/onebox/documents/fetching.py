@@ -104,7 +104,11 @@ async def _fetch(url: str, policy: FetchPolicy, client: httpx.AsyncClient) -> Fe
                 continue
             if not response.is_success:
                 reason = f" {response.reason_phrase}" if response.reason_phrase else ""
-                raise FetchError(f"{target.url} answered HTTP {response.status_code}{reason}")
+                raise FetchError(
+                    f"{target.url} answered HTTP {response.status_code}{reason}",
+                    # Timeouts and rate limits pass; other client errors stay as they are.
+                    retryable=response.status_code >= 500 or response.status_code in (408, 429),
+                )
             data = await _read_body(response, policy, url, target)
         finally:
             await response.aclose()
@@ -170,7 +174,9 @@ def _is_address(host: str) -> bool:
 
 
 def _too_large(url: str, policy: FetchPolicy) -> FetchError:
-    return FetchError(f"{url} is larger than the limit of {_size(policy.max_bytes)}")
+    return FetchError(
+        f"{url} is larger than the limit of {_size(policy.max_bytes)}", retryable=False
+    )
 
 
 def _size(count: int) -> str:

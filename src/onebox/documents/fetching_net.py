@@ -27,12 +27,20 @@ class FetchPolicy:
 
 
 class FetchError(Exception):
-    """The URL could not be fetched; the message is shown to the user as the reason."""
+    """The URL could not be fetched; the message is shown to the user as the reason.
+    ``retryable`` is False where asking again cannot help (too large, a 4xx answer)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class BlockedURLError(FetchError):
     """The URL, or a redirect, leads somewhere we refuse to go (scheme, credentials, or an
     address that is not public)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 @dataclass(frozen=True)

@@ -186,5 +186,4 @@ async def retrieve_for_request(
             raise APIError(
                 exc.status_code, exc.message, exc.error_type, param="collections"
             ) from exc
-        retriever = Retriever(state.settings, state.embedder, state.index, state.guard)
-        return await retriever.retrieve(session, query, ids)
+        return await state.retriever().retrieve(session, query, ids)

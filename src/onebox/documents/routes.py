@@ -15,7 +15,6 @@ from onebox.core.state import AppState
 from onebox.documents.fetching import BlockedURLError, FetchError, check_url, fetch_sitemap
 from onebox.documents.parsing import ParseError, UnsupportedTypeError, expand_upload
 from onebox.documents.parsing.base import SourceFile
-from onebox.documents.retrieval import Retriever
 from onebox.documents.schemas import (
     ChunkOut,
     CollectionCreate,
@@ -286,8 +285,7 @@ async def search(
     service = DocumentService(session, state.settings)
     allowed = principal.key.collections if principal.key else None
     ids = await service.resolve_collections(principal.user_id, body.collection_ids, allowed)
-    retriever = Retriever(state.settings, state.embedder, state.index, state.guard)
-    sources = await retriever.retrieve(
+    sources = await state.retriever().retrieve(
         session,
         body.query,
         ids,

@@ -7,7 +7,7 @@ import logging
 
 from onebox.core.settings import Settings
 from onebox.documents.chunking import chunk_document
-from onebox.documents.fetching import BlockedURLError, FetchError, FetchPolicy, fetch_url
+from onebox.documents.fetching import FetchError, FetchPolicy, fetch_url
 from onebox.documents.indexing import embed_and_index
 from onebox.documents.models import Document, DocumentStatus
 from onebox.documents.parsing import ParseError, detect_media_type, parse_document
@@ -125,10 +125,8 @@ async def _download(ctx: JobContext, document: Document) -> bytes | None:
     already in the collection (this document is then removed as a no-op)."""
     try:
         fetched = await fetch_url(document.source_uri, fetch_policy(ctx))
-    except BlockedURLError as exc:
-        raise PermanentJobError(str(exc)) from exc
     except FetchError as exc:
-        if "larger than" in str(exc):
+        if not exc.retryable:
             raise PermanentJobError(str(exc)) from exc
         raise
     try:
