@@ -4,7 +4,6 @@ HTTP API, run in this process against the configured database and index."""
 # No ``from __future__ import annotations``: typer reads the option annotations at run time.
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -235,7 +234,3 @@ def register(app: typer.Typer, load_settings: Callable[..., Settings], data_dir:
 
     app.command("ask")(ask_command(load_settings, data_dir))
     register_collections(app, load_settings, data_dir)
-
-
-def print_json(data: Any) -> None:
-    console.print_json(json.dumps(data))

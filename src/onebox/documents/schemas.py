@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,10 +119,6 @@ class SourceOut(BaseModel):
     snippet: str
     score: float
     used: bool | None = None
-
-    @classmethod
-    def from_stored(cls, data: dict[str, Any]) -> SourceOut:
-        return cls.model_validate(data)
 
 
 class SearchResult(BaseModel):

@@ -54,10 +54,6 @@ async def get_job_for_owner(session: AsyncSession, job_id: str, owner_id: str) -
     return job
 
 
-async def jobs_for_subject(session: AsyncSession, subject_id: str) -> list[Job]:
-    return await JobRepository(session).list_for_subject(subject_id)
-
-
 async def jobs_for_owner(
     session: AsyncSession, owner_id: str, *, limit: int = 50, offset: int = 0
 ) -> list[Job]:
