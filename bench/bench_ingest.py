@@ -38,17 +38,17 @@ from bench.table import print_table
 from onebox.app import open_state
 from onebox.core.db import utcnow
 from onebox.core.settings import Settings
-from onebox.documents.chunking import ChunkDraft, chunk_document
-from onebox.documents.indexing import embedding_text, new_chunk_id
+from onebox.documents.ingestion.chunking import ChunkDraft, chunk_document
+from onebox.documents.ingestion.indexing import embedding_text, new_chunk_id
+from onebox.documents.ingestion.parsing import SourceFile, parse_document
 from onebox.documents.models import Chunk
-from onebox.documents.parsing import SourceFile, parse_document
 from onebox.documents.schemas import CollectionCreate
 from onebox.documents.service import DocumentService
 from onebox.embeddings.base import Embedder
 from onebox.embeddings.factory import build_embedder
 from onebox.jobs.models import JobStatus
 from onebox.jobs.service import wait_for_jobs
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from onebox.vectors import sparse
 from onebox.vectors.base import IndexPoint
 from onebox.vectors.edge import EdgeIndex

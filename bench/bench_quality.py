@@ -23,9 +23,9 @@ from typing import Any
 from bench.quality_set import QUESTIONS, Question, documents, normalise
 from bench.table import print_table
 from onebox.core.settings import Settings
-from onebox.documents.chunking import chunk_document
-from onebox.documents.indexing import embed_and_index
-from onebox.documents.parsing import parse_document
+from onebox.documents.ingestion.chunking import chunk_document
+from onebox.documents.ingestion.indexing import embed_and_index
+from onebox.documents.ingestion.parsing import parse_document
 from onebox.embeddings.factory import build_embedder
 from onebox.vectors.base import SearchMode
 from onebox.vectors.edge import EdgeIndex

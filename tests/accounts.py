@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from onebox.core.state import AppState
+from onebox.state import AppState
 from onebox.users.service import AccountService
 
 PASSWORD = "correct horse battery"

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from onebox.app import create_app
 from onebox.core.settings import Settings
 from onebox.llm.base import ChatProvider
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from onebox.testing.ready import wait_until_ready
 
 POSTGRES_ADMIN_URL = os.environ.get(

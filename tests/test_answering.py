@@ -3,8 +3,8 @@ sources the answer really cites."""
 
 from __future__ import annotations
 
-from onebox.documents.answering import cited_numbers, stored_sources, with_sources
-from onebox.documents.retrieval import Source, snippet
+from onebox.documents.search.answering import cited_numbers, stored_sources, with_sources
+from onebox.documents.search.retrieval import Source, snippet
 from onebox.llm.base import ChatMessage
 
 
@@ -47,7 +47,7 @@ def test_snippets_center_on_the_question_words() -> None:
 
 
 def test_short_follow_ups_carry_the_previous_question() -> None:
-    from onebox.documents.answering import retrieval_query
+    from onebox.documents.search.answering import retrieval_query
     from onebox.llm.base import ChatMessage
 
     history = [

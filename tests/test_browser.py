@@ -17,8 +17,8 @@ import pytest
 from onebox.app import create_app
 from onebox.core.settings import Settings
 from onebox.llm.catalog import ModelSpec
+from onebox.llm.fake import FakeProvider
 from onebox.llm.registry import ModelEntry, ModelRegistry
-from onebox.testing.fake_provider import FakeProvider
 from tests.browser import (
     ASSISTANT,
     CLIPBOARD,

@@ -23,7 +23,7 @@ import pytest
 from onebox.core.db import create_engine, create_sessionmaker
 from onebox.core.migrate import upgrade
 from onebox.core.settings import Settings
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from onebox.users.service import AccountService
 from tests.browser import ASSISTANT, CLIPBOARD, PageProblems, expect, launch_browser, new_page
 from tests.conftest import LiveServer, run_live_server

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from onebox.core.settings import Settings
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from tests.browser import ASSISTANT, PageProblems, expect, launch_browser, new_page, open_app, send
 from tests.conftest import LiveServer, run_live_server
 

@@ -19,11 +19,11 @@ from sqlalchemy import delete
 from onebox.core.settings import Settings
 from onebox.jobs.base import JobServices
 from onebox.jobs.celery_app import CeleryDispatcher
-from onebox.jobs.dispatch import build_dispatcher
+from onebox.jobs.factory import build_dispatcher
 from onebox.jobs.models import Job, JobStatus
 from onebox.jobs.repository import JobRepository
 from onebox.jobs.service import enqueue, wait_for_jobs
-from onebox.jobs.services import open_job_services
+from onebox.jobs.standalone import open_job_services
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from onebox.documents.chunking import ChunkDraft, chunk_document
-from onebox.documents.parsing import Block, BlockKind, ParsedDocument, parse_document
+from onebox.documents.ingestion.chunking import ChunkDraft, chunk_document
+from onebox.documents.ingestion.parsing import Block, BlockKind, ParsedDocument, parse_document
 from tests import documents_samples as samples
 
 

@@ -20,7 +20,7 @@ from onebox.core.db import utcnow
 from onebox.core.settings import Settings
 from onebox.documents.models import Collection, Document, DocumentBlob
 from onebox.jobs.models import Job, JobStatus
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from tests.conftest import api_settings
 from tests.documents_helpers import by_name, create_collection, settled, wait_for_documents
 

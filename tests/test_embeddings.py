@@ -21,7 +21,7 @@ from onebox.core.settings import Settings
 from onebox.embeddings.base import EmbeddingError
 from onebox.embeddings.local import SentenceTransformerEmbedder
 from onebox.embeddings.upstream import OpenAICompatibleEmbedder, UpstreamEmbeddingError
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from onebox.testing.fake_upstream import FakeUpstream, embedding_for, start_fake_upstream
 from tests.accounts import make_account, sign_in
 from tests.conftest import AppUnderTest, LiveServer, run_live_server

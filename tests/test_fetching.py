@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from onebox.documents.fetching import (
+from onebox.documents.ingestion.fetching import (
     BlockedURLError,
     FetchError,
     FetchPolicy,

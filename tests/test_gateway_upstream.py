@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from onebox.core.settings import Settings
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from onebox.testing.fake_upstream import FakeUpstream, expected_reply, start_fake_upstream
 from tests.conftest import LiveServer, free_port, run_live_server
 from tests.sse import parse_events

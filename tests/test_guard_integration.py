@@ -10,7 +10,7 @@ import pytest
 from onebox.app import create_app
 from onebox.core.settings import Settings
 from onebox.llm.base import ChatRequest
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from tests.conftest import AppUnderTest
 from tests.sse import parse_events
 

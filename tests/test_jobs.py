@@ -16,12 +16,12 @@ from sqlalchemy import update
 from onebox.core.db import utcnow
 from onebox.core.settings import Settings
 from onebox.jobs.base import JobServices
-from onebox.jobs.dispatch import build_dispatcher
+from onebox.jobs.factory import build_dispatcher
 from onebox.jobs.models import Job, JobStatus
 from onebox.jobs.repository import JobRepository
 from onebox.jobs.schemas import JobOut
 from onebox.jobs.service import enqueue, get_job_for_owner, wait_for_jobs
-from onebox.jobs.services import open_job_services
+from onebox.jobs.standalone import open_job_services
 from onebox.jobs.worker import InProcessWorker
 
 pytestmark = pytest.mark.anyio

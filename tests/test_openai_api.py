@@ -14,8 +14,8 @@ import pytest
 from onebox.core.settings import Settings
 from onebox.llm.base import ProviderOverloadedError, ProviderUnavailableError
 from onebox.llm.catalog import ModelSpec, Price
+from onebox.llm.fake import FakeProvider
 from onebox.llm.registry import ModelEntry, ModelRegistry
-from onebox.testing.fake_provider import FakeProvider
 from tests.conftest import LiveServer, run_live_server
 
 TOKEN = "test-token-" + "x" * 24

@@ -8,7 +8,7 @@ import tracemalloc
 
 import pytest
 
-from onebox.documents.parsing import (
+from onebox.documents.ingestion.parsing import (
     ParsedDocument,
     ParseError,
     ParseLimits,
@@ -18,8 +18,8 @@ from onebox.documents.parsing import (
     expand_upload,
     parse_document,
 )
-from onebox.documents.parsing.docx import parse_docx
-from onebox.documents.parsing.tabular import CSV_ROWS_PER_BLOCK, parse_json
+from onebox.documents.ingestion.parsing.docx import parse_docx
+from onebox.documents.ingestion.parsing.tabular import CSV_ROWS_PER_BLOCK, parse_json
 from tests import documents_samples as samples
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

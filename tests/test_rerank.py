@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from onebox.core.settings import Settings
-from onebox.documents.rerank import coverage, rerank, select
+from onebox.documents.search.rerank import coverage, rerank, select
 from onebox.embeddings.factory import build_embedder
 
 pytestmark = pytest.mark.anyio

@@ -18,7 +18,7 @@ import pytest
 
 from onebox.app import create_app
 from onebox.core.settings import Settings
-from onebox.testing.fake_provider import FakeProvider
+from onebox.llm.fake import FakeProvider
 from tests.documents_helpers import create_collection, upload, wait_for_documents
 from tests.pg18 import pg18_url  # noqa: F401 - a fixture
 from tests.test_celery_worker import broker_url  # noqa: F401 - a fixture

@@ -13,29 +13,32 @@ from fastapi import FastAPI
 from onebox import __version__
 from onebox.chat.generation import GenerationManager
 from onebox.chat.routes import router as chat_router
+from onebox.chat.turn import Turns
 from onebox.core.db import create_engine, create_sessionmaker
 from onebox.core.errors import install_error_handlers
-from onebox.core.guarding import Guard
 from onebox.core.logging import configure_logging
 from onebox.core.middleware import JsonBodyGuard
 from onebox.core.migrate import upgrade
-from onebox.core.ratelimits import RequestLimiter, limits_config
 from onebox.core.security import SecurityHeaders, WidgetCors
 from onebox.core.settings import Settings
-from onebox.core.state import AppState
 from onebox.documents.routes import router as documents_router
+from onebox.documents.search.retrieval import Retriever
 from onebox.embeddings.factory import build_embedder
 from onebox.gateway.routes import chat_completions_route
 from onebox.gateway.routes import router as gateway_router
+from onebox.guard.service import Guard
 from onebox.health.routes import router as health_router
 from onebox.jobs.base import JobServices
-from onebox.jobs.dispatch import build_dispatcher
+from onebox.jobs.factory import build_dispatcher
 from onebox.jobs.routes import router as jobs_router
 from onebox.llm.base import ChatProvider
 from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
 from onebox.llm.routes import router as models_router
 from onebox.ratelimit import RateLimiter
+from onebox.ratelimit.requests import RequestLimiter, limits_config
+from onebox.state import AppState
+from onebox.usage.routes import router as usage_router
 from onebox.usage.service import UsageRecorder
 from onebox.users.admin_routes import router as admin_router
 from onebox.users.auth import Authenticator
@@ -97,7 +100,7 @@ async def open_state(
         limiter = await RateLimiter.from_config(config)
         stack.push_async_callback(limiter.aclose)
         guard = Guard(settings)
-        generations = GenerationManager(sessionmaker, models, usage, guard)
+        generations = GenerationManager()
         stack.push_async_callback(generations.shutdown)
         embedder = build_embedder(settings, http)
         await embedder.start()
@@ -110,6 +113,8 @@ async def open_state(
         )
         await jobs.start()
         stack.push_async_callback(jobs.close)
+        limits = RequestLimiter(limiter, config, settings)
+        retriever = Retriever(settings, embedder, index, guard)
         yield AppState(
             settings=settings,
             engine=engine,
@@ -118,13 +123,15 @@ async def open_state(
             models=models,
             usage=usage,
             generations=generations,
+            turns=Turns(settings, sessionmaker, models, guard, limits, usage, retriever),
             auth=Authenticator(settings, sessionmaker),
-            limits=RequestLimiter(limiter, config, settings),
+            limits=limits,
             guard=guard,
             local_user_id=local_user.id,
             embedder=embedder,
             index=index,
             jobs=jobs,
+            retriever=retriever,
         )
 
 
@@ -175,6 +182,7 @@ def create_app(
     app.include_router(jobs_router)
     app.include_router(accounts_router)
     app.include_router(admin_router)
+    app.include_router(usage_router)
     app.router.routes.append(chat_completions_route)
     app.include_router(gateway_router)
     app.include_router(web_router)

@@ -106,13 +106,20 @@ def chat(
     conversation: Annotated[
         str | None, typer.Option(help="Continue this conversation id instead of a new one.")
     ] = None,
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collection", "-c", help="Answer from this collection, citing it (repeatable)."
+        ),
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="Owner's email (default: admin).")] = None,
 ) -> None:
-    """Chat in the terminal, through the same service layer as the web UI."""
+    """Chat in the terminal, through the same turn pipeline as the web UI."""
     from onebox.terminal_chat import run_terminal_chat
 
     settings = load_settings(data_dir=data_dir)
     try:
-        asyncio.run(run_terminal_chat(settings, conversation, console))
+        asyncio.run(run_terminal_chat(settings, conversation, console, collection or [], user))
     except KeyboardInterrupt:
         console.print()
 

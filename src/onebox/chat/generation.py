@@ -1,8 +1,8 @@
 """Runs one assistant reply as a task that outlives the HTTP request.
 
 The task, not the request, owns the assistant message's transaction: whether the reply
-completes, fails, is stopped, or the client goes away, the text produced so far is
-committed with the matching status. The request only relays events from a queue.
+completes, fails, is stopped, or the client goes away, the turn saves the text produced so
+far with the matching status. The request only relays events from a queue.
 """
 
 from __future__ import annotations
@@ -14,29 +14,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from onebox.chat.models import Message, MessageStatus, Role
+from onebox.chat.models import Message
 from onebox.chat.schemas import MessageOut
-from onebox.core.db import new_id
-from onebox.core.guarding import Guard, OutputBlockedError
-from onebox.core.settings import Settings
-from onebox.documents.answering import stored_sources
-from onebox.documents.retrieval import Source
-from onebox.llm.base import (
-    ChatMessage,
-    ChatRequest,
-    GenerationParams,
-    ProviderError,
-    TextDelta,
-    Usage,
-)
-from onebox.llm.context import fit_to_context
-from onebox.llm.registry import ModelEntry, ModelRegistry
-from onebox.llm.router import Route, stream_with_fallbacks
-from onebox.ratelimit import Admission
-from onebox.usage.service import GenerationMeter, UsageRecorder
-from onebox.users.service import record_audit
+from onebox.chat.turn import Turn, TurnStatus
+from onebox.llm.base import ProviderError, TextDelta, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -51,29 +32,20 @@ def message_out(message: Message) -> dict[str, Any]:
     return MessageOut.model_validate(message).model_dump(mode="json")
 
 
-def default_params(entry: ModelEntry, settings: Settings) -> GenerationParams:
-    defaults = entry.spec.defaults
-    return GenerationParams(
-        max_tokens=defaults.max_tokens or settings.max_tokens,
-        temperature=settings.temperature if defaults.temperature is None else defaults.temperature,
-        top_p=defaults.top_p or 0.95,
-    )
-
-
 @dataclass
 class GenerationRun:
-    conversation_id: str
-    parent_id: str
-    request: ChatRequest
-    model: ModelEntry
-    user_id: str
-    source: str
-    admission: Admission | None = None
-    canary: str | None = None
-    sources: list[Source] = field(default_factory=list)
-    message_id: str = field(default_factory=new_id)
+    turn: Turn
     events: asyncio.Queue[RunEvent | None] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
+
+    @property
+    def message_id(self) -> str:
+        return self.turn.message_id
+
+    @property
+    def conversation_id(self) -> str:
+        assert self.turn.request.conversation is not None
+        return self.turn.request.conversation.id
 
     def stop(self) -> None:
         if self.task is not None and not self.task.done():
@@ -85,64 +57,20 @@ class GenerationRun:
 
 
 class GenerationManager:
-    def __init__(
-        self,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        registry: ModelRegistry,
-        usage: UsageRecorder,
-        guard: Guard,
-    ) -> None:
-        self.sessionmaker = sessionmaker
-        self.registry = registry
-        self.usage = usage
-        self.guard = guard
-        self.runs: dict[str, GenerationRun] = {}
+    """The replies running in this process, one per conversation at most."""
 
-    @staticmethod
-    def prepare(
-        entry: ModelEntry, history: list[ChatMessage], params: GenerationParams
-    ) -> list[ChatMessage]:
-        """Raises ContextWindowExceededError before anything is stored or started."""
-        provider = entry.provider
-        return fit_to_context(
-            history, provider.count_tokens, provider.context_size, params.max_tokens
-        )
+    def __init__(self) -> None:
+        self.runs: dict[str, GenerationRun] = {}
 
     def is_running(self, conversation_id: str) -> bool:
         return conversation_id in self.runs
 
-    def start(
-        self,
-        *,
-        model: ModelEntry,
-        conversation_id: str,
-        parent_id: str,
-        messages: list[ChatMessage],
-        params: GenerationParams,
-        user_id: str,
-        source: str = "ui",
-        admission: Admission | None = None,
-        canary: str | None = None,
-        sources: list[Source] | None = None,
-        retrieval_used: bool = False,
-    ) -> GenerationRun:
-        run = GenerationRun(
-            conversation_id=conversation_id,
-            parent_id=parent_id,
-            request=ChatRequest(messages=messages, params=params),
-            model=model,
-            user_id=user_id,
-            source=source,
-            admission=admission,
-            canary=canary,
-            sources=list(sources or []),
-        )
-        if retrieval_used:
+    def start(self, turn: Turn) -> GenerationRun:
+        run = GenerationRun(turn)
+        if turn.retrieval_used:
             # Sources go out before the first token, so the UI can show what was read.
-            run.events.put_nowait(
-                RunEvent("sources", {"sources": [s.public() for s in run.sources]})
-            )
-        self.runs[conversation_id] = run
+            run.events.put_nowait(RunEvent("sources", {"sources": turn.sources_out(False)}))
+        self.runs[run.conversation_id] = run
         run.task = asyncio.create_task(self._run(run), name=f"generation-{run.message_id}")
         return run
 
@@ -162,82 +90,26 @@ class GenerationManager:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self, run: GenerationRun) -> None:
-        meter = GenerationMeter()
-        route = Route(requested=run.model)
-        parts: list[str] = []
-        usage: Usage | None = None
-        status = MessageStatus.COMPLETE
+        turn = run.turn
+        status: TurnStatus = "complete"
         error: str | None = None
         error_type: str | None = None
         try:
-            async with contextlib.aclosing(
-                self.guard.filter_output(
-                    stream_with_fallbacks(self.registry, route, run.request), run.canary
-                )
-            ) as stream:
-                async for chunk in stream:
+            async with contextlib.aclosing(turn.chunks()) as chunks:
+                async for chunk in chunks:
                     if isinstance(chunk, TextDelta):
-                        meter.token()
-                        parts.append(chunk.text)
                         run.events.put_nowait(RunEvent("delta", {"text": chunk.text}))
-                    elif isinstance(chunk, Usage):
-                        usage = chunk
         except asyncio.CancelledError:
-            status = MessageStatus.PARTIAL
+            status, error_type = "cancelled", "cancelled"
             error = "Stopped before the reply was complete"
-            error_type = "cancelled"
         except ProviderError as exc:
-            status = MessageStatus.PARTIAL if parts else MessageStatus.ERROR
-            error = str(exc)
-            error_type = type(exc).__name__
-            if isinstance(exc, OutputBlockedError):
-                await record_audit(
-                    self.sessionmaker, "output_blocked", actor_id=run.user_id,
-                    outcome="blocked", target=run.conversation_id, details=error,
-                )  # fmt: skip
+            status, error, error_type = "error", str(exc), type(exc).__name__
         except Exception:
             logger.exception("Generation %s failed", run.message_id)
-            status = MessageStatus.PARTIAL if parts else MessageStatus.ERROR
+            status, error_type = "error", "internal"
             error = "The model failed while generating the reply"
-            error_type = "internal"
-
-        meter.finish()
-        served = route.model
-        price = served.spec.price
-        self.usage.record(
-            meter.row(
-                source=run.source,
-                user_id=run.user_id,
-                model=served.name,
-                requested_model=run.model.name,
-                provider=served.spec.provider,
-                usage=usage,
-                cost_per_token=(price.input_per_1m / 1e6, price.output_per_1m / 1e6),
-                status=status if error_type != "cancelled" else "cancelled",
-                error_type=error_type,
-            )
-        )
-        if run.admission is not None:
-            used = usage.prompt_tokens + usage.completion_tokens if usage else 0
-            await asyncio.shield(run.admission.release(used))
-        message_text = "".join(parts)
-        message = Message(
-            id=run.message_id,
-            conversation_id=run.conversation_id,
-            parent_id=run.parent_id,
-            role=Role.ASSISTANT,
-            content="".join(parts),
-            model=served.name,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else len(parts),
-            ttft_ms=round(meter.ttft_ms) if meter.ttft_ms is not None else None,
-            duration_ms=round(meter.duration_ms),
-            status=status,
-            error=error,
-            sources=stored_sources(run.sources, message_text) if run.sources else None,
-        )
         try:
-            await self._save(message)
+            message = await turn.finish(status, error_type, error)
         except Exception:
             logger.exception("Could not store assistant message %s", run.message_id)
             run.events.put_nowait(
@@ -247,9 +119,10 @@ class GenerationManager:
                 )
             )
         else:
-            if usage is not None:
-                run.events.put_nowait(RunEvent("usage", _usage_event(usage, message)))
-            if status == MessageStatus.COMPLETE:
+            assert message is not None
+            if turn.usage is not None:
+                run.events.put_nowait(RunEvent("usage", _usage_event(turn.usage, message)))
+            if status == "complete":
                 run.events.put_nowait(RunEvent("done", {"message": message_out(message)}))
             else:
                 run.events.put_nowait(
@@ -264,15 +137,6 @@ class GenerationManager:
         finally:
             self.runs.pop(run.conversation_id, None)
             run.events.put_nowait(None)
-
-    async def _save(self, message: Message) -> None:
-        # Shielded: a second cancellation (shutdown) must not lose the text already produced.
-        async def save() -> None:
-            async with self.sessionmaker() as session:
-                session.add(message)
-                await session.commit()
-
-        await asyncio.shield(save())
 
 
 def _usage_event(usage: Usage, message: Message) -> dict[str, Any]:

@@ -7,26 +7,24 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from onebox.chat.generation import default_params, message_out
+from onebox.chat.generation import message_out
 from onebox.chat.schemas import (
     ConversationCreate,
     ConversationDetail,
     ConversationOut,
-    ConversationPage,
     ConversationUpdate,
     MessageCreate,
 )
 from onebox.chat.service import ChatService
-from onebox.core.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
-from onebox.core.errors import APIError, BadRequestError, ConflictError
+from onebox.chat.turn import TurnRequest
+from onebox.core.errors import BadRequestError, ConflictError
+from onebox.core.pagination import Page
 from onebox.core.sse import SSE_HEADERS, format_event
-from onebox.core.state import AppState
-from onebox.documents.answering import retrieval_query, with_sources
-from onebox.documents.retrieval import Source
+from onebox.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
 from onebox.documents.service import DocumentService
-from onebox.llm.base import ContextWindowExceededError
+from onebox.llm.base import ChatMessage
 from onebox.llm.registry import UnknownModelError
-from onebox.users.service import record_audit
+from onebox.state import AppState
 
 router = APIRouter(prefix="/api/conversations", tags=["chat"])
 
@@ -40,22 +38,19 @@ def _canonical_model(state: AppState, name: str | None) -> str | None:
         raise BadRequestError(str(exc), param="model") from exc
 
 
-@router.get("", response_model=ConversationPage)
+@router.get("", response_model=Page[ConversationOut])
 async def list_conversations(
     session: SessionDep,
     user_id: CurrentUserId,
     limit: int = Query(default=50, ge=1, le=200),
     offset: int = Query(default=0, ge=0),
     include_archived: bool = False,
-) -> ConversationPage:
+) -> Page[ConversationOut]:
     rows = await ChatService(session).list_conversations(
         user_id, limit=limit + 1, offset=offset, include_archived=include_archived
     )
-    items = [ConversationOut.model_validate(row) for row in rows[:limit]]
-    has_more = len(rows) > limit
-    return ConversationPage(
-        items=items, limit=limit, offset=offset, next_offset=offset + limit if has_more else None
-    )
+    items = [ConversationOut.model_validate(row) for row in rows]
+    return Page[ConversationOut].from_rows(items, limit, offset)
 
 
 @router.post("", response_model=ConversationOut, status_code=201)
@@ -144,65 +139,35 @@ async def post_message(
     state: StateDep,
 ) -> StreamingResponse:
     """Store the user's message, then stream the reply as Server-Sent Events."""
-    settings = state.settings
-    user_id = principal.user_id
-    service = ChatService(session)
-    conversation = await service.get_conversation(user_id, conversation_id)
+    conversation = await ChatService(session).get_conversation(principal.user_id, conversation_id)
     if state.generations.is_running(conversation.id):
         raise ConflictError("A reply is already being generated in this conversation")
-    ip = state.limits.client_ip(request.client.host if request.client else None, request.headers)
-    try:
-        verdict = state.guard.check_input(body.content)
-    except APIError as blocked:
-        await record_audit(
-            state.sessionmaker, "input_blocked", actor_id=user_id, outcome="blocked",
-            target=conversation.id, ip=ip, details=blocked.message,
-        )  # fmt: skip
-        raise
-    user_message = await service.add_user_message(
-        conversation, verdict.text, parent_id=body.parent_id, max_chars=settings.max_message_chars
-    )
     try:
         entry = state.models.resolve(conversation.model)
     except UnknownModelError as exc:
         raise BadRequestError(
             f"{exc} any more; choose another model for this conversation", param="model"
         ) from exc
-    params = default_params(entry, settings)
-    history = await service.history_for(conversation, user_message, settings.system_prompt)
-    sources: list[Source] = []
-    readable = await DocumentService(session, settings).readable_collection_ids(
-        user_id,
-        conversation.collection_ids or [],
-        allowed=principal.key.collections if principal.key else None,
-    )
-    if readable:
-        sources = await state.retriever().retrieve(session, retrieval_query(history), readable)
-        history = with_sources(history, sources)
-    history, canary = state.guard.protect_system_prompt(history)
-    try:
-        prompt = state.generations.prepare(entry, history, params)
-    except ContextWindowExceededError as exc:
-        raise BadRequestError(str(exc), param="content") from exc
-    admission = await state.limits.admit(
-        principal, ip, estimated_tokens=entry.provider.count_tokens(prompt)
+    turn = await state.turns.prepare(
+        session,
+        TurnRequest(
+            caller=principal,
+            model=entry,
+            messages=[ChatMessage("user", body.content)],
+            door="ui",
+            ip=state.limits.client_ip(
+                request.client.host if request.client else None, request.headers
+            ),
+            conversation=conversation,
+            parent_id=body.parent_id,
+            audit_target=conversation.id,
+        ),
     )
     await session.commit()
-
-    run = state.generations.start(
-        model=entry,
-        conversation_id=conversation.id,
-        parent_id=user_message.id,
-        messages=prompt,
-        params=params,
-        user_id=user_id,
-        admission=admission,
-        canary=canary,
-        sources=sources,
-        retrieval_used=bool(readable),
-    )
+    run = state.generations.start(turn)
+    assert turn.user_message is not None
     opening = {
-        "user_message": message_out(user_message),
+        "user_message": message_out(turn.user_message),
         "assistant_message_id": run.message_id,
         "conversation": ConversationOut.model_validate(conversation).model_dump(mode="json"),
     }

@@ -43,13 +43,6 @@ class ConversationOut(BaseModel):
     updated_at: datetime
 
 
-class ConversationPage(BaseModel):
-    items: list[ConversationOut]
-    limit: int
-    offset: int
-    next_offset: int | None
-
-
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

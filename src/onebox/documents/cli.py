@@ -1,69 +1,28 @@
-"""``onebox ingest``, ``onebox ask`` and ``onebox collections``: the same services as the
-HTTP API, run in this process against the configured database and index."""
+"""``onebox ingest`` (and the registration of ``onebox ask`` and ``onebox collections``): the
+same services as the HTTP API, run in this process against the configured database and
+index."""
 
 # No ``from __future__ import annotations``: typer reads the option annotations at run time.
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from onebox.core.errors import AppError
+from onebox.cli_common import CliError, console, resolve_owner, run
 from onebox.core.settings import Settings
-from onebox.documents.parsing import ParseError, expand_upload
-from onebox.documents.parsing.base import SourceFile
+from onebox.documents.ingestion.parsing import ParseError, expand_upload
+from onebox.documents.ingestion.parsing.base import SourceFile
 from onebox.documents.schemas import CollectionCreate
 from onebox.documents.service import DocumentService, parse_limits
 from onebox.jobs.models import Job, JobStatus
 
-console = Console()
-errors = Console(stderr=True)
-
 collections_app = typer.Typer(help="Document collections.", no_args_is_help=True)
-
-
-class CliError(Exception):
-    pass
-
-
-async def resolve_owner(sessionmaker: async_sessionmaker[AsyncSession], email: str | None) -> str:
-    """``--user``, else the first administrator, else the single-user-mode local user."""
-    from onebox.users.repository import UserRepository
-    from onebox.users.service import ensure_local_user, normalize_email
-
-    async with sessionmaker() as session:
-        repository = UserRepository(session)
-        if email:
-            user = await repository.get_by_email(normalize_email(email))
-            if user is None:
-                raise CliError(f"No user {email!r}")
-            return user.id
-        admin = await repository.first_admin()
-        if admin is not None and admin.is_account:
-            return admin.id
-    return (await ensure_local_user(sessionmaker)).id
-
-
-@asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    from onebox.core.db import create_engine, create_sessionmaker
-    from onebox.core.migrate import upgrade
-
-    settings.prepare_data_dir()
-    engine = create_engine(settings.resolved_database_url)
-    try:
-        await upgrade(engine)
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
 
 
 def walk(paths: list[Path]) -> Iterator[Path]:
@@ -105,9 +64,9 @@ def read_sources(
 async def ingest(
     settings: Settings, paths: list[Path], collection_name: str, user: str | None, create: bool
 ) -> int:
-    from onebox.jobs.dispatch import build_dispatcher
+    from onebox.jobs.factory import build_dispatcher
     from onebox.jobs.service import wait_for_jobs
-    from onebox.jobs.services import open_job_services
+    from onebox.jobs.standalone import open_job_services
 
     started = time.monotonic()
     files, uris, failures = read_sources(paths, settings)
@@ -205,14 +164,6 @@ def _summary(
     console.print(table)
     for name, reason in failures:
         console.print(f"[red]✗[/red] {name}: {reason}", highlight=False, markup=True)
-
-
-def run(coroutine: Any) -> Any:
-    try:
-        return asyncio.run(coroutine)
-    except (AppError, CliError) as exc:
-        errors.print(f"[red]{getattr(exc, 'message', str(exc))}[/red]", highlight=False)
-        raise typer.Exit(2) from exc
 
 
 def register(app: typer.Typer, load_settings: Callable[..., Settings], data_dir: Any) -> None:

@@ -1,20 +1,15 @@
-"""``onebox ask "question" --collection NAME [--json]``."""
+"""``onebox ask "question" --collection NAME [--json]``: one turn, printed."""
 
 # No ``from __future__ import annotations``: typer reads the option annotations at run time.
 
-import contextlib
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
+from onebox.cli_common import console, print_sources, resolve_owner, run
 from onebox.core.settings import Settings
-from onebox.documents.answering import stored_sources, with_sources
-from onebox.documents.cli import console, resolve_owner, run
-from onebox.documents.retrieval import Source
-from onebox.documents.service import DocumentService
 
 
 async def answer_question(
@@ -28,43 +23,42 @@ async def answer_question(
     on_text: Callable[[str], None] | None,
 ) -> dict[str, Any]:
     from onebox.app import open_state
-    from onebox.chat.generation import default_params
-    from onebox.llm.base import ChatMessage, ChatRequest, TextDelta
-    from onebox.llm.context import fit_to_context
-    from onebox.llm.router import Route, stream_with_fallbacks
+    from onebox.chat.turn import TurnRequest, TurnStatus
+    from onebox.core.errors import AppError
+    from onebox.llm.base import ChatMessage, ProviderError, TextDelta
+    from onebox.users.auth import cli_principal
 
     async with open_state(settings) as state:
         owner = await resolve_owner(state.sessionmaker, user)
-        async with state.sessionmaker() as session:
-            ids = await DocumentService(session, settings).resolve_collections(owner, collections)
-            sources: list[Source] = await state.retriever().retrieve(
-                session, question, ids, limit=top_k
-            )
-        entry = state.models.resolve(model)
-        params = default_params(entry, settings)
-        history = [ChatMessage("system", settings.system_prompt), ChatMessage("user", question)]
-        messages, canary = state.guard.protect_system_prompt(with_sources(history, sources))
-        provider = entry.provider
-        messages = fit_to_context(
-            messages, provider.count_tokens, provider.context_size, params.max_tokens
-        )
-        parts: list[str] = []
-        stream = state.guard.filter_output(
-            stream_with_fallbacks(
-                state.models, Route(requested=entry), ChatRequest(messages=messages, params=params)
+        turn = await state.turns.prepare(
+            None,
+            TurnRequest(
+                caller=await cli_principal(state.sessionmaker, owner),
+                model=state.models.resolve(model),
+                messages=[
+                    ChatMessage("system", settings.system_prompt),
+                    ChatMessage("user", question),
+                ],
+                door="cli",
+                collections=collections,
+                passages=top_k,
+                audit_target="onebox ask",
             ),
-            canary,
         )
-        async with contextlib.aclosing(stream) as chunks:
-            async for chunk in chunks:
-                if isinstance(chunk, TextDelta):
-                    parts.append(chunk.text)
-                    if on_text is not None:
-                        on_text(chunk.text)
-    answer = "".join(parts)
-    listed = stored_sources(sources, answer)
+        status: TurnStatus = "cancelled"
+        error: str | None = None
+        try:
+            async for chunk in turn.chunks():
+                if isinstance(chunk, TextDelta) and on_text is not None:
+                    on_text(chunk.text)
+            status = "complete"
+        except ProviderError as exc:
+            status, error = "error", str(exc)
+            raise AppError(error) from exc
+        finally:
+            await turn.finish(status, None if status == "complete" else status, error)
     return {
-        "answer": answer,
+        "answer": "".join(turn.text),
         "sources": [
             {
                 "number": s["number"],
@@ -75,25 +69,9 @@ async def answer_question(
                 "score": s["score"],
                 "cited": s["used"],
             }
-            for s in listed
+            for s in turn.sources_out(answered=True)
         ],
     }
-
-
-def _print_sources(sources: list[dict[str, Any]]) -> None:
-    if not sources:
-        console.print("[dim]No passage in these collections matched.[/dim]")
-        return
-    console.print("\n[bold]Sources[/bold]")
-    for source in sorted(sources, key=lambda s: (not s["cited"], s["number"])):
-        where = source["document"]
-        if source["page"] is not None:
-            where += f", page {source['page']}"
-        if source["heading"]:
-            where += f" — {source['heading']}"
-        mark = "" if source["cited"] else " [dim](retrieved, not cited)[/dim]"
-        console.print(f"[{source['number']}] {where}{mark}", highlight=False)
-        console.print(Text("    " + source["snippet"], style="dim"), highlight=False)
 
 
 def ask_command(load_settings: Callable[..., Settings], data_dir: Any) -> Callable[..., None]:
@@ -129,6 +107,6 @@ def ask_command(load_settings: Callable[..., Settings], data_dir: Any) -> Callab
             print(json.dumps(result, ensure_ascii=False))
             return
         console.print()
-        _print_sources(result["sources"])
+        print_sources([{**s, "used": s["cited"]} for s in result["sources"]])
 
     return ask

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from onebox.cli_common import CliError, console, open_database, resolve_owner, run
 from onebox.core.settings import Settings
-from onebox.documents.cli import CliError, console, open_database, resolve_owner, run
 from onebox.documents.schemas import CollectionCreate
 from onebox.documents.service import DocumentService
 
@@ -43,7 +43,7 @@ async def _create(settings: Settings, name: str, description: str, user: str | N
 
 
 async def _delete(settings: Settings, name: str, user: str | None) -> None:
-    from onebox.jobs.services import open_job_services
+    from onebox.jobs.standalone import open_job_services
 
     async with open_job_services(settings) as services:
         owner = await resolve_owner(services.sessionmaker, user)

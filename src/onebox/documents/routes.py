@@ -8,13 +8,19 @@ from collections.abc import Sequence
 from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import FormData, UploadFile
 
-from onebox.core.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
 from onebox.core.errors import APIError, BadRequestError, PayloadTooLargeError
+from onebox.core.pagination import Page
 from onebox.core.settings import Settings
-from onebox.core.state import AppState
-from onebox.documents.fetching import BlockedURLError, FetchError, check_url, fetch_sitemap
-from onebox.documents.parsing import ParseError, UnsupportedTypeError, expand_upload
-from onebox.documents.parsing.base import SourceFile
+from onebox.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
+from onebox.documents.ingestion.fetching import (
+    BlockedURLError,
+    FetchError,
+    check_url,
+    fetch_sitemap,
+)
+from onebox.documents.ingestion.parsing import ParseError, UnsupportedTypeError, expand_upload
+from onebox.documents.ingestion.parsing.base import SourceFile
+from onebox.documents.ingestion.tasks import fetch_policy_for
 from onebox.documents.schemas import (
     ChunkOut,
     CollectionCreate,
@@ -22,7 +28,6 @@ from onebox.documents.schemas import (
     CollectionOut,
     CollectionUpdate,
     DocumentOut,
-    DocumentPage,
     IngestResult,
     SearchRequest,
     SearchResult,
@@ -31,7 +36,7 @@ from onebox.documents.schemas import (
     UrlIngest,
 )
 from onebox.documents.service import Added, DocumentService, parse_limits
-from onebox.documents.tasks import fetch_policy_for
+from onebox.state import AppState
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +120,7 @@ async def delete_collection(
     return Response(status_code=204)
 
 
-@router.get("/collections/{collection_id}/documents", response_model=DocumentPage)
+@router.get("/collections/{collection_id}/documents", response_model=Page[DocumentOut])
 async def list_documents(
     collection_id: str,
     session: SessionDep,
@@ -123,16 +128,10 @@ async def list_documents(
     state: StateDep,
     limit: int = Query(default=100, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
-) -> DocumentPage:
+) -> Page[DocumentOut]:
     service = DocumentService(session, state.settings)
     rows = await service.list_documents(user_id, collection_id, limit=limit + 1, offset=offset)
-    has_more = len(rows) > limit
-    return DocumentPage(
-        items=await service.documents_out(rows[:limit]),
-        limit=limit,
-        offset=offset,
-        next_offset=offset + limit if has_more else None,
-    )
+    return Page[DocumentOut].from_rows(await service.documents_out(rows), limit, offset)
 
 
 async def _read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -285,7 +284,7 @@ async def search(
     service = DocumentService(session, state.settings)
     allowed = principal.key.collections if principal.key else None
     ids = await service.resolve_collections(principal.user_id, body.collection_ids, allowed)
-    sources = await state.retriever().retrieve(
+    sources = await state.retriever.retrieve(
         session,
         body.query,
         ids,

@@ -56,13 +56,6 @@ class DocumentOut(BaseModel):
     job: JobOut | None = None
 
 
-class DocumentPage(BaseModel):
-    items: list[DocumentOut]
-    limit: int
-    offset: int
-    next_offset: int | None
-
-
 class Duplicate(BaseModel):
     filename: str
     document_id: str

@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.errors import APIError, BadRequestError, ConflictError, NotFoundError
 from onebox.core.settings import Settings
+from onebox.documents.ingestion.parsing import ParseError, detect_media_type
+from onebox.documents.ingestion.parsing.base import ParseLimits, SourceFile
 from onebox.documents.models import Collection, Document, DocumentStatus
-from onebox.documents.parsing import ParseError, detect_media_type
-from onebox.documents.parsing.base import ParseLimits, SourceFile
 from onebox.documents.repository import INGEST_JOB, DocumentRepository
 from onebox.documents.schemas import (
     ChunkOut,

@@ -14,16 +14,17 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
+from onebox.chat.turn import TurnRequest
 from onebox.core.errors import APIError, error_body
-from onebox.core.state import AppState
-from onebox.documents.answering import retrieval_query
-from onebox.documents.retrieval import retrieve_for_request
-from onebox.gateway.auth import authenticate_v1
-from onebox.gateway.schemas import ChatCompletionRequest
-from onebox.gateway.service import Completion, parse_request
-from onebox.llm.base import ChatMessage
-from onebox.users.auth import Principal
-from onebox.users.service import record_audit
+from onebox.gateway.auth import authenticate_v1, check_model_allowed
+from onebox.gateway.service import (
+    Completion,
+    param_overrides,
+    parse_request,
+    resolve_model,
+    turn_messages,
+)
+from onebox.state import AppState
 
 logger = logging.getLogger(__name__)
 
@@ -75,35 +76,31 @@ async def _wait_for_disconnect(receive: Receive) -> Message:
 
 async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     state: AppState = scope["app"].state.onebox
-    principal: Principal | None = None
     try:
         principal = await authenticate_v1(
             state, _header(scope, b"authorization"), _header(scope, b"origin")
         )
         request = parse_request(await _read_body(receive))
-        sources = None
-        if request.collections is not None:
-            sources = await retrieve_for_request(
-                state, principal, request.collections, _retrieval_query(request)
-            )
-        completion = Completion.prepare(
-            request, state.models, state.usage, state.settings, principal, state.guard, sources
+        check_model_allowed(principal, request.model)
+        turn = await state.turns.prepare(
+            None,
+            TurnRequest(
+                caller=principal,
+                model=resolve_model(state.models, request.model),
+                messages=turn_messages(request),
+                door="widget" if principal.key and principal.key.kind == "widget" else "api",
+                ip=state.limits.client_ip(_peer(scope), scope["headers"]),
+                overrides=param_overrides(request),
+                collections=request.collections,
+                audit_target="/v1/chat/completions",
+            ),
         )
-        ip = state.limits.client_ip(_peer(scope), scope["headers"])
-        completion.admission = await state.limits.admit(
-            principal, ip, estimated_tokens=completion.prompt_tokens()
-        )
+        completion = Completion(request, turn)
         first = await completion.first_chunk()
         if not request.stream:
             await _send_json(send, 200, await completion.collect(first))
             return
     except APIError as error:
-        if error.code == "prompt_injection_blocked" and principal is not None:
-            await record_audit(
-                state.sessionmaker, "input_blocked", actor_id=principal.user_id,
-                actor_email=principal.email, outcome="blocked", target="/v1/chat/completions",
-                ip=_peer(scope) or "", details=error.message,
-            )  # fmt: skip
         await _send_error(send, error)
         return
 
@@ -124,12 +121,6 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
         task.uncancel()
     finally:
         watcher.cancel()
-
-
-def _retrieval_query(request: ChatCompletionRequest) -> str:
-    return retrieval_query(
-        [ChatMessage("user", m.text()) for m in request.messages if m.role == "user"]
-    )
 
 
 def _peer(scope: Scope) -> str | None:

@@ -4,7 +4,7 @@ or anyone while Onebox runs in single-user mode on loopback without ONEBOX_API_T
 from __future__ import annotations
 
 from onebox.core.errors import APIError
-from onebox.core.state import AppState
+from onebox.state import AppState
 from onebox.users.auth import InvalidCredentialsError, Principal
 
 

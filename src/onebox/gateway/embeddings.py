@@ -17,12 +17,12 @@ import numpy as np
 from pydantic import JsonValue, ValidationError
 
 from onebox.core.errors import APIError
-from onebox.core.state import AppState
 from onebox.embeddings.base import EmbeddingError, InputKind, Vectors
 from onebox.gateway.auth import check_model_allowed
 from onebox.gateway.schemas import EmbeddingRequest
 from onebox.gateway.service import invalid_request
 from onebox.llm.base import Usage
+from onebox.state import AppState
 from onebox.usage.service import GenerationMeter
 from onebox.users.auth import Principal
 

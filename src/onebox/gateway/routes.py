@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
-from onebox.core.deps import StateDep
+from onebox.deps import StateDep
 from onebox.gateway.asgi import ChatCompletionsEndpoint
 from onebox.gateway.auth import authenticate_v1
 from onebox.gateway.embeddings import create_embeddings

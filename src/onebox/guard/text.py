@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from onebox.llm.base import ChatMessage
+from onebox.core.messages import ChatMessage
 
 # Bidirectional embeddings, overrides and isolates ("Trojan Source"), plus LRM/RLM/ALM marks.
 BIDI_CONTROLS = frozenset(

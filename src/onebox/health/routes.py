@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from onebox import __version__
 from onebox.core.db import ping
-from onebox.core.deps import StateDep
+from onebox.deps import StateDep
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])

@@ -92,7 +92,7 @@ class _WorkerRuntime:
         with self._lock:
             if self._pid == os.getpid() and self._loop and self._services:
                 return self._loop, self._services
-            from onebox.jobs.services import open_job_services
+            from onebox.jobs.standalone import open_job_services
 
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="onebox-jobs", daemon=True)

@@ -5,11 +5,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from onebox.core.settings import Settings
-    from onebox.jobs.base import JobServices
 
 
 class JobDispatcher(ABC):
@@ -22,15 +17,3 @@ class JobDispatcher(ABC):
 
     async def close(self) -> None:
         pass
-
-
-def build_dispatcher(settings: Settings, services: JobServices) -> JobDispatcher:
-    """The dispatcher ``settings.jobs_backend`` asks for; call ``start()`` once the app is
-    ready and ``close()`` before the services are torn down."""
-    if settings.jobs_backend == "celery":
-        from onebox.jobs.celery_app import CeleryDispatcher
-
-        return CeleryDispatcher(services)
-    from onebox.jobs.worker import InProcessWorker
-
-    return InProcessWorker(services)

@@ -9,7 +9,7 @@ from typing import cast
 from onebox.jobs.base import JobHandler, PermanentJobError
 
 HANDLERS: dict[str, str] = {
-    "ingest_document": "onebox.documents.tasks:ingest_document",
+    "ingest_document": "onebox.documents.ingestion.tasks:ingest_document",
     # Deterministic kinds for tests and for checking a deployment's workers end to end.
     "testing.sleep": "onebox.testing.job_handlers:sleep",
     "testing.fail": "onebox.testing.job_handlers:fail",

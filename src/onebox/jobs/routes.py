@@ -3,38 +3,26 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
 
-from onebox.core.deps import CurrentUserId, SessionDep
 from onebox.core.errors import NotFoundError
+from onebox.core.pagination import Page
+from onebox.deps import CurrentUserId, SessionDep
 from onebox.jobs.schemas import JobOut
 from onebox.jobs.service import get_job_for_owner, jobs_for_owner
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
-class JobPage(BaseModel):
-    items: list[JobOut]
-    limit: int
-    offset: int
-    next_offset: int | None
-
-
-@router.get("", response_model=JobPage)
+@router.get("", response_model=Page[JobOut])
 async def list_jobs(
     session: SessionDep,
     user_id: CurrentUserId,
     limit: int = Query(default=50, ge=1, le=200),
     offset: int = Query(default=0, ge=0),
-) -> JobPage:
+) -> Page[JobOut]:
     """Newest first."""
     rows = await jobs_for_owner(session, user_id, limit=limit + 1, offset=offset)
-    return JobPage(
-        items=[JobOut.model_validate(row) for row in rows[:limit]],
-        limit=limit,
-        offset=offset,
-        next_offset=offset + limit if len(rows) > limit else None,
-    )
+    return Page[JobOut].from_rows([JobOut.model_validate(row) for row in rows], limit, offset)
 
 
 @router.get("/{job_id}", response_model=JobOut)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-ChatRole = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: ChatRole
-    content: str
+from onebox.core.messages import ChatMessage as ChatMessage
+from onebox.core.messages import ChatRole as ChatRole
+from onebox.core.messages import FinishReason as FinishReason
+from onebox.core.messages import ProviderError as ProviderError
+from onebox.core.messages import StreamChunk as StreamChunk
+from onebox.core.messages import TextDelta as TextDelta
+from onebox.core.messages import Usage as Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,33 +36,10 @@ class ChatRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class TextDelta:
-    text: str
-
-
-FinishReason = Literal["stop", "length", "cancelled"]
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: FinishReason = "stop"
-    queue_ms: float | None = None  # time spent waiting for the engine before decoding began
-
-
-StreamChunk = TextDelta | Usage
-
-
-@dataclass(frozen=True, slots=True)
 class Capabilities:
     streaming: bool = True
     exact_token_count: bool = False
     local: bool = False
-
-
-class ProviderError(Exception):
-    """A generation failed for a reason the caller should show to the user."""
 
 
 class ContextWindowExceededError(ProviderError):

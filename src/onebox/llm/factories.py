@@ -49,7 +49,7 @@ def openai_compatible(spec: ModelSpec, settings: Settings, http: httpx.AsyncClie
 
 
 def fake(spec: ModelSpec, settings: Settings, http: httpx.AsyncClient) -> ChatProvider:
-    from onebox.testing.fake_provider import FakeProvider
+    from onebox.llm.fake import FakeProvider
 
     return FakeProvider(
         model_name=spec.name,

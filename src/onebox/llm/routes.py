@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from onebox.core.deps import CurrentPrincipal, StateDep
+from onebox.deps import CurrentPrincipal, StateDep
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 

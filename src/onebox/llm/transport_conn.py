@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import httptools
 import httpx
-
-if TYPE_CHECKING:
-    from onebox.llm.transport_pool import FastTransport
 
 _HIGH_WATER: Final = 1024 * 1024  # body bytes buffered before we stop reading the socket
 _COALESCE_LIMIT: Final = 64 * 1024  # request bodies up to this are sent with the head
@@ -148,6 +145,16 @@ class _Response(httpx.AsyncByteStream):
             conn.abort()
 
 
+class ConnectionOwner(Protocol):
+    """The pool a connection returns to (``transport_pool.FastTransport``; the pool imports
+    this module, so the dependency points one way)."""
+
+    _closed: bool
+
+    def _release(self, conn: _Connection) -> None: ...
+    def _forget(self, conn: _Connection) -> None: ...
+
+
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection; parses responses as bytes arrive."""
 
@@ -169,7 +176,7 @@ class _Connection(asyncio.Protocol):
     )
 
     def __init__(
-        self, owner: FastTransport, origin: Origin, loop: asyncio.AbstractEventLoop
+        self, owner: ConnectionOwner, origin: Origin, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.owner = owner
         self.loop = loop

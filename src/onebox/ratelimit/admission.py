@@ -7,12 +7,9 @@ import logging
 import weakref
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 from onebox.ratelimit.models import Check, Subject, Usage
-
-if TYPE_CHECKING:
-    from onebox.ratelimit.limiter import RateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +24,18 @@ async def quietly(awaitable: Awaitable[T]) -> T | None:
         return None
 
 
+class SlotKeeper(Protocol):
+    """What an admission needs of the limiter that admitted it (the limiter imports this
+    module, so the dependency points one way)."""
+
+    refresh_interval: float
+
+    async def refresh_slots(self, slots: Sequence[tuple[str, int]], member: str) -> int: ...
+    async def release_slots(self, slots: Sequence[tuple[str, int]], member: str) -> None: ...
+    async def record_tokens(self, subjects: Sequence[Subject], tokens: int) -> None: ...
+    async def usage(self, subject: Subject) -> Usage: ...
+
+
 class Admission:
     """An admitted request. Release it when the response is done, with the tokens it used --
     ``async with`` does so with :attr:`tokens_used` -- to record them and free its concurrency
@@ -35,7 +44,7 @@ class Admission:
 
     def __init__(
         self,
-        limiter: RateLimiter,
+        limiter: SlotKeeper,
         checks: Sequence[Check],
         member: str,
         slots: Sequence[tuple[str, int]],

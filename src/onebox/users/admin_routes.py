@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 from fastapi import APIRouter, Query, Request, Response
 
-from onebox.core.db import utcnow
-from onebox.core.deps import AdminPrincipal, SessionDep, StateDep
 from onebox.core.errors import BadRequestError, NotFoundError
-from onebox.usage.repository import UsageRepository
+from onebox.deps import AdminPrincipal, SessionDep, StateDep
 from onebox.users.keys import KeyService
 from onebox.users.repository import UserRepository
 from onebox.users.routes import client_ip
@@ -110,15 +105,6 @@ async def revoke_any_key(
     await session.commit()
     state.auth.forget_key(key.key_hash)
     return Response(status_code=204)
-
-
-@router.get("/usage")
-async def usage(
-    admin: AdminPrincipal, session: SessionDep, days: int = Query(default=30, ge=1, le=366)
-) -> dict[str, Any]:
-    since = utcnow() - timedelta(days=days)
-    rows = await UsageRepository(session).daily_totals(since)
-    return {"since": since.isoformat(), "rows": rows}
 
 
 @router.get("/audit", response_model=list[AuditOut])

@@ -29,7 +29,7 @@ KEY_CACHE_SECONDS = 5.0  # revocation reaches other processes within this time
 ACCOUNTS_CACHE_SECONDS = 2.0
 TOUCH_EVERY_SECONDS = 60.0
 
-Method = Literal["anonymous", "session", "api_key", "admin_token"]
+Method = Literal["anonymous", "session", "api_key", "admin_token", "cli"]
 
 
 @dataclass(frozen=True)
@@ -209,3 +209,13 @@ def _key_principal(user: User, key: ApiKey) -> Principal:
         ),
     )
     return Principal(user.id, user.email, user.is_admin, "api_key", key=snapshot)
+
+
+async def cli_principal(sessionmaker: async_sessionmaker[AsyncSession], user_id: str) -> Principal:
+    """Whoever runs a CLI command on this machine acts as the user it names: they hold the
+    data dir (and so the database) already."""
+    async with sessionmaker() as session:
+        user = await UserRepository(session).get(user_id)
+    if user is None:
+        raise InvalidCredentialsError(f"No user {user_id!r}")
+    return Principal(user.id, user.email or "", user.is_admin, "cli")

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Request, Response
 
-from onebox.core.db import utcnow
-from onebox.core.deps import CurrentPrincipal, SessionDep, StateDep
 from onebox.core.errors import APIError, NotFoundError
-from onebox.core.state import AppState
-from onebox.usage.repository import UsageRepository
+from onebox.deps import CurrentPrincipal, SessionDep, StateDep
+from onebox.state import AppState
 from onebox.users.auth import CSRF_COOKIE, SESSION_COOKIE
 from onebox.users.keys import KeyLimits, KeyService
 from onebox.users.repository import UserRepository
@@ -191,19 +187,3 @@ async def revoke_key(
     await session.commit()
     state.auth.forget_key(key.key_hash)
     return Response(status_code=204)
-
-
-@router.get("/usage")
-async def my_usage(
-    principal: CurrentPrincipal, session: SessionDep, days: int = 30
-) -> dict[str, object]:
-    now = utcnow()
-    days = max(1, min(days, 366))
-    repository = UsageRepository(session)
-    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    month_start = day_start.replace(day=1)
-    return {
-        "tokens_today": await repository.tokens_since(day_start, user_id=principal.user_id),
-        "tokens_this_month": await repository.tokens_since(month_start, user_id=principal.user_id),
-        "rows": await repository.daily_totals(now - timedelta(days=days), principal.user_id),
-    }

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from onebox.documents.parsing.base import ParsedDocument, ParseError
-from onebox.documents.parsing.detect import (
+from onebox.documents.ingestion.parsing.base import ParsedDocument, ParseError
+from onebox.documents.ingestion.parsing.detect import (
     CSV,
     DOCX,
     HTML,
@@ -17,11 +17,11 @@ from onebox.documents.parsing.detect import (
     decode_text,
     detect_media_type,
 )
-from onebox.documents.parsing.docx import parse_docx
-from onebox.documents.parsing.html import parse_html
-from onebox.documents.parsing.pdf import parse_pdf
-from onebox.documents.parsing.tabular import parse_csv, parse_json
-from onebox.documents.parsing.text import parse_markdown, parse_plain_text
+from onebox.documents.ingestion.parsing.docx import parse_docx
+from onebox.documents.ingestion.parsing.html import parse_html
+from onebox.documents.ingestion.parsing.pdf import parse_pdf
+from onebox.documents.ingestion.parsing.tabular import parse_csv, parse_json
+from onebox.documents.ingestion.parsing.text import parse_markdown, parse_plain_text
 
 _BINARY_PARSERS: dict[str, Callable[[str, bytes], ParsedDocument]] = {
     PDF: parse_pdf,

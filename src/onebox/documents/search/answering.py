@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from onebox.documents.retrieval import Source
+from onebox.documents.search.retrieval import Source
 from onebox.guard import fence_untrusted
 from onebox.llm.base import ChatMessage
 

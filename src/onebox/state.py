@@ -1,4 +1,5 @@
-"""Everything the app builds in its lifespan, reachable from requests and the CLI."""
+"""Everything the app builds in its lifespan, reachable from requests and the CLI. This is
+the app's wiring, above every business area; no area imports it."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from onebox.chat.generation import GenerationManager
-from onebox.core.guarding import Guard
-from onebox.core.ratelimits import RequestLimiter
+from onebox.chat.turn import Turns
 from onebox.core.settings import Settings
-from onebox.documents.retrieval import Retriever
+from onebox.documents.search.retrieval import Retriever
 from onebox.embeddings.base import Embedder
+from onebox.guard.service import Guard
 from onebox.jobs.dispatch import JobDispatcher
 from onebox.llm.registry import ModelRegistry
+from onebox.ratelimit.requests import RequestLimiter
 from onebox.usage.service import UsageRecorder
 from onebox.users.auth import Authenticator
 from onebox.vectors.base import VectorIndex
@@ -30,6 +32,7 @@ class AppState:
     models: ModelRegistry
     usage: UsageRecorder
     generations: GenerationManager
+    turns: Turns
     auth: Authenticator
     limits: RequestLimiter
     guard: Guard
@@ -37,7 +40,5 @@ class AppState:
     embedder: Embedder
     index: VectorIndex
     jobs: JobDispatcher
+    retriever: Retriever
     started_at: float = field(default_factory=time.time)
-
-    def retriever(self) -> Retriever:
-        return Retriever(self.settings, self.embedder, self.index, self.guard)

@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
-from onebox.documents.chunking import ChunkDraft
+from onebox.documents.ingestion.chunking import ChunkDraft
 from onebox.documents.models import Chunk
 from onebox.embeddings.base import Embedder
 from onebox.vectors.base import IndexPoint, VectorIndex

@@ -1,7 +1,7 @@
 """Fetching user-supplied URLs for ingestion: one page, or the pages a sitemap lists.
 
 Every hop (the URL and each redirect) is parsed, resolved once and checked by
-:mod:`onebox.documents.fetching_net`; the request then goes to the checked address with the
+:mod:`onebox.documents.ingestion.fetching_net`; the request then goes to the checked address with the
 original Host header and TLS SNI, so a DNS answer that changes between the check and the
 connection (rebinding) cannot reach an internal address. One deadline covers the whole
 fetch, and the body is counted after decompression, so slow, endless or compressed bodies
@@ -22,7 +22,7 @@ from xml.parsers import expat
 
 import httpx
 
-from onebox.documents.fetching_net import (
+from onebox.documents.ingestion.fetching_net import (
     BlockedURLError,
     FetchError,
     FetchPolicy,

@@ -1,5 +1,5 @@
 """Where a user-supplied URL may lead: scheme, host and every resolved address are checked
-before any connection is made (SSRF protection). :mod:`onebox.documents.fetching` then
+before any connection is made (SSRF protection). :mod:`onebox.documents.ingestion.fetching` then
 connects to the exact address that passed, so a second DNS answer never matters."""
 
 from __future__ import annotations

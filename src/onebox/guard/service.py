@@ -8,6 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from onebox.core.errors import APIError
+from onebox.core.messages import ChatMessage, ProviderError, StreamChunk, TextDelta
 from onebox.core.settings import Settings
 from onebox.guard import (
     CanaryWatch,
@@ -19,7 +20,6 @@ from onebox.guard import (
     redact,
     system_prompt_with_canary,
 )
-from onebox.llm.base import ChatMessage, ProviderError, StreamChunk, TextDelta
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from charset_normalizer import CharsetMatch, CharsetMatches, from_bytes
 
-from onebox.documents.parsing.base import ParseError, UnsupportedTypeError
+from onebox.documents.ingestion.parsing.base import ParseError, UnsupportedTypeError
 
 PDF = "application/pdf"
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"

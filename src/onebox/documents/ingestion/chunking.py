@@ -14,7 +14,7 @@ import bisect
 import re
 from dataclasses import dataclass, field
 
-from onebox.documents.parsing.base import BLOCK_SEPARATOR, Block, ParsedDocument
+from onebox.documents.ingestion.parsing.base import BLOCK_SEPARATOR, Block, ParsedDocument
 
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _LINE = re.compile(r"\n\s*")

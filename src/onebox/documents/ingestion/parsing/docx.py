@@ -9,8 +9,8 @@ from docx import Document
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from onebox.documents.parsing.base import Block, ParsedDocument, ParseError
-from onebox.documents.parsing.text import build_document
+from onebox.documents.ingestion.parsing.base import Block, ParsedDocument, ParseError
+from onebox.documents.ingestion.parsing.text import build_document
 
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.I)
 

@@ -6,8 +6,8 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
-from onebox.documents.parsing.base import Block, ParsedDocument, ParseError
-from onebox.documents.parsing.text import build_document
+from onebox.documents.ingestion.parsing.base import Block, ParsedDocument, ParseError
+from onebox.documents.ingestion.parsing.text import build_document
 
 # Page chrome and non-content; their text would pollute every chunk of a site.
 _DROPPED = ["script", "style", "nav", "aside", "noscript", "template", "svg", "canvas", "iframe"]

@@ -16,13 +16,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 
-from onebox.documents.parsing.base import (
+from onebox.documents.ingestion.parsing.base import (
     ParseError,
     ParseLimits,
     SourceFile,
     UnsupportedTypeError,
 )
-from onebox.documents.parsing.detect import ZIP, detect_media_type
+from onebox.documents.ingestion.parsing.detect import ZIP, detect_media_type
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _READ_CHUNK = 64 * 1024

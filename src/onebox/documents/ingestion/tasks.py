@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 
 from onebox.core.settings import Settings
-from onebox.documents.chunking import chunk_document
-from onebox.documents.fetching import FetchError, FetchPolicy, fetch_url
-from onebox.documents.indexing import embed_and_index
+from onebox.documents.ingestion.chunking import chunk_document
+from onebox.documents.ingestion.fetching import FetchError, FetchPolicy, fetch_url
+from onebox.documents.ingestion.indexing import embed_and_index
+from onebox.documents.ingestion.parsing import ParseError, detect_media_type, parse_document
 from onebox.documents.models import Document, DocumentStatus
-from onebox.documents.parsing import ParseError, detect_media_type, parse_document
 from onebox.documents.repository import DocumentRepository
 from onebox.documents.service import content_hash
 from onebox.jobs.base import JobContext, PermanentJobError

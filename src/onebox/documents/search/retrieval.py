@@ -7,22 +7,17 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from onebox.core.errors import APIError, AppError
-from onebox.core.guarding import Guard
 from onebox.core.settings import Settings
-from onebox.documents.indexing import HEADING_JOINER, embedding_text
+from onebox.documents.ingestion.indexing import HEADING_JOINER, embedding_text
 from onebox.documents.repository import DocumentRepository
-from onebox.documents.rerank import rerank
+from onebox.documents.search.rerank import rerank
 from onebox.embeddings.base import Embedder
+from onebox.guard.service import Guard
 from onebox.vectors.base import SearchMode, VectorIndex
-
-if TYPE_CHECKING:
-    from onebox.core.state import AppState
-    from onebox.users.auth import Principal
 
 logger = logging.getLogger(__name__)
 
@@ -165,25 +160,3 @@ class Retriever:
                 )
             )
         return sources
-
-
-async def retrieve_for_request(
-    state: AppState, principal: Principal, refs: Sequence[str], query: str
-) -> list[Source]:
-    """Retrieval for an API call naming collections: ownership and the API key's
-    collection allow-list are checked, and errors come back as API errors."""
-    from onebox.documents.service import DocumentService
-
-    allowed = principal.key.collections if principal.key else None
-    async with state.sessionmaker() as session:
-        try:
-            ids = await DocumentService(session, state.settings).resolve_collections(
-                principal.user_id, refs, allowed
-            )
-        except APIError:
-            raise
-        except AppError as exc:
-            raise APIError(
-                exc.status_code, exc.message, exc.error_type, param="collections"
-            ) from exc
-        return await state.retriever().retrieve(session, query, ids)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.errors import APIError
 from onebox.core.settings import Settings
-from onebox.core.state import AppState
+from onebox.state import AppState
 from onebox.users.auth import CSRF_HEADER, SESSION_COOKIE, InvalidCredentialsError, Principal
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}

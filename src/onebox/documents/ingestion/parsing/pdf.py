@@ -8,8 +8,8 @@ import re
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError
 
-from onebox.documents.parsing.base import Block, ParsedDocument, ParseError
-from onebox.documents.parsing.text import build_document
+from onebox.documents.ingestion.parsing.base import Block, ParsedDocument, ParseError
+from onebox.documents.ingestion.parsing.text import build_document
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
 

@@ -1,7 +1,7 @@
 """Document parsing: type detection, safe upload expansion, and parsers into blocks."""
 
-from onebox.documents.parsing.archive import ExpandedUpload, expand_upload
-from onebox.documents.parsing.base import (
+from onebox.documents.ingestion.parsing.archive import ExpandedUpload, expand_upload
+from onebox.documents.ingestion.parsing.base import (
     Block,
     BlockKind,
     ParsedDocument,
@@ -10,8 +10,12 @@ from onebox.documents.parsing.base import (
     SourceFile,
     UnsupportedTypeError,
 )
-from onebox.documents.parsing.detect import SUPPORTED_EXTENSIONS, decode_text, detect_media_type
-from onebox.documents.parsing.parse import parse_document
+from onebox.documents.ingestion.parsing.detect import (
+    SUPPORTED_EXTENSIONS,
+    decode_text,
+    detect_media_type,
+)
+from onebox.documents.ingestion.parsing.parse import parse_document
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-from onebox.documents.parsing.base import Block, ParsedDocument, ParseError
-from onebox.documents.parsing.text import build_document, normalize_newlines
+from onebox.documents.ingestion.parsing.base import Block, ParsedDocument, ParseError
+from onebox.documents.ingestion.parsing.text import build_document, normalize_newlines
 
 CSV_ROWS_PER_BLOCK = 10
 JSON_LINES_PER_BLOCK = 20

@@ -1,9 +1,11 @@
-"""Applies the rate limiter to a request: per API key, per user and per client IP."""
+"""Applies the rate limiter to a request: per API key, per user and per client IP. Callers
+are anything shaped like :class:`Caller` (the users area's ``Principal`` is one)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from onebox.core.errors import APIError
 from onebox.core.settings import Settings
@@ -17,9 +19,37 @@ from onebox.ratelimit import (
     Subject,
     client_ip,
 )
-from onebox.users.auth import Principal
 
 logger = logging.getLogger(__name__)
+
+
+class KeyQuota(Protocol):
+    @property
+    def requests_per_minute(self) -> int | None: ...
+    @property
+    def tokens_per_minute(self) -> int | None: ...
+    @property
+    def concurrent_streams(self) -> int | None: ...
+    @property
+    def tokens_per_day(self) -> int | None: ...
+    @property
+    def tokens_per_month(self) -> int | None: ...
+
+
+class CallerKey(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def limits(self) -> KeyQuota: ...
+
+
+class Caller(Protocol):
+    """Who is asking: a user, and the API key they came with, if any."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def key(self) -> CallerKey | None: ...
 
 
 def limits_config(settings: Settings) -> LimitsConfig:
@@ -58,7 +88,7 @@ class RequestLimiter:
     ) -> str:
         return client_ip(peer, headers, self.config.trusted_proxies)
 
-    async def admit(self, principal: Principal, ip: str, estimated_tokens: int = 0) -> Admission:
+    async def admit(self, principal: Caller, ip: str, estimated_tokens: int = 0) -> Admission:
         key = principal.key
         key_limits = None
         if key is not None:

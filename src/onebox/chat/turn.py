@@ -1,0 +1,404 @@
+"""One chat turn, whichever door it came through: the web UI, ``/v1/chat/completions``,
+``onebox chat``, ``onebox ask`` (and the widget). Every door hands the same pieces to
+:meth:`Turns.prepare` and keeps only its transport (SSE events, the OpenAI wire format, the
+terminal).
+
+The steps, always in this order: input guard → retrieval filtered to what the caller may
+read → fenced passages → canary → context fit → rate-limit admission; then generation
+(fallbacks, canary watch, PII redaction) → sources marked used → one usage row → the reply
+saved, where the door stores conversations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from onebox.chat.models import Conversation, Message, MessageStatus, Role
+from onebox.chat.service import ChatService
+from onebox.core.db import new_id
+from onebox.core.errors import APIError, AppError
+from onebox.core.settings import Settings
+from onebox.documents.search.answering import retrieval_query, stored_sources, with_sources
+from onebox.documents.search.retrieval import Retriever, Source
+from onebox.documents.service import DocumentService
+from onebox.guard import GuardViolation, MessageLimits, clean_messages
+from onebox.guard.service import Guard, OutputBlockedError
+from onebox.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    ContextWindowExceededError,
+    GenerationParams,
+    ProviderError,
+    StreamChunk,
+    TextDelta,
+    Usage,
+)
+from onebox.llm.context import fit_to_context
+from onebox.llm.registry import ModelEntry, ModelRegistry
+from onebox.llm.router import Route, stream_with_fallbacks
+from onebox.ratelimit import Admission
+from onebox.ratelimit.requests import RequestLimiter
+from onebox.usage.service import GenerationMeter, UsageRecorder
+from onebox.users.auth import Principal
+from onebox.users.service import record_audit
+
+logger = logging.getLogger(__name__)
+
+Door = Literal["ui", "api", "cli", "widget"]
+TurnStatus = Literal["complete", "partial", "error", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamOverrides:
+    """What a caller may set per request; anything left ``None`` takes the model's default,
+    then the deployment's."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+def generation_params(
+    entry: ModelEntry, settings: Settings, overrides: ParamOverrides | None = None
+) -> GenerationParams:
+    asked = overrides or ParamOverrides()
+    defaults = entry.spec.defaults
+    return GenerationParams(
+        max_tokens=asked.max_tokens or defaults.max_tokens or settings.max_tokens,
+        temperature=_first(asked.temperature, defaults.temperature, settings.temperature),
+        # The OpenAI API's own default is 1.0; our doors without overrides use 0.95.
+        top_p=_first(asked.top_p, defaults.top_p, 0.95 if overrides is None else 1.0),
+        stop=asked.stop,
+        seed=asked.seed,
+    )
+
+
+@dataclass
+class TurnRequest:
+    """What a door asks for.
+
+    ``messages``: for a stored conversation, just the new user message (the turn adds the
+    stored branch before it); otherwise the whole history the client sent.
+    ``collections``: ids or names the caller names explicitly (``None``: the
+    conversation's own, if any).
+    """
+
+    caller: Principal
+    model: ModelEntry
+    messages: list[ChatMessage]
+    door: Door
+    ip: str = ""
+    overrides: ParamOverrides | None = None
+    collections: Sequence[str] | None = None
+    conversation: Conversation | None = None
+    parent_id: str | None = None
+    passages: int | None = None  # how many to retrieve; None: the deployment's setting
+    audit_target: str = ""
+
+
+@dataclass
+class Turn:
+    """A prepared turn: admitted, ready to generate. ``open()`` starts the model; the turn
+    then records its usage, releases its admission and saves its reply exactly once, in
+    :meth:`finish`, whether it completes, fails or is cancelled."""
+
+    turns: Turns
+    request: TurnRequest
+    route: Route
+    chat_request: ChatRequest
+    canary: str | None
+    sources: list[Source] | None
+    admission: Admission | None = None
+    user_message: Message | None = None
+    message_id: str = field(default_factory=new_id)
+    meter: GenerationMeter = field(default_factory=GenerationMeter)
+    usage: Usage | None = None
+    text: list[str] = field(default_factory=list)
+    _stream: AsyncGenerator[StreamChunk] | None = None
+    _finished: bool = False
+
+    @property
+    def retrieval_used(self) -> bool:
+        return self.sources is not None
+
+    def prompt_tokens(self) -> int:
+        return self.route.requested.provider.count_tokens(self.chat_request.messages)
+
+    def sources_out(self, answered: bool) -> list[dict[str, Any]]:
+        """Sources for the client: before the answer, as retrieved; after it, each with
+        ``used`` set when the answer cites it."""
+        if not self.sources:
+            return []
+        if not answered:
+            return [source.public() for source in self.sources]
+        return stored_sources(self.sources, "".join(self.text))
+
+    def open(self) -> AsyncGenerator[StreamChunk]:
+        stream = stream_with_fallbacks(self.turns.models, self.route, self.chat_request)
+        self._stream = self.turns.guard.filter_output(stream, self.canary)
+        return self._stream
+
+    async def first_chunk(self) -> StreamChunk:
+        """Starts generation and waits for its first chunk, so a failure before any output
+        can still become an HTTP status. The turn is finished (recorded) on failure."""
+        stream = self.open()
+        try:
+            return await anext(stream)
+        except ProviderError as exc:
+            await self.finish("error", type(exc).__name__, str(exc))
+            raise
+        except BaseException:
+            await self.finish("cancelled", "cancelled")
+            raise
+
+    async def chunks(self, first: StreamChunk | None = None) -> AsyncGenerator[StreamChunk]:
+        """The model's output, observed: text is kept for the reply and the meter ticks."""
+        stream = self._stream if self._stream is not None else self.open()
+        if first is not None:
+            self._observe(first)
+            yield first
+        async for chunk in stream:
+            self._observe(chunk)
+            yield chunk
+
+    def _observe(self, chunk: StreamChunk) -> None:
+        if isinstance(chunk, TextDelta):
+            self.meter.token()
+            self.text.append(chunk.text)
+        else:
+            self.usage = chunk
+
+    async def finish(
+        self, status: TurnStatus, error_type: str | None = None, error: str | None = None
+    ) -> Message | None:
+        """Records usage, releases the admission and, for a stored conversation, saves the
+        reply. Idempotent; shielded so a second cancellation loses nothing."""
+        if self._finished:
+            return None
+        self._finished = True
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                await self._stream.aclose()
+        self.meter.finish()
+        if status == "error" and self.text:
+            status = "partial"
+        self.turns.record_usage(self, status, error_type)
+        if self.admission is not None:
+            used = self.usage.prompt_tokens + self.usage.completion_tokens if self.usage else 0
+            await asyncio.shield(self.admission.release(used))
+        if error_type == OutputBlockedError.__name__:
+            await record_audit(
+                self.turns.sessionmaker, "output_blocked", actor_id=self.request.caller.user_id,
+                outcome="blocked", target=self.request.audit_target, details=error or "",
+            )  # fmt: skip
+        if self.request.conversation is None:
+            return None
+        return await self.turns.save_reply(self, status, error)
+
+
+class Turns:
+    """Prepares turns. Built once by the app wiring; every door shares it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        models: ModelRegistry,
+        guard: Guard,
+        limits: RequestLimiter,
+        usage: UsageRecorder,
+        retriever: Retriever,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.models = models
+        self.guard = guard
+        self.limits = limits
+        self.usage = usage
+        self.retriever = retriever
+
+    async def prepare(self, session: AsyncSession | None, request: TurnRequest) -> Turn:
+        """Every step before generation. Raises an :class:`AppError` (4xx) before anything
+        is stored or started; the caller's session holds the new user message, flushed, for
+        the door to commit."""
+        if session is None:
+            async with self.sessionmaker() as own_session:
+                return await self._prepare(own_session, request)
+        return await self._prepare(session, request)
+
+    async def _prepare(self, session: AsyncSession, request: TurnRequest) -> Turn:
+        caller, entry = request.caller, request.model
+        if caller.key is not None and not caller.key.allows_model(entry.name):
+            raise APIError(
+                403, f"This API key may not use the model {entry.name!r}", "permission_error",
+                param="model", code="model_not_allowed",
+            )  # fmt: skip
+        messages = await self._guard_input(request)
+        params = generation_params(entry, self.settings, request.overrides)
+        user_message = None
+        conversation = request.conversation
+        if conversation is not None:
+            chat = ChatService(session)
+            user_message = await chat.add_user_message(
+                conversation, messages[-1].content, parent_id=request.parent_id,
+                max_chars=self.settings.max_message_chars,
+            )  # fmt: skip
+            history = await chat.history_for(
+                conversation, user_message, self.settings.system_prompt
+            )
+        else:
+            history = messages
+        sources = await self._retrieve(session, request, history)
+        if sources is not None:
+            history = with_sources(history, sources)
+        history, canary = self.guard.protect_system_prompt(history)
+        try:
+            prompt = fit_to_context(
+                history, entry.provider.count_tokens, entry.provider.context_size,
+                params.max_tokens,
+            )  # fmt: skip
+        except ContextWindowExceededError as exc:
+            raise APIError(
+                400, str(exc), "invalid_request_error",
+                param="content" if conversation is not None else "messages",
+                code="context_length_exceeded",
+            ) from exc  # fmt: skip
+        turn = Turn(
+            turns=self,
+            request=request,
+            route=Route(requested=entry),
+            chat_request=ChatRequest(messages=prompt, params=params),
+            canary=canary,
+            sources=sources,
+            user_message=user_message,
+        )
+        turn.admission = await self.limits.admit(
+            caller, request.ip, estimated_tokens=turn.prompt_tokens()
+        )
+        return turn
+
+    async def _guard_input(self, request: TurnRequest) -> list[ChatMessage]:
+        """Cleans the input (a stored conversation's message is cleaned and checked where it
+        is stored), then applies the injection policy to the newest user message."""
+        messages = list(request.messages)
+        if request.conversation is None:
+            try:
+                messages = clean_messages(
+                    messages, MessageLimits(max_message_chars=self.settings.max_message_chars)
+                )
+            except GuardViolation as exc:
+                raise APIError(
+                    400, exc.message, "invalid_request_error", param=exc.param, code=exc.code
+                ) from exc
+        for index in range(len(messages) - 1, -1, -1):
+            if messages[index].role == "user":
+                try:
+                    verdict = self.guard.check_input(messages[index].content)
+                except APIError as blocked:
+                    await record_audit(
+                        self.sessionmaker, "input_blocked", actor_id=request.caller.user_id,
+                        actor_email=request.caller.email, outcome="blocked",
+                        target=request.audit_target, ip=request.ip, details=blocked.message,
+                    )  # fmt: skip
+                    raise
+                messages[index] = ChatMessage("user", verdict.text)
+                break
+        return messages
+
+    async def _retrieve(
+        self, session: AsyncSession, request: TurnRequest, history: list[ChatMessage]
+    ) -> list[Source] | None:
+        """Passages from the collections the caller may read, or ``None`` when the turn
+        reads no collection. Ownership and the API key's allow-list are checked every time."""
+        caller = request.caller
+        allowed = caller.key.collections if caller.key else None
+        documents = DocumentService(session, self.settings)
+        if request.collections is not None:
+            if not request.collections:
+                return []
+            try:
+                ids = await documents.resolve_collections(
+                    caller.user_id, request.collections, allowed
+                )
+            except APIError:
+                raise
+            except AppError as exc:
+                raise APIError(
+                    exc.status_code, exc.message, exc.error_type, param="collections"
+                ) from exc
+        elif request.conversation is not None and request.conversation.collection_ids:
+            ids = await documents.readable_collection_ids(
+                caller.user_id, request.conversation.collection_ids, allowed
+            )
+            if not ids:
+                return None
+        else:
+            return None
+        return await self.retriever.retrieve(
+            session, retrieval_query(history), ids, limit=request.passages
+        )
+
+    def record_usage(self, turn: Turn, status: TurnStatus, error_type: str | None) -> None:
+        served = turn.route.model
+        price = served.spec.price
+        key = turn.request.caller.key
+        self.usage.record(
+            turn.meter.row(
+                source=turn.request.door,
+                user_id=turn.request.caller.user_id,
+                api_key_id=key.id if key else None,
+                model=served.name,
+                requested_model=turn.route.requested.name,
+                provider=served.spec.provider,
+                usage=turn.usage,
+                cost_per_token=(price.input_per_1m / 1e6, price.output_per_1m / 1e6),
+                status=status,
+                error_type=error_type,
+            )
+        )
+
+    async def save_reply(self, turn: Turn, status: TurnStatus, error: str | None) -> Message:
+        assert turn.request.conversation is not None
+        assert turn.user_message is not None
+        usage = turn.usage
+        meter = turn.meter
+        message = Message(
+            id=turn.message_id,
+            conversation_id=turn.request.conversation.id,
+            parent_id=turn.user_message.id,
+            role=Role.ASSISTANT,
+            content="".join(turn.text),
+            model=turn.route.model.name,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else len(turn.text),
+            ttft_ms=round(meter.ttft_ms) if meter.ttft_ms is not None else None,
+            duration_ms=round(meter.duration_ms),
+            status=MessageStatus.COMPLETE
+            if status == "complete"
+            else MessageStatus.PARTIAL
+            if status in ("partial", "cancelled")
+            else MessageStatus.ERROR,
+            error=error,
+            sources=turn.sources_out(answered=True) if turn.sources else None,
+        )
+
+        async def save() -> None:
+            async with self.sessionmaker() as session:
+                session.add(message)
+                await session.commit()
+
+        await asyncio.shield(save())
+        return message
+
+
+def _first(*values: float | None) -> float:
+    return next(value for value in values if value is not None)
