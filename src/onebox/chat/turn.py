@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -125,6 +126,11 @@ class Turn:
     text: list[str] = field(default_factory=list)
     _stream: AsyncGenerator[StreamChunk] | None = None
     _finished: bool = False
+    _checkpoint: asyncio.Task[None] | None = None
+    _next_checkpoint: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self._next_checkpoint += self.turns.settings.reply_checkpoint_seconds
 
     @property
     def retrieval_used(self) -> bool:
@@ -174,8 +180,19 @@ class Turn:
         if isinstance(chunk, TextDelta):
             self.meter.token()
             self.text.append(chunk.text)
+            if self.request.conversation is not None:
+                self._maybe_checkpoint()
         else:
             self.usage = chunk
+
+    def _maybe_checkpoint(self) -> None:
+        """Saves the reply so far, in the background, at most once a checkpoint interval: a
+        crash (``kill -9``) then loses at most that much of it. Quick replies never pay."""
+        now = time.monotonic()
+        if now < self._next_checkpoint or (self._checkpoint and not self._checkpoint.done()):
+            return
+        self._next_checkpoint = now + self.turns.settings.reply_checkpoint_seconds
+        self._checkpoint = asyncio.create_task(self.turns.checkpoint(self))
 
     async def finish(
         self, status: TurnStatus, error_type: str | None = None, error: str | None = None
@@ -202,6 +219,8 @@ class Turn:
             )  # fmt: skip
         if self.request.conversation is None:
             return None
+        if self._checkpoint is not None:
+            await asyncio.shield(self._checkpoint)  # never errors: checkpoint() logs
         return await self.turns.save_reply(self, status, error)
 
 
@@ -366,7 +385,14 @@ class Turns:
             )
         )
 
+    async def checkpoint(self, turn: Turn) -> None:
+        try:
+            await self.save_reply(turn, "partial", None)
+        except Exception:
+            logger.warning("Could not checkpoint reply %s", turn.message_id, exc_info=True)
+
     async def save_reply(self, turn: Turn, status: TurnStatus, error: str | None) -> Message:
+        """Inserts the reply, or updates the row an earlier checkpoint inserted."""
         assert turn.request.conversation is not None
         assert turn.user_message is not None
         usage = turn.usage
@@ -391,13 +417,13 @@ class Turns:
             sources=turn.sources_out(answered=True) if turn.sources else None,
         )
 
-        async def save() -> None:
+        async def save() -> Message:
             async with self.sessionmaker() as session:
-                session.add(message)
+                merged = await session.merge(message)
                 await session.commit()
+                return merged
 
-        await asyncio.shield(save())
-        return message
+        return await asyncio.shield(save())
 
 
 def _first(*values: float | None) -> float:

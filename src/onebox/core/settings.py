@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=512)
     max_tokens: int = Field(default=512, ge=1, le=1_000_000)
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    reply_checkpoint_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="A reply being generated is saved this often, so a crash loses at most "
+        "this much of it",
+    )
     max_batch_sequences: int = Field(
         default=4,
         ge=1,
