@@ -4,14 +4,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+JS_STAMP := node_modules/.installed
 
-.PHONY: run test lint bench install system-deps clean
+.PHONY: run test lint bench install system-deps js-deps clean
 
 run: $(STAMP)
 	$(BIN)/onebox serve
 
 # Strictness behind one command: lint, types, then the suite with warnings as errors.
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps js-deps lint
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -34,7 +35,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on -e '.[postgres,dev]'
 	@touch $(STAMP)
 
-# Debian chromium drives the browser tests; installed once if missing and we can.
+# Debian chromium drives the browser tests and npm fetches TypeScript for the web UI's
+# type check; each installed once if missing and we can.
 system-deps:
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -44,6 +46,23 @@ system-deps:
 			echo ">> /usr/bin/chromium missing and cannot apt-get: browser tests will be skipped"; \
 		fi; \
 	fi
+	@if ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> Installing Node.js and npm for the web UI type check"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+		else \
+			echo ">> npm missing and cannot apt-get: the web UI type check will be skipped"; \
+		fi; \
+	fi
+
+# TypeScript (exact version in package-lock.json) into node_modules/, again whenever the lock
+# changes; tests/test_js_types.py runs it over src/onebox/web/static.
+js-deps: system-deps
+	@if ! command -v npm >/dev/null; then \
+		echo ">> npm missing: the web UI type check will be skipped"; \
+	elif [ ! -f $(JS_STAMP) ] || [ package-lock.json -nt $(JS_STAMP) ] || [ package.json -nt $(JS_STAMP) ]; then \
+		npm ci --no-audit --no-fund && touch $(JS_STAMP); \
+	fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info node_modules

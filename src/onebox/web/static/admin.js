@@ -1,3 +1,4 @@
+// @ts-check
 // The "Admin" panel (administrators only): users, every API key, usage over 30 days and
 // the audit log, one tab each.
 
@@ -5,7 +6,7 @@
 
 import { ApiError, api, formatCost, formatDateTime, formatNumber, h, isUnauthorized } from "./core.js";
 import { currentUser } from "./auth.js";
-import { keysTable, showLoadError, stat, usageTable } from "./keys.js";
+import { keysTable, usageTable } from "./keytables.js";
 import { registerPanel } from "./panel.js";
 import {
   badge,
@@ -16,11 +17,17 @@ import {
   loading,
   notice,
   select,
+  showLoadError,
   stacked,
+  stat,
   textInput,
   whileBusy,
 } from "./ui.js";
 
+/** @typedef {"users" | "keys" | "usage" | "audit"} TabName */
+/** @typedef {(slot: HTMLElement, alive: () => boolean) => Promise<void>} TabRenderer */
+
+/** @type {[TabName, string][]} */
 const TABS = [
   ["users", "Users"],
   ["keys", "Keys"],
@@ -28,6 +35,7 @@ const TABS = [
   ["audit", "Audit log"],
 ];
 
+/** @type {TabName} */
 let lastTab = "users";
 
 registerPanel("admin", {
@@ -48,7 +56,7 @@ registerPanel("admin", {
     tabpanel.id = "admin-tabpanel";
     tablist.append(...tabs);
     tablist.addEventListener("keydown", (event) => {
-      const index = tabs.indexOf(document.activeElement);
+      const index = tabs.indexOf(/** @type {HTMLButtonElement} */ (document.activeElement));
       if (index === -1) return;
       let next = null;
       if (event.key === "ArrowRight") next = (index + 1) % tabs.length;
@@ -58,10 +66,11 @@ registerPanel("admin", {
       if (next === null) return;
       event.preventDefault();
       tabs[next].focus();
-      select_(tabs[next].dataset.tab);
+      select_(/** @type {TabName} */ (tabs[next].dataset.tab));
     });
 
     let tabToken = 0;
+    /** @param {TabName} name */
     function select_(name) {
       lastTab = name;
       const mine = ++tabToken;
@@ -75,18 +84,20 @@ registerPanel("admin", {
       tabpanel.dataset.tab = name;
       tabpanel.replaceChildren(loading());
       const alive = () => ctx.alive() && mine === tabToken;
+      /** @type {Record<TabName, TabRenderer>} */
       const renderers = { users: renderUsers, keys: renderKeys, usage: renderUsage, audit: renderAudit };
       renderers[name](tabpanel, alive);
     }
 
     body.append(tablist, tabpanel);
-    select_(ctx.options.tab || lastTab);
+    select_(/** @type {TabName} */ (ctx.options.tab) || lastTab);
   },
 });
 
 // ---------------------------------------------------------------------------
 // Users
 
+/** @type {TabRenderer} */
 async function renderUsers(slot, alive) {
   const status = notice("admin-user-error");
   const listSlot = h("div", {}, [loading()]);
@@ -109,6 +120,12 @@ async function renderUsers(slot, alive) {
 
   const me = currentUser();
 
+  /**
+   * @param {import("./auth.js").User} user
+   * @param {{role?: string, is_active?: boolean}} changes
+   * @param {HTMLButtonElement} control
+   * @param {string} busyText
+   */
   const patchUser = async (user, changes, control, busyText) => {
     status.clear();
     await whileBusy(control, busyText, async () => {
@@ -124,6 +141,7 @@ async function renderUsers(slot, alive) {
 
   const reload = async () => {
     try {
+      /** @type {import("./auth.js").User[]} */
       const users = await api("GET", "/api/admin/users?limit=500");
       if (!alive()) return;
       const rows = users.map((user) => {
@@ -213,6 +231,7 @@ async function renderUsers(slot, alive) {
 // ---------------------------------------------------------------------------
 // Keys
 
+/** @type {TabRenderer} */
 async function renderKeys(slot, alive) {
   const status = notice("admin-key-error");
   const listSlot = h("div", {}, [loading()]);
@@ -250,11 +269,14 @@ async function renderKeys(slot, alive) {
 // ---------------------------------------------------------------------------
 // Usage
 
+/** @type {TabRenderer} */
 async function renderUsage(slot, alive) {
   try {
     const usage = await api("GET", "/api/admin/usage?days=30");
     if (!alive()) return;
+    /** @type {import("./keys.js").UsageRow[]} */
     const rows = Array.isArray(usage.rows) ? usage.rows : [];
+    /** @param {"requests" | "prompt_tokens" | "completion_tokens" | "cost"} name */
     const sum = (name) => rows.reduce((total, row) => total + (Number(row[name]) || 0), 0);
     slot.replaceChildren(
       h("div", { className: "stats" }, [
@@ -272,8 +294,23 @@ async function renderUsage(slot, alive) {
 // ---------------------------------------------------------------------------
 // Audit log
 
+/**
+ * One audit log entry (AuditOut).
+ * @typedef {object} AuditEvent
+ * @property {string} id
+ * @property {string} created_at
+ * @property {string} actor_email
+ * @property {string} action
+ * @property {string} outcome
+ * @property {string} target
+ * @property {string} ip
+ * @property {string} details
+ */
+
+/** @type {TabRenderer} */
 async function renderAudit(slot, alive) {
   try {
+    /** @type {AuditEvent[]} */
     const events = await api("GET", "/api/admin/audit?limit=200");
     if (!alive()) return;
     const rows = events.map((event) => ({

@@ -1,5 +1,6 @@
+// @ts-check
 // Who is signed in: the sign-in / sign-up screen, the account menu at the bottom of the
-// sidebar, the "Change password" panel and signing out.
+// sidebar and signing out. (The "Change password" panel is password.js.)
 //
 // Two modes: single-user ("anonymous": no accounts yet and the server is on loopback, so
 // everything works without signing in) and accounts (every /api call needs the session
@@ -7,60 +8,77 @@
 
 "use strict";
 
-import {
-  ApiError,
-  api,
-  describeError,
-  h,
-  hasSessionHint,
-  reportUnauthorized,
-  setCsrfToken,
-} from "./core.js";
-import { closePanel, openPanel, registerPanel } from "./panel.js";
-import { button, card, field, notice, textInput, whileBusy } from "./ui.js";
+import { ApiError, api, describeError, hasSessionHint, setCsrfToken } from "./core.js";
+import { closePanel, openPanel } from "./panel.js";
+import { whileBusy } from "./ui.js";
 
 const el = {
-  app: document.getElementById("app"),
-  screen: document.getElementById("auth-screen"),
-  loginForm: document.getElementById("login-form"),
-  loginNote: document.getElementById("login-note"),
-  loginError: document.getElementById("login-error"),
-  loginEmail: document.getElementById("login-email"),
-  loginPassword: document.getElementById("login-password"),
-  loginSubmit: document.getElementById("login-submit"),
-  signupOffer: document.getElementById("signup-offer"),
-  showSignup: document.getElementById("show-signup"),
-  signupForm: document.getElementById("signup-form"),
-  signupError: document.getElementById("signup-error"),
-  signupName: document.getElementById("signup-name"),
-  signupEmail: document.getElementById("signup-email"),
-  signupPassword: document.getElementById("signup-password"),
-  signupSubmit: document.getElementById("signup-submit"),
-  showLogin: document.getElementById("show-login"),
-  account: document.getElementById("account"),
-  accountButton: document.getElementById("account-button"),
-  accountPopup: document.getElementById("account-popup"),
-  accountAvatar: document.getElementById("account-avatar"),
-  accountName: document.getElementById("account-name"),
-  accountRole: document.getElementById("account-role"),
-  accountDetail: document.getElementById("account-detail"),
-  accountHint: document.getElementById("account-hint"),
-  menuPassword: document.querySelector('[data-testid="menu-password"]'),
-  menuAdmin: document.querySelector('[data-testid="menu-admin"]'),
-  menuLogout: document.getElementById("menu-logout"),
-  menuLogoutSeparator: document.getElementById("menu-logout-separator"),
+  app: /** @type {HTMLElement} */ (document.getElementById("app")),
+  screen: /** @type {HTMLElement} */ (document.getElementById("auth-screen")),
+  loginForm: /** @type {HTMLFormElement} */ (document.getElementById("login-form")),
+  loginNote: /** @type {HTMLElement} */ (document.getElementById("login-note")),
+  loginError: /** @type {HTMLElement} */ (document.getElementById("login-error")),
+  loginEmail: /** @type {HTMLInputElement} */ (document.getElementById("login-email")),
+  loginPassword: /** @type {HTMLInputElement} */ (document.getElementById("login-password")),
+  loginSubmit: /** @type {HTMLButtonElement} */ (document.getElementById("login-submit")),
+  signupOffer: /** @type {HTMLElement} */ (document.getElementById("signup-offer")),
+  showSignup: /** @type {HTMLButtonElement} */ (document.getElementById("show-signup")),
+  signupForm: /** @type {HTMLFormElement} */ (document.getElementById("signup-form")),
+  signupError: /** @type {HTMLElement} */ (document.getElementById("signup-error")),
+  signupName: /** @type {HTMLInputElement} */ (document.getElementById("signup-name")),
+  signupEmail: /** @type {HTMLInputElement} */ (document.getElementById("signup-email")),
+  signupPassword: /** @type {HTMLInputElement} */ (document.getElementById("signup-password")),
+  signupSubmit: /** @type {HTMLButtonElement} */ (document.getElementById("signup-submit")),
+  showLogin: /** @type {HTMLButtonElement} */ (document.getElementById("show-login")),
+  account: /** @type {HTMLElement} */ (document.getElementById("account")),
+  accountButton: /** @type {HTMLButtonElement} */ (document.getElementById("account-button")),
+  accountPopup: /** @type {HTMLElement} */ (document.getElementById("account-popup")),
+  accountAvatar: /** @type {HTMLElement} */ (document.getElementById("account-avatar")),
+  accountName: /** @type {HTMLElement} */ (document.getElementById("account-name")),
+  accountRole: /** @type {HTMLElement} */ (document.getElementById("account-role")),
+  accountDetail: /** @type {HTMLElement} */ (document.getElementById("account-detail")),
+  accountHint: /** @type {HTMLElement} */ (document.getElementById("account-hint")),
+  menuPassword: /** @type {HTMLButtonElement} */ (document.querySelector('[data-testid="menu-password"]')),
+  menuAdmin: /** @type {HTMLButtonElement} */ (document.querySelector('[data-testid="menu-admin"]')),
+  menuLogout: /** @type {HTMLButtonElement} */ (document.getElementById("menu-logout")),
+  menuLogoutSeparator: /** @type {HTMLElement} */ (document.getElementById("menu-logout-separator")),
 };
 
+/**
+ * An account (the server's UserOut).
+ * @typedef {object} User
+ * @property {string} id
+ * @property {string} email
+ * @property {string} display_name
+ * @property {string} role "admin" or "user"
+ * @property {boolean} is_active
+ * @property {string} created_at
+ * @property {string | null} last_login_at
+ */
+/**
+ * Who is signed in (GET /api/auth/me); user is null in single-user mode.
+ * @typedef {{mode: string, user: User | null, csrf_token: string | null}} Me
+ */
+
 /** The current sign-in: {mode, user, csrf_token}; config: {signup_open, anonymous}. */
-const session = { me: null, config: { signup_open: false, anonymous: false } };
-let pendingSignIn = null; // {promise, resolve} while the sign-in screen is up
+const session = {
+  /** @type {Me | null} */
+  me: null,
+  /** @type {{signup_open: boolean, anonymous: boolean}} */
+  config: { signup_open: false, anonymous: false },
+};
+/** @type {{promise: Promise<Me>, resolve: (me: Me) => void} | null} while the sign-in screen is up */
+let pendingSignIn = null;
 let hooks = { beforePanel: () => {} };
 
 export const currentUser = () => (session.me ? session.me.user : null);
 export const isAnonymous = () => Boolean(session.me && session.me.mode === "anonymous");
 export const isAdmin = () => Boolean(session.me && session.me.user && session.me.user.role === "admin");
 
-/** Sign-in errors in plain words (a 429 from the login throttle says when to retry). */
+/**
+ * Sign-in errors in plain words (a 429 from the login throttle says when to retry).
+ * @param {unknown} error
+ */
 function signInError(error) {
   if (error instanceof ApiError && error.status === 429) {
     const wait = error.retryAfter ? ` in ${error.retryAfter} s` : " in a minute";
@@ -69,6 +87,10 @@ function signInError(error) {
   return describeError(error);
 }
 
+/**
+ * @param {HTMLElement} node
+ * @param {string} message
+ */
 function setError(node, message) {
   node.textContent = message || "";
   node.hidden = !message;
@@ -77,12 +99,17 @@ function setError(node, message) {
 // ---------------------------------------------------------------------------
 // Start-up
 
+/**
+ * @param {string} path
+ * @returns {Promise<any>}
+ */
 async function fetchJson(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" } });
   if (!response.ok) throw await ApiError.fromResponse(response);
   return response.json();
 }
 
+/** @param {Me} me */
 function adopt(me) {
   session.me = me;
   setCsrfToken(me.csrf_token);
@@ -93,6 +120,8 @@ function adopt(me) {
 /**
  * Resolves with /api/auth/me once someone may use the app: at once in single-user mode or
  * with a live session, else after the sign-in screen succeeds.
+ * @param {{beforePanel?: () => void}} [options] beforePanel runs before the account menu opens a panel
+ * @returns {Promise<Me>}
  */
 export async function startAuth(options = {}) {
   hooks = { ...hooks, ...options };
@@ -118,10 +147,14 @@ export async function startAuth(options = {}) {
 /**
  * Shows the sign-in screen (hiding the app) and resolves with the new /me once the user
  * has signed in. Calls made while it is up share one promise.
+ * @param {{reason?: string}} [options] reason is said above the form
+ * @returns {Promise<Me>}
  */
 export function requireSignIn({ reason = "" } = {}) {
   if (pendingSignIn) return pendingSignIn.promise;
-  let resolve;
+  /** @type {(me: Me) => void} */
+  let resolve = () => {};
+  /** @type {Promise<Me>} */
   const promise = new Promise((done) => {
     resolve = done;
   });
@@ -142,6 +175,7 @@ export function requireSignIn({ reason = "" } = {}) {
   return promise;
 }
 
+/** @param {Me} me */
 function finishSignIn(me) {
   adopt(me);
   el.loginPassword.value = "";
@@ -163,6 +197,7 @@ export function markSignedIn() {
   document.documentElement.dataset.auth = isAnonymous() ? "anonymous" : "signed-in";
 }
 
+/** @param {"login" | "signup"} which */
 function showForm(which) {
   const login = which === "login";
   el.loginForm.hidden = !login;
@@ -171,6 +206,7 @@ function showForm(which) {
   target.focus();
 }
 
+/** @param {SubmitEvent} event */
 async function submitLogin(event) {
   event.preventDefault();
   if (el.loginSubmit.disabled) return;
@@ -192,6 +228,7 @@ async function submitLogin(event) {
   });
 }
 
+/** @param {SubmitEvent} event */
 async function submitSignup(event) {
   event.preventDefault();
   if (el.signupSubmit.disabled) return;
@@ -263,8 +300,10 @@ function renderAccount() {
   el.menuLogoutSeparator.hidden = !session_;
 }
 
-const menuItems = () => [...el.accountPopup.querySelectorAll(".menu-item")].filter((item) => !item.hidden);
+const menuItems = () =>
+  [.../** @type {NodeListOf<HTMLButtonElement>} */ (el.accountPopup.querySelectorAll(".menu-item"))].filter((item) => !item.hidden);
 
+/** @param {{focus?: "first" | "last" | "none"}} [options] which item takes the focus */
 function openMenu({ focus = "first" } = {}) {
   el.accountPopup.hidden = false;
   el.accountButton.setAttribute("aria-expanded", "true");
@@ -308,7 +347,7 @@ function bindEvents() {
   });
   el.accountPopup.addEventListener("keydown", (event) => {
     const items = menuItems();
-    const index = items.indexOf(document.activeElement);
+    const index = items.indexOf(/** @type {HTMLButtonElement} */ (document.activeElement));
     if (event.key === "Escape") {
       event.preventDefault();
       event.stopPropagation();
@@ -325,7 +364,7 @@ function bindEvents() {
     }
   });
   el.accountPopup.addEventListener("click", (event) => {
-    const item = event.target.closest(".menu-item");
+    const item = /** @type {HTMLElement | null} */ (/** @type {Element} */ (event.target).closest(".menu-item"));
     if (!item) return;
     if (item === el.menuLogout) {
       signOut();
@@ -333,63 +372,9 @@ function bindEvents() {
     }
     closeMenu();
     hooks.beforePanel();
-    openPanel(item.dataset.panel);
+    openPanel(/** @type {string} */ (item.dataset.panel));
   });
   document.addEventListener("click", (event) => {
-    if (!el.accountPopup.hidden && !el.account.contains(event.target)) closeMenu();
+    if (!el.accountPopup.hidden && !el.account.contains(/** @type {Node | null} */ (event.target))) closeMenu();
   });
 }
-
-// ---------------------------------------------------------------------------
-// Change password
-
-registerPanel("password", {
-  title: "Change password",
-  render(body) {
-    const current = textInput({ type: "password", autocomplete: "current-password", required: true, maxlength: 1024, testid: "password-current" });
-    const next = textInput({ type: "password", autocomplete: "new-password", required: true, minlength: 10, maxlength: 1024, testid: "password-new" });
-    const repeat = textInput({ type: "password", autocomplete: "new-password", required: true, minlength: 10, maxlength: 1024, testid: "password-repeat" });
-    const status = notice("password-status");
-    const submit = button("Change password", { className: "button primary", type: "submit", testid: "password-submit" });
-    const form = h("form", { className: "stack-form narrow-form" }, [
-      status.node,
-      field("Current password", current),
-      field("New password", next, { hint: "At least 10 characters." }),
-      field("Repeat the new password", repeat),
-      h("div", { className: "form-actions" }, [submit]),
-    ]);
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      status.clear();
-      if (next.value !== repeat.value) {
-        status.show("The new passwords do not match.");
-        repeat.focus();
-        return;
-      }
-      await whileBusy(submit, "Saving…", async () => {
-        try {
-          await api(
-            "POST",
-            "/api/auth/password",
-            { current_password: current.value, new_password: next.value },
-            { signInOn401: false }, // 401 here means "wrong current password", not "signed out"
-          );
-          form.reset();
-          status.show("Password changed. Other browsers signed in to this account were signed out.", "success");
-        } catch (error) {
-          if (error instanceof ApiError && error.code === "unauthenticated") {
-            reportUnauthorized(error); // the session itself is gone
-            return;
-          }
-          status.show(error);
-          (error instanceof ApiError && error.param === "new_password" ? next : current).focus();
-        }
-      });
-    });
-    body.append(
-      card("Change your password", [form], {
-        description: "You stay signed in here. Every other sign-in of this account ends.",
-      }),
-    );
-  },
-});

@@ -1,3 +1,4 @@
+// @ts-check
 // Sources under an assistant reply, and the citations in it.
 //
 // While a reply streams, the passages it was given show as numbered cards. Once it is done,
@@ -17,27 +18,54 @@ import { openPassage } from "./passage.js";
 const CITATION = /\[(\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*)\]/g;
 const SKIP = "code, pre, a, button, kbd, samp, script, style, textarea";
 
+/**
+ * A passage a reply was given (the server's SourceOut).
+ * @typedef {object} Source
+ * @property {number} number
+ * @property {string} chunk_id
+ * @property {string} [document_id]
+ * @property {string} [collection_id]
+ * @property {string} document the file name
+ * @property {number | null} page
+ * @property {string} heading
+ * @property {string} snippet
+ * @property {number} [score]
+ * @property {boolean | null} [used] whether the answer cites it
+ */
+
+/**
+ * The well-formed entries of a message's source list.
+ * @param {unknown} sources
+ * @returns {Source[]}
+ */
 const validSources = (sources) =>
   Array.isArray(sources) ? sources.filter((s) => s && Number.isInteger(s.number) && typeof s.chunk_id === "string") : [];
 
+/** @param {Element} row */
 function strip(row) {
-  let node = row.querySelector(".message-sources");
+  let node = /** @type {HTMLElement | null} */ (row.querySelector(".message-sources"));
   if (!node) {
     node = h("section", { className: "message-sources", dataset: { testid: "sources" } });
-    const body = row.querySelector(".message-body");
+    const body = /** @type {Element} */ (row.querySelector(".message-body"));
     body.after(node);
   }
   return node;
 }
 
+/** @param {Element} row */
 function removeStrip(row) {
   const node = row.querySelector(".message-sources");
   if (node) node.remove();
 }
 
+/** @param {number | string | null | undefined} page */
 const pageLabel = (page) => (page !== null && page !== undefined && page !== "" ? `p. ${page}` : "");
 
-/** One source as a button: [n] (when numbered), file name, page, heading, snippet. */
+/**
+ * One source as a button: [n] (when numbered), file name, page, heading, snippet.
+ * @param {Source} source
+ * @param {{numbered: boolean}} options
+ */
 function sourceCard(source, { numbered }) {
   const where = [pageLabel(source.page), source.heading || ""].filter(Boolean).join(" · ");
   const label = `${numbered ? `Source ${source.number}: ` : "Not cited: "}${source.document || "Untitled"}${where ? `, ${where}` : ""}. Show the passage.`;
@@ -58,11 +86,20 @@ function sourceCard(source, { numbered }) {
   return card;
 }
 
+/**
+ * @param {Source[]} sources
+ * @param {{numbered: boolean}} options
+ * @param {string} testid
+ */
 function cardList(sources, options, testid) {
   return h("ol", { className: "source-list", dataset: { testid } }, sources.map((source) => h("li", {}, [sourceCard(source, options)])));
 }
 
-/** While streaming: the passages the model is reading, before it has cited any. */
+/**
+ * While streaming: the passages the model is reading, before it has cited any.
+ * @param {Element} row
+ * @param {unknown} sources
+ */
 export function showRetrievedSources(row, sources) {
   const list = validSources(sources);
   const node = strip(row);
@@ -80,6 +117,8 @@ export function showRetrievedSources(row, sources) {
 /**
  * A finished (or stored) reply: links citations in the body and lists the sources.
  * `sources` is the message's list (null when the conversation used no documents).
+ * @param {Element} row
+ * @param {unknown} sources
  */
 export function applySources(row, sources) {
   if (sources === null || sources === undefined) {
@@ -112,7 +151,11 @@ export function applySources(row, sources) {
   node.replaceChildren(...parts);
 }
 
-/** Replaces "[n]" in the text nodes of `root` with citation buttons for cited sources. */
+/**
+ * Replaces "[n]" in the text nodes of `root` with citation buttons for cited sources.
+ * @param {Element | null} root
+ * @param {Map<number, Source>} byNumber
+ */
 function linkCitations(root, byNumber) {
   if (!root || !byNumber.size) return;
   const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {
@@ -120,11 +163,12 @@ function linkCitations(root, byNumber) {
       const parent = node.parentElement;
       if (!parent || parent.closest(SKIP)) return NodeFilter.FILTER_REJECT;
       CITATION.lastIndex = 0;
-      return CITATION.test(node.data) ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_REJECT;
+      return CITATION.test(/** @type {Text} */ (node).data) ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_REJECT;
     },
   });
+  /** @type {Text[]} */
   const nodes = [];
-  while (walker.nextNode()) nodes.push(walker.currentNode);
+  while (walker.nextNode()) nodes.push(/** @type {Text} */ (walker.currentNode));
   for (const node of nodes) {
     const text = node.data;
     const fragment = document.createDocumentFragment();
@@ -148,6 +192,7 @@ function linkCitations(root, byNumber) {
   }
 }
 
+/** @param {Source} source */
 function citationButton(source) {
   const page = pageLabel(source.page);
   const button = h("button", {

@@ -1,3 +1,4 @@
+// @ts-check
 // The signed-in user's document collections, shared by the Documents panel and the chat's
 // collection picker: one cached list, reloaded on demand, with change listeners.
 
@@ -5,17 +6,34 @@
 
 import { api } from "./core.js";
 
+/**
+ * A document collection (GET /api/collections).
+ * @typedef {object} Collection
+ * @property {string} id
+ * @property {string} name
+ * @property {string} description
+ * @property {number} [document_count]
+ * @property {number} [chunk_count]
+ * @property {string} [updated_at]
+ */
+
+/** @param {string} id */
 export const collectionPath = (id) => `/api/collections/${encodeURIComponent(id)}`;
+/** @param {string} id */
 export const documentPath = (id) => `/api/documents/${encodeURIComponent(id)}`;
 
+/** @type {Collection[]} */
 let items = [];
 let loaded = false;
+/** @type {Promise<Collection[]> | null} */
 let pending = null;
+/** @type {Set<(items: Collection[]) => void>} */
 const listeners = new Set();
 
 /** The cached list (may be empty before the first load). */
 export const collections = () => items;
 export const collectionsLoaded = () => loaded;
+/** @param {string} id */
 export const findCollection = (id) => items.find((item) => item.id === id) || null;
 
 /** Fetches the list again (concurrent callers share one request) and tells listeners. */
@@ -35,7 +53,10 @@ export function loadCollections() {
   return pending;
 }
 
-/** Puts one changed collection into the cache (after create/rename) and tells listeners. */
+/**
+ * Puts one changed collection into the cache (after create/rename) and tells listeners.
+ * @param {Collection | null | undefined} collection
+ */
 export function rememberCollection(collection) {
   if (!collection || !collection.id) return;
   const index = items.findIndex((item) => item.id === collection.id);
@@ -44,12 +65,17 @@ export function rememberCollection(collection) {
   notify();
 }
 
+/** @param {string} id */
 export function forgetCollection(id) {
   items = items.filter((item) => item.id !== id);
   notify();
 }
 
-/** listener(items) runs after every change; returns a function that unsubscribes. */
+/**
+ * listener(items) runs after every change; returns a function that unsubscribes.
+ * @param {(items: Collection[]) => void} listener
+ * @returns {() => boolean}
+ */
 export function onCollectionsChange(listener) {
   listeners.add(listener);
   return () => listeners.delete(listener);
@@ -65,13 +91,21 @@ function notify() {
   }
 }
 
-/** "1 document", "3 documents". */
+/**
+ * "1 document", "3 documents".
+ * @param {unknown} count
+ * @param {string} one
+ * @param {string} [many]
+ */
 export function plural(count, one, many = `${one}s`) {
   const number = Number(count) || 0;
   return `${number.toLocaleString()} ${number === 1 ? one : many}`;
 }
 
-/** "1.2 MB" and friends. */
+/**
+ * "1.2 MB" and friends.
+ * @param {unknown} value a size in bytes
+ */
 export function formatBytes(value) {
   const bytes = Number(value);
   if (!Number.isFinite(bytes) || bytes < 0) return "—";

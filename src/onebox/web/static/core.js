@@ -1,3 +1,4 @@
+// @ts-check
 // Shared helpers for the Onebox web UI: HTTP (with CSRF and sign-in handling), DOM
 // building, formatting. Plain ES module, no build step, no dependencies.
 //
@@ -10,6 +11,13 @@
 // Errors
 
 export class ApiError extends Error {
+  /**
+   * @param {string} message
+   * @param {string} [type]
+   * @param {number} [status] the HTTP status (0: no answer)
+   * @param {string | null} [code]
+   * @param {string | null} [param] the request field the error is about
+   */
   constructor(message, type = "api_error", status = 0, code = null, param = null) {
     super(message);
     this.name = "ApiError";
@@ -17,8 +25,11 @@ export class ApiError extends Error {
     this.status = status;
     this.code = code;
     this.param = param;
+    /** @type {number | undefined} seconds to wait, from a Retry-After header */
+    this.retryAfter = undefined;
   }
 
+  /** @param {Response} response a non-2xx answer */
   static async fromResponse(response) {
     let message = `The server answered ${response.status} ${response.statusText}`.trim();
     let type = "api_error";
@@ -42,14 +53,20 @@ export class ApiError extends Error {
   }
 }
 
+/** @param {unknown} error */
 export function describeError(error) {
   if (error instanceof ApiError) return error.message;
-  if (error && error.name === "AbortError") return "The request was cancelled.";
+  const failure = /** @type {{name?: unknown, message?: string} | null | undefined} */ (error);
+  if (failure && failure.name === "AbortError") return "The request was cancelled.";
   if (error instanceof TypeError) return "Could not reach the Onebox server. Check that it is running.";
-  return (error && error.message) || "Something went wrong.";
+  return (failure && failure.message) || "Something went wrong.";
 }
 
-/** True for the error that means "nobody is signed in" (the sign-in screen handles it). */
+/**
+ * True for the error that means "nobody is signed in" (the sign-in screen handles it).
+ * @param {unknown} error
+ * @returns {error is ApiError}
+ */
 export const isUnauthorized = (error) => error instanceof ApiError && error.status === 401;
 
 // ---------------------------------------------------------------------------
@@ -58,9 +75,12 @@ export const isUnauthorized = (error) => error instanceof ApiError && error.stat
 const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const CSRF_COOKIE = "onebox_csrf";
 
+/** @type {string | null} */
 let knownCsrf = null;
+/** @type {((error: ApiError) => void) | null} */
 let unauthorizedHandler = null;
 
+/** @param {string} name */
 function cookie(name) {
   for (const part of document.cookie.split(";")) {
     const eq = part.indexOf("=");
@@ -81,6 +101,7 @@ export function csrfToken() {
   return knownCsrf || cookie(CSRF_COOKIE);
 }
 
+/** @param {string | null | undefined} token */
 export function setCsrfToken(token) {
   knownCsrf = token || null;
 }
@@ -88,17 +109,25 @@ export function setCsrfToken(token) {
 /** True when this browser holds a (possibly expired) sign-in. */
 export const hasSessionHint = () => Boolean(cookie(CSRF_COOKIE));
 
-/** Called with the ApiError whenever an /api call answers 401. */
+/**
+ * Called with the ApiError whenever an /api call answers 401.
+ * @param {(error: ApiError) => void} handler
+ */
 export function onUnauthorized(handler) {
   unauthorizedHandler = handler;
 }
 
+/** @param {ApiError} error */
 export function reportUnauthorized(error) {
   if (unauthorizedHandler) unauthorizedHandler(error);
 }
 
-/** Headers every request to the API should carry (the CSRF token on unsafe methods). */
+/**
+ * Headers every request to the API should carry (the CSRF token on unsafe methods).
+ * @param {string} method
+ */
 export function authHeaders(method) {
+  /** @type {Record<string, string>} */
   const headers = {};
   if (UNSAFE_METHODS.has(method.toUpperCase())) {
     const token = csrfToken();
@@ -110,8 +139,15 @@ export function authHeaders(method) {
 /**
  * Calls the JSON API. Throws ApiError on a non-2xx answer. A 401 also shows the sign-in
  * screen unless `signInOn401` is false (for example a wrong "current password").
+ * Resolves with the parsed JSON (null for an empty answer), shaped as the endpoint says.
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body] sent as JSON
+ * @param {{signal?: AbortSignal, signInOn401?: boolean, retried?: boolean}} [options]
+ * @returns {Promise<any>}
  */
 export async function api(method, path, body, { signal, signInOn401 = true, retried = false } = {}) {
+  /** @type {RequestInit & {headers: Record<string, string>}} */
   const init = {
     method,
     headers: { Accept: "application/json", ...authHeaders(method) },
@@ -155,6 +191,24 @@ async function refreshCsrf() {
 // ---------------------------------------------------------------------------
 // DOM
 
+/**
+ * @typedef {object} ElementOptions
+ * @property {string} [className]
+ * @property {string | null} [text] written with textContent
+ * @property {Record<string, string | number | boolean | null | undefined>} [attrs] false, null
+ *   and undefined leave the attribute out; true sets it empty
+ * @property {Record<string, string>} [dataset]
+ */
+/** @typedef {Node | string | null | undefined | false} Child  null, undefined and false are skipped */
+
+/**
+ * Builds an element.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {ElementOptions} [options]
+ * @param {Child[]} [children]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 export function h(tag, { className, text, attrs, dataset } = {}, children = []) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -171,6 +225,7 @@ export function h(tag, { className, text, attrs, dataset } = {}, children = []) 
 }
 
 const SVG_NS = "http://www.w3.org/2000/svg";
+/** @typedef {keyof typeof ICONS} IconName */
 const ICONS = {
   pencil: "M4 20h4L18.5 9.5a2.1 2.1 0 0 0-4-4L4 16v4zM13.5 6.5l4 4",
   trash: "M4 7h16M10 11v6M14 11v6M6 7l1 13h10l1-13M9 7V4h6v3",
@@ -184,6 +239,10 @@ const ICONS = {
   chevron: "M7 14l5-5 5 5",
 };
 
+/**
+ * @param {IconName} name
+ * @param {number} [size] in px
+ */
 export function icon(name, size = 16) {
   const svg = document.createElementNS(SVG_NS, "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
@@ -197,6 +256,10 @@ export function icon(name, size = 16) {
   return svg;
 }
 
+/**
+ * Copies `text` to the clipboard; resolves with whether it worked.
+ * @param {string} text
+ */
 export async function copyText(text) {
   try {
     if (navigator.clipboard && window.isSecureContext) {
@@ -225,6 +288,7 @@ export async function copyText(text) {
 // ---------------------------------------------------------------------------
 // Formatting
 
+/** @param {string | null | undefined} value an ISO timestamp */
 export function parseDate(value) {
   if (!value) return new Date(NaN);
   const text = String(value);
@@ -236,16 +300,22 @@ export function parseDate(value) {
 const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 const numberFormat = new Intl.NumberFormat();
 
+/**
+ * @param {string | null | undefined} value an ISO timestamp
+ * @param {string} [empty] shown for no date
+ */
 export function formatDateTime(value, empty = "—") {
   const date = parseDate(value);
   return Number.isNaN(date.getTime()) ? empty : dateTimeFormat.format(date);
 }
 
+/** @param {unknown} value */
 export function formatNumber(value) {
   const number = Number(value);
   return Number.isFinite(number) ? numberFormat.format(number) : "—";
 }
 
+/** @param {unknown} value */
 export function formatCost(value) {
   const number = Number(value);
   if (!Number.isFinite(number)) return "—";

@@ -1,3 +1,4 @@
+// @ts-check
 // One collection inside the Documents panel: its header, the "add" area (upload.js) and
 // the documents table with each one's status. While any document is queued or being
 // processed the list is polled every second; polling stops as soon as nothing is pending,
@@ -14,6 +15,34 @@ const POLL_MS = 1000;
 const PAGE = 100;
 const MAX_PAGE = 500;
 
+/**
+ * A document in a collection (the server's DocumentOut).
+ * @typedef {object} Doc
+ * @property {string} id
+ * @property {string} filename
+ * @property {string} source "upload" or "url"
+ * @property {string} source_uri
+ * @property {number} size_bytes
+ * @property {string} status queued, processing, ready or failed
+ * @property {string | null} error
+ * @property {number | null} pages
+ * @property {number} chunk_count
+ * @property {string} created_at
+ * @property {Job | null} [job]
+ */
+/**
+ * The job that reads and indexes a document (JobOut).
+ * @typedef {object} Job
+ * @property {string} status
+ * @property {number} progress 0 to 1
+ * @property {string} stage
+ * @property {number} attempts
+ * @property {number} max_attempts
+ * @property {string | null} error
+ */
+/** @typedef {{items?: Doc[], next_offset?: number | null}} DocPage */
+
+/** @type {Record<string, {label: string, tone: string} | undefined>} */
 const STATUS = {
   queued: { label: "Queued", tone: "neutral" },
   processing: { label: "Processing", tone: "accent" },
@@ -21,22 +50,28 @@ const STATUS = {
   failed: { label: "Failed", tone: "danger" },
 };
 
+/** @param {Doc} doc */
 const isPending = (doc) => doc.status === "queued" || doc.status === "processing";
 
 /**
  * Builds the view of collection `id`. options.alive() turns false once it is replaced or
  * the panel closes; options.refreshCollections() reloads the collection counts.
  * Returns {node, stop(), focus()}.
+ * @param {string} id
+ * @param {{alive: () => boolean, refreshCollections: () => void}} options
  */
 export function collectionDetail(id, { alive: parentAlive, refreshCollections }) {
   let stopped = false;
   const alive = () => !stopped && parentAlive();
   let timer = 0;
+  /** @type {Promise<void> | null} */
   let inFlight = null;
   let again = false;
   let limit = PAGE;
+  /** @type {string | null} */
   let lastSummary = null;
-  const rows = new Map(); // document id -> {signature, node}
+  /** @type {Map<string, {signature: string, node: HTMLTableRowElement}>} document id -> row */
+  const rows = new Map();
 
   const title = h("h2", { className: "card-title", attrs: { tabindex: "-1" }, dataset: { testid: "collection-title" } });
   const description = h("p", { className: "card-description" });
@@ -85,12 +120,13 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
   const offCollections = onCollectionsChange(() => (alive() ? renderHeader() : offCollections()));
   renderHeader();
 
+  /** @param {DocPage} page */
   function render(page) {
     const items = page.items || [];
     const seen = new Set();
-    const focused = document.activeElement;
-    const focusRow = focused && focused.closest ? focused.closest('[data-testid="document-row"]') : null;
-    const focusKey = focusRow && focused.dataset ? focused.dataset.testid : null;
+    const focused = /** @type {HTMLElement | null} */ (document.activeElement);
+    const focusRow = /** @type {HTMLElement | null} */ (focused && focused.closest ? focused.closest('[data-testid="document-row"]') : null);
+    const focusKey = focusRow && focused && focused.dataset ? focused.dataset.testid : null;
     const ordered = [];
     for (const doc of items) {
       seen.add(doc.id);
@@ -105,8 +141,8 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
     tbody.replaceChildren(...ordered);
     // A row rebuilt under the keyboard keeps the focus on the same button.
     if (focusRow && focusKey && !focusRow.isConnected) {
-      const again_ = rows.get(focusRow.dataset.id);
-      const target = again_ && again_.node.querySelector(`[data-testid="${focusKey}"]`);
+      const again_ = rows.get(/** @type {string} */ (focusRow.dataset.id));
+      const target = again_ && /** @type {HTMLElement | null} */ (again_.node.querySelector(`[data-testid="${focusKey}"]`));
       if (target) target.focus();
     }
     empty.hidden = items.length > 0;
@@ -114,7 +150,10 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
     more.hidden = page.next_offset === null || page.next_offset === undefined || limit >= MAX_PAGE;
   }
 
-  /** The row for `doc`: the existing one if nothing shown changed, else a fresh one. */
+  /**
+   * The row for `doc`: the existing one if nothing shown changed, else a fresh one.
+   * @param {Doc} doc
+   */
   function upsertRow(doc) {
     const signature = JSON.stringify([
       doc.filename, doc.status, doc.error, doc.pages, doc.chunk_count, doc.source_uri,
@@ -130,6 +169,7 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
     return entry.node;
   }
 
+  /** @param {Doc} doc */
   function documentRow(doc) {
     const status = STATUS[doc.status] || { label: doc.status || "Unknown", tone: "neutral" };
     const cells = [];
@@ -160,6 +200,10 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
     );
   }
 
+  /**
+   * @param {Doc} doc
+   * @param {{label: string, tone: string}} status
+   */
   function statusCell(doc, status) {
     const job = doc.job || null;
     const parts = [badge(status.label, status.tone, "document-status")];
@@ -184,6 +228,7 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
     return h("div", { className: "doc-status" }, parts);
   }
 
+  /** @param {Doc} doc */
   function actionsCell(doc) {
     const actions = [];
     const name = doc.filename || doc.source_uri || "this document";
@@ -193,15 +238,16 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
         whileBusy(retry, "Retrying…", async () => {
           listStatus.clear();
           try {
+            /** @type {Doc | null} */
             const queued = await api("POST", `${documentPath(doc.id)}/retry`);
             if (alive() && queued && queued.id === doc.id) {
               upsertRow(queued); // "Queued" at once, before the next poll
               const again_ = rows.get(doc.id);
-              const focus = again_ && again_.node.querySelector('[data-testid="document-delete"]');
+              const focus = again_ && /** @type {HTMLElement | null} */ (again_.node.querySelector('[data-testid="document-delete"]'));
               if (focus) focus.focus();
             }
           } catch (error) {
-            if (alive() && !isUnauthorized(error)) listStatus.show(`Could not retry ${name}: ${error.message || error}`);
+            if (alive() && !isUnauthorized(error)) listStatus.show(`Could not retry ${name}: ${/** @type {Error} */ (error).message || error}`);
           }
           refresh();
         }),
@@ -217,7 +263,7 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
           await api("DELETE", documentPath(doc.id));
         } catch (error) {
           if (!(error instanceof ApiError && error.status === 404)) {
-            if (alive() && !isUnauthorized(error)) listStatus.show(`Could not delete ${name}: ${error.message || error}`);
+            if (alive() && !isUnauthorized(error)) listStatus.show(`Could not delete ${name}: ${/** @type {Error} */ (error).message || error}`);
             return;
           }
         }
@@ -241,6 +287,7 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
       let pending = false;
       let delay = POLL_MS;
       try {
+        /** @type {DocPage} */
         const page = await api("GET", `${collectionPath(id)}/documents?limit=${limit}&offset=0`);
         if (!alive()) return;
         listStatus.clear();
@@ -293,6 +340,7 @@ export function collectionDetail(id, { alive: parentAlive, refreshCollections })
 
 // scrollIntoView would also scroll the page shell (html/body), shifting the whole app;
 // only the panel's own scroll container should move.
+/** @param {HTMLElement} node */
 function scrollWithinPanel(node) {
   let box = node.parentElement;
   while (box && box !== document.body && box.scrollHeight <= box.clientHeight) {

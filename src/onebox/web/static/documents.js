@@ -1,3 +1,4 @@
+// @ts-check
 // The "Documents" panel: the user's collections (create, rename, delete) and, for the one
 // picked, its documents (doclist.js) with uploads and web pages (upload.js).
 //
@@ -17,20 +18,24 @@ import {
   rememberCollection,
 } from "./collections.js";
 import { collectionDetail } from "./doclist.js";
-import { showLoadError } from "./keys.js";
 import { registerPanel } from "./panel.js";
-import { button, card, dataTable, field, loading, notice, textInput, whileBusy } from "./ui.js";
+import { button, card, dataTable, field, loading, notice, showLoadError, textInput, whileBusy } from "./ui.js";
 
-/** The collection shown last, so reopening the panel comes back to it. */
+/** @typedef {import("./collections.js").Collection} Collection */
+
+/** @type {string | null} The collection shown last, so reopening the panel comes back to it. */
 let lastSelected = null;
 
 registerPanel("documents", {
   title: "Documents",
   async render(body, ctx) {
     const view = {
+      /** @type {string | null} */
       selectedId: ctx.options.collectionId || lastSelected,
+      /** @type {string | null} */
       editingId: null,
-      detail: null, // {node, stop()} of the open collection
+      /** @type {ReturnType<typeof collectionDetail> | null} {node, stop()} of the open collection */
+      detail: null,
     };
     const listSlot = h("div", { className: "list-slot" }, [loading()]);
     const listStatus = notice("collection-list-error");
@@ -57,6 +62,7 @@ registerPanel("documents", {
       }
       await whileBusy(submit, "Creating…", async () => {
         try {
+          /** @type {Collection} */
           const created = await api("POST", "/api/collections", { name: value, description: description.value.trim() });
           if (!ctx.alive()) return;
           form.reset();
@@ -99,6 +105,7 @@ registerPanel("documents", {
       );
     };
 
+    /** @param {Collection} item */
     const viewCells = (item) => {
       const open = h("button", {
         className: "link-button collection-open",
@@ -111,7 +118,7 @@ registerPanel("documents", {
       rename.addEventListener("click", () => {
         view.editingId = item.id;
         renderList({ force: true });
-        const input = listSlot.querySelector('[data-testid="collection-edit-name"]');
+        const input = /** @type {HTMLInputElement | null} */ (listSlot.querySelector('[data-testid="collection-edit-name"]'));
         if (input) {
           input.focus();
           input.select();
@@ -131,6 +138,7 @@ registerPanel("documents", {
       ];
     };
 
+    /** @param {Collection} item */
     const editCells = (item) => {
       const nameInput = textInput({ maxlength: 200, required: true, testid: "collection-edit-name", "aria-label": "Collection name" });
       nameInput.value = item.name;
@@ -172,7 +180,7 @@ registerPanel("documents", {
             if (!ctx.alive()) return;
             view.editingId = null;
             rememberCollection(updated); // re-renders the list and the detail header
-            listSlot.querySelector(`[data-testid="collection-row"][data-id="${CSS.escape(item.id)}"] [data-testid="collection-rename"]`)?.focus();
+            /** @type {HTMLElement | null} */ (listSlot.querySelector(`[data-testid="collection-row"][data-id="${CSS.escape(item.id)}"] [data-testid="collection-rename"]`))?.focus();
           } catch (error) {
             if (!ctx.alive() || isUnauthorized(error)) return;
             status.show(error instanceof ApiError && error.status === 409 ? `A collection named “${value}” already exists.` : error);
@@ -182,6 +190,10 @@ registerPanel("documents", {
       return [editForm, "", "", "", ""];
     };
 
+    /**
+     * @param {Collection} item
+     * @param {HTMLButtonElement} removeButton
+     */
     const removeCollection = async (item, removeButton) => {
       const documents = plural(item.document_count ?? 0, "document");
       if (!window.confirm(`Delete the collection “${item.name}” and its ${documents}? Conversations stop drawing on it. This cannot be undone.`)) return;
@@ -201,6 +213,10 @@ registerPanel("documents", {
     };
 
     // --- selection: one collection's documents below the list
+    /**
+     * @param {string | null} id
+     * @param {{focus?: boolean}} [options]
+     */
     const select = (id, { focus = false } = {}) => {
       if (view.detail) view.detail.stop();
       view.detail = null;
@@ -215,7 +231,7 @@ registerPanel("documents", {
         detailSlot.append(view.detail.node);
         if (focus) view.detail.focus();
       }
-      for (const row of listSlot.querySelectorAll('[data-testid="collection-row"]')) {
+      for (const row of /** @type {NodeListOf<HTMLElement>} */ (listSlot.querySelectorAll('[data-testid="collection-row"]'))) {
         const selected = row.dataset.id === id;
         row.classList.toggle("is-selected", selected);
         const open = row.querySelector('[data-testid="collection-open"]');
@@ -245,7 +261,11 @@ registerPanel("documents", {
   },
 });
 
-/** Re-renders on collection changes while the panel is open; unsubscribes once it closes. */
+/**
+ * Re-renders on collection changes while the panel is open; unsubscribes once it closes.
+ * @param {() => void} render
+ * @param {import("./panel.js").PanelContext} ctx
+ */
 function onChange(render, ctx) {
   const off = onCollectionsChange(() => {
     if (!ctx.alive()) {

@@ -1,165 +1,29 @@
+// @ts-check
 // The "API keys" and "Usage" panels (the signed-in user's own keys and usage). The key
-// and usage tables are shared with the admin panel.
+// and usage tables (keytables.js) are shared with the admin panel.
 
 "use strict";
 
-import { api, copyText, formatCost, formatDateTime, formatNumber, h, isUnauthorized, parseDate } from "./core.js";
+import { ApiError, api, copyText, formatNumber, h, isUnauthorized } from "./core.js";
+import { keysTable, usageTable } from "./keytables.js";
 import { registerPanel } from "./panel.js";
-import {
-  badge,
-  button,
-  card,
-  codeText,
-  dataTable,
-  field,
-  loading,
-  notice,
-  select,
-  stacked,
-  textInput,
-  whileBusy,
-} from "./ui.js";
+import { button, card, field, loading, notice, select, showLoadError, stat, textInput, whileBusy } from "./ui.js";
 
-// ---------------------------------------------------------------------------
-// Shared: key status, restrictions, table
-
-export function keyStatus(key) {
-  if (key.revoked_at) return { label: "Revoked", tone: "danger", live: false };
-  const expires = parseDate(key.expires_at);
-  if (key.expires_at && !Number.isNaN(expires.getTime()) && expires <= new Date()) {
-    return { label: "Expired", tone: "warn", live: false };
-  }
-  return { label: "Active", tone: "success", live: true };
-}
-
-const LIMITS = [
-  ["requests_per_minute", "req/min"],
-  ["tokens_per_minute", "tokens/min"],
-  ["tokens_per_day", "tokens/day"],
-  ["tokens_per_month", "tokens/month"],
-  ["concurrent_streams", "streams at once"],
-];
-
-function chip(text, title) {
-  return h("span", { className: "chip", text, attrs: title ? { title } : undefined });
-}
-
-/** Limits, model/collection allow-lists and origins as small chips ("None" if open). */
-export function keyRestrictions(key) {
-  const chips = [];
-  for (const [name, unit] of LIMITS) {
-    if (key[name]) chips.push(chip(`${formatNumber(key[name])} ${unit}`));
-  }
-  const list = (label, values) => {
-    if (Array.isArray(values) && values.length) chips.push(chip(`${label}: ${values.join(", ")}`));
-  };
-  list("Models", key.models);
-  list("Collections", key.collections);
-  for (const origin of key.allowed_origins || []) chips.push(chip(origin, "Allowed origin"));
-  if (key.expires_at) chips.push(chip(`Expires ${formatDateTime(key.expires_at)}`));
-  return chips.length
-    ? h("div", { className: "chips" }, chips)
-    : h("span", { className: "muted", text: "No limits" });
-}
-
-/**
- * The keys table. onRevoke(key, button) is called after the user confirmed; `owner` adds
- * the owner's email (admin view).
- */
-export function keysTable(keys, { owner = false, onRevoke, rowTestid = "key-row", revokeTestid = "key-revoke" } = {}) {
-  const columns = [
-    { label: "Name", className: "name" },
-    ...(owner ? [{ label: "Owner", className: "name" }] : []),
-    { label: "Key" },
-    { label: "Status" },
-    { label: "Created" },
-    { label: "Last used" },
-    { label: "Limits", className: "wide" },
-    { label: "", className: "actions" },
-  ];
-  const rows = keys.map((key) => {
-    const status = keyStatus(key);
-    const name = stacked(key.name || "Untitled key", key.kind === "widget" ? "Widget key" : "Secret key");
-    let action = h("span", { className: "muted small-text", text: key.revoked_at ? formatDateTime(key.revoked_at, "") : "" });
-    if (!key.revoked_at && onRevoke) {
-      action = button("Revoke", {
-        className: "button danger small",
-        testid: revokeTestid,
-        "aria-label": `Revoke key ${key.name || key.prefix}`,
-      });
-      action.addEventListener("click", () => {
-        const label = key.name ? `“${key.name}” (${key.prefix}…)` : `${key.prefix}…`;
-        const whose = owner && key.user_email ? ` of ${key.user_email}` : "";
-        if (!window.confirm(`Revoke the key ${label}${whose}? Anything using it stops working within a few seconds. This cannot be undone.`)) return;
-        onRevoke(key, action);
-      });
-    }
-    return {
-      testid: rowTestid,
-      id: key.id,
-      className: status.live ? "" : "is-inactive",
-      dataset: { status: status.label.toLowerCase(), prefix: key.prefix },
-      cells: [
-        name,
-        ...(owner ? [key.user_email || "—"] : []),
-        codeText(`${key.prefix}…`),
-        badge(status.label, status.tone),
-        formatDateTime(key.created_at),
-        formatDateTime(key.last_used_at, "Never"),
-        keyRestrictions(key),
-        action,
-      ],
-    };
-  });
-  return dataTable(columns, rows, { empty: "No API keys yet.", caption: "API keys", testid: "keys-table" });
-}
-
-/** Usage rows (per day, user, key and model). */
-export function usageTable(rows, { showUser = false } = {}) {
-  const columns = [
-    { label: "Day", className: "nowrap" },
-    ...(showUser ? [{ label: "User" }] : []),
-    { label: "Key" },
-    { label: "Model" },
-    { label: "Requests", className: "num" },
-    { label: "Prompt tokens", className: "num" },
-    { label: "Completion tokens", className: "num" },
-    { label: "Cost", className: "num" },
-  ];
-  const body = rows.map((row) => ({
-    testid: "usage-row",
-    cells: [
-      row.day,
-      ...(showUser ? [row.user_email || row.user_id || "—"] : []),
-      row.key_prefix ? codeText(`${row.key_prefix}…`) : h("span", { className: "muted", text: "No key" }),
-      row.model || "—",
-      formatNumber(row.requests),
-      formatNumber(row.prompt_tokens),
-      formatNumber(row.completion_tokens),
-      formatCost(row.cost),
-    ],
-  }));
-  return dataTable(columns, body, { empty: "No usage recorded yet.", caption: "Usage by day", testid: "usage-table" });
-}
-
-export function stat(label, value, testid) {
-  return h("div", { className: "stat" }, [
-    h("span", { className: "stat-label", text: label }),
-    h("span", { className: "stat-value", text: value, dataset: testid ? { testid } : undefined }),
-  ]);
-}
-
-/** Shows a load error in `slot` unless it means "signed out" (the sign-in screen shows). */
-export function showLoadError(slot, error) {
-  if (isUnauthorized(error)) return;
-  const box = notice("load-error");
-  box.show(error);
-  slot.replaceChildren(box.node);
-}
+/** @typedef {import("./keytables.js").ApiKey} ApiKey */
+/** @typedef {import("./keytables.js").UsageRow} UsageRow */
 
 // ---------------------------------------------------------------------------
 // API keys panel
 
+/**
+ * A form validation failure; `input` is the field to focus.
+ * @typedef {Error & {input?: HTMLElement}} FieldError
+ */
+
+/**
+ * @param {HTMLInputElement} input
+ * @param {string} label
+ */
 function positiveInt(input, label) {
   const raw = input.value.trim();
   if (!raw) return null;
@@ -168,6 +32,7 @@ function positiveInt(input, label) {
   return value;
 }
 
+/** @param {string} text */
 function splitList(text) {
   return text
     .split(/[\n,]+/)
@@ -175,6 +40,7 @@ function splitList(text) {
     .filter(Boolean);
 }
 
+/** @param {string} dateValue YYYY-MM-DD */
 function endOfDayIso(dateValue) {
   const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(dateValue);
   if (!match) return null;
@@ -184,10 +50,14 @@ function endOfDayIso(dateValue) {
 
 function todayValue() {
   const now = new Date();
-  const pad = (n) => String(n).padStart(2, "0");
+  const pad = (/** @type {number} */ n) => String(n).padStart(2, "0");
   return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
 }
 
+/**
+ * @param {{key: ApiKey, secret: string}} created
+ * @param {() => void} onDone
+ */
 function secretBox(created, onDone) {
   const secret = created.secret;
   const copy = button("Copy", { className: "button primary small", testid: "key-secret-copy" });
@@ -244,6 +114,7 @@ registerPanel("keys", {
     const originsField = field("Allowed origins", origins, {
       hint: "One per line, like https://example.com. The key only works on pages from these sites.",
     });
+    /** @type {Record<string, {input: HTMLInputElement, label: string}>} */
     const limitInputs = {};
     const limitFields = [
       ["requests_per_minute", "Requests per minute", "key-rpm"],
@@ -291,6 +162,7 @@ registerPanel("keys", {
 
     const reload = async () => {
       try {
+        /** @type {ApiKey[]} */
         const keys = await api("GET", "/api/keys");
         if (!ctx.alive()) return;
         listSlot.replaceChildren(
@@ -318,13 +190,14 @@ registerPanel("keys", {
       formStatus.clear();
       let payload;
       try {
+        /** @type {Record<string, number | null>} */
         const limits = {};
         for (const [key, { input, label }] of Object.entries(limitInputs)) limits[key] = positiveInt(input, label);
         const originList = kind.value === "widget" ? splitList(origins.value) : [];
         if (kind.value === "widget" && !originList.length) {
           throw Object.assign(new Error("Widget keys need at least one allowed origin, like https://example.com."), { input: origins });
         }
-        const models = [...modelsBox.querySelectorAll("input:checked")].map((box) => box.value);
+        const models = [.../** @type {NodeListOf<HTMLInputElement>} */ (modelsBox.querySelectorAll("input:checked"))].map((box) => box.value);
         const collectionList = splitList(collections.value);
         if (expires.value && !endOfDayIso(expires.value)) {
           throw Object.assign(new Error("Pick an expiry date, or leave it empty."), { input: expires });
@@ -338,16 +211,19 @@ registerPanel("keys", {
           collections: collectionList.length ? collectionList : null,
           allowed_origins: originList.length ? originList : null,
         };
-      } catch (error) {
+      } catch (caught) {
+        const error = /** @type {FieldError} */ (caught);
         formStatus.show(error.message);
         if (error.input) {
-          if (error.input.closest("details")) error.input.closest("details").open = true;
+          const details = error.input.closest("details");
+          if (details) details.open = true;
           error.input.focus();
         }
         return;
       }
       await whileBusy(submit, "Creating…", async () => {
         try {
+          /** @type {{key: ApiKey, secret: string}} */
           const created = await api("POST", "/api/keys", payload);
           if (!ctx.alive()) return;
           const box = secretBox(created, () => {
@@ -357,13 +233,14 @@ registerPanel("keys", {
           secretSlot.replaceChildren(box);
           form.reset();
           syncKind();
-          box.querySelector('[data-testid="key-secret-copy"]').focus();
+          /** @type {HTMLButtonElement} */ (box.querySelector('[data-testid="key-secret-copy"]')).focus();
           await reload();
         } catch (error) {
           if (isUnauthorized(error)) return;
           formStatus.show(error);
+          /** @type {Record<string, HTMLElement | undefined>} */
           const byParam = { allowed_origins: origins, expires_at: expires, name, kind };
-          const target = byParam[error.param];
+          const target = error instanceof ApiError && error.param ? byParam[error.param] : undefined;
           if (target && !target.closest("[hidden]")) target.focus();
         }
       });
@@ -405,6 +282,7 @@ registerPanel("usage", {
     try {
       const usage = await api("GET", "/api/usage?days=30");
       if (!ctx.alive()) return;
+      /** @type {UsageRow[]} */
       const rows = Array.isArray(usage.rows) ? usage.rows : [];
       const requests = rows.reduce((sum, row) => sum + (Number(row.requests) || 0), 0);
       slot.replaceChildren(

@@ -1,3 +1,4 @@
+// @ts-check
 // The main-area panel that shows API keys, usage, the password form and the admin pages in
 // place of the chat. One panel at a time; "Back to chat" (or opening any conversation)
 // closes it.
@@ -6,27 +7,56 @@
 
 import { h } from "./core.js";
 
+/**
+ * What openPanel() may pass on to a panel.
+ * @typedef {object} PanelOptions
+ * @property {string} [tab] the admin tab to show
+ * @property {string} [collectionId] the collection the Documents panel opens on
+ */
+/**
+ * @typedef {object} PanelContext
+ * @property {() => boolean} alive false once the panel has been closed or replaced
+ * @property {PanelOptions} options
+ * @property {() => Promise<void>} reopen renders the panel again from scratch
+ */
+/**
+ * @typedef {object} PanelSpec
+ * @property {string} title
+ * @property {(body: HTMLElement, ctx: PanelContext) => void | Promise<void>} render
+ */
+/**
+ * @typedef {object} PanelHooks
+ * @property {(name: string) => void} onOpen
+ * @property {(how: {focusChat: boolean}) => void} onClose
+ */
+
 const el = {
-  main: document.querySelector("main.main"),
-  panel: document.getElementById("panel"),
-  body: document.getElementById("panel-body"),
-  title: document.getElementById("panel-title"),
-  back: document.getElementById("panel-back"),
+  main: /** @type {HTMLElement} */ (document.querySelector("main.main")),
+  panel: /** @type {HTMLElement} */ (document.getElementById("panel")),
+  body: /** @type {HTMLElement} */ (document.getElementById("panel-body")),
+  title: /** @type {HTMLElement} */ (document.getElementById("panel-title")),
+  back: /** @type {HTMLButtonElement} */ (document.getElementById("panel-back")),
 };
 
+/** @type {Map<string, PanelSpec>} */
 const panels = new Map();
+/** @type {string | null} */
 let current = null;
 let token = 0;
+/** @type {PanelHooks} */
 let hooks = { onOpen: () => {}, onClose: () => {} };
 
 /**
  * Registers a panel. render(body, ctx) fills `body`; ctx.alive() turns false once the
  * panel has been closed or replaced, so slow responses can be dropped.
+ * @param {string} name
+ * @param {PanelSpec} spec
  */
 export function registerPanel(name, { title, render }) {
   panels.set(name, { title, render });
 }
 
+/** @param {Partial<PanelHooks>} options */
 export function initPanels(options) {
   hooks = { ...hooks, ...options };
   el.back.addEventListener("click", () => closePanel({ focusChat: true }));
@@ -34,6 +64,11 @@ export function initPanels(options) {
 
 export const currentPanel = () => current;
 
+/**
+ * @param {string} name
+ * @param {PanelOptions} [options]
+ * @returns {Promise<void>}
+ */
 export async function openPanel(name, options = {}) {
   const spec = panels.get(name);
   if (!spec) return;

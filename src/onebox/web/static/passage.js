@@ -1,3 +1,4 @@
+// @ts-check
 // The passage dialog: the exact text a citation points at (GET /api/chunks/{id}), with its
 // file name, page and heading path. A native <dialog>: Escape closes it, focus stays inside
 // while it is open and goes back to the button that opened it. Text only (textContent).
@@ -6,11 +7,19 @@
 
 import { ApiError, api, describeError, h, isUnauthorized } from "./core.js";
 
-let dialog = null;
-let parts = null;
+/**
+ * @typedef {object} PassageView
+ * @property {HTMLDialogElement} dialog
+ * @property {{title: HTMLElement, number: HTMLElement, meta: HTMLElement, status: HTMLElement, text: HTMLElement}} parts
+ */
+
+/** @type {PassageView | null} built on first use */
+let view = null;
 let token = 0;
+/** @type {HTMLElement | null} */
 let opener = null;
 
+/** @returns {PassageView} */
 function build() {
   const close = h("button", {
     className: "icon-button passage-close",
@@ -27,7 +36,7 @@ function build() {
     attrs: { tabindex: "0", role: "document", "aria-label": "Passage text" },
     dataset: { testid: "passage-text" },
   });
-  dialog = h(
+  const dialog = h(
     "dialog",
     { className: "passage-dialog", attrs: { "aria-labelledby": "passage-title" }, dataset: { testid: "passage-dialog" } },
     [
@@ -39,7 +48,7 @@ function build() {
       ]),
     ],
   );
-  parts = { title, number, meta, status, text };
+  const parts = { title, number, meta, status, text };
   close.addEventListener("click", closePassage);
   // A click on the backdrop (the dialog box itself, outside its content) closes it.
   dialog.addEventListener("click", (event) => {
@@ -52,8 +61,10 @@ function build() {
     if (back && back.isConnected) back.focus({ preventScroll: true });
   });
   document.body.append(dialog);
+  return { dialog, parts };
 }
 
+/** @param {{page: number | string | null | undefined, headings: string[]}} where */
 function describeMeta({ page, headings }) {
   const bits = [];
   if (page !== null && page !== undefined && page !== "") bits.push(`Page ${page}`);
@@ -63,15 +74,18 @@ function describeMeta({ page, headings }) {
 }
 
 export function closePassage() {
-  if (dialog && dialog.open) dialog.close();
+  if (view && view.dialog.open) view.dialog.close();
 }
 
 /**
  * Opens the dialog for `source` ({chunk_id, document, page, heading, snippet, number?}).
  * `showNumber` is false for passages the answer did not cite.
+ * @param {import("./citations.js").Source} source
+ * @param {{showNumber?: boolean}} [options]
  */
 export async function openPassage(source, { showNumber = true } = {}) {
-  if (!dialog) build();
+  if (!view) view = build();
+  const { dialog, parts } = view;
   const mine = ++token;
   opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
   parts.title.textContent = source.document || "Passage";
@@ -93,6 +107,7 @@ export async function openPassage(source, { showNumber = true } = {}) {
     return;
   }
   try {
+    /** @type {{filename?: string, heading_path?: string[], page?: number | null, text?: string}} */
     const chunk = await api("GET", `/api/chunks/${encodeURIComponent(source.chunk_id)}`);
     if (mine !== token) return;
     parts.title.textContent = chunk.filename || source.document || "Passage";

@@ -1,3 +1,4 @@
+// @ts-check
 // The chat's collection picker: a "Documents: …" button above the message box opens a
 // checklist of the user's collections; ticking one makes the conversation's answers draw
 // on it (PATCH collection_ids). The active collections show as chips next to the button.
@@ -9,14 +10,26 @@ import { api, h } from "./core.js";
 import { collections, collectionsLoaded, loadCollections, onCollectionsChange, plural } from "./collections.js";
 import { openPanel } from "./panel.js";
 
+/**
+ * The part of a conversation the picker reads and changes.
+ * @typedef {{id: string, collection_ids?: string[]}} PickerConversation
+ */
+/**
+ * @typedef {object} PickerHooks
+ * @property {() => PickerConversation | null} conversation
+ * @property {(conversation: any) => void} onUpdated gets the server's copy (JSON)
+ * @property {(error: unknown) => void} onError
+ */
+
 const el = {
-  wrap: document.getElementById("collection-picker"),
-  button: document.getElementById("collections-button"),
-  label: document.getElementById("collections-label"),
-  popup: document.getElementById("collections-popup"),
-  chips: document.getElementById("active-collections"),
+  wrap: /** @type {HTMLElement} */ (document.getElementById("collection-picker")),
+  button: /** @type {HTMLButtonElement} */ (document.getElementById("collections-button")),
+  label: /** @type {HTMLElement} */ (document.getElementById("collections-label")),
+  popup: /** @type {HTMLElement} */ (document.getElementById("collections-popup")),
+  chips: /** @type {HTMLUListElement} */ (document.getElementById("active-collections")),
 };
 
+/** @type {PickerHooks} */
 let hooks = {
   /** the open conversation, or null on a new chat */
   conversation: () => null,
@@ -24,7 +37,9 @@ let hooks = {
   onUpdated: () => {},
   onError: () => {},
 };
+/** @type {string[]} */
 let draft = [];
+/** @type {Promise<void> | null} */
 let saving = null;
 
 /** The ids a new conversation should start with. */
@@ -42,11 +57,15 @@ function activeIds() {
   return Array.isArray(conversation.collection_ids) ? conversation.collection_ids : [];
 }
 
-/** Known collections among `ids` (all of them, as placeholders, before the list loads). */
+/**
+ * Known collections among `ids` (all of them, as placeholders, before the list loads).
+ * @param {string[]} ids
+ * @returns {{id: string, name: string}[]}
+ */
 function resolved(ids) {
   if (!collectionsLoaded()) return ids.map((id) => ({ id, name: "…" }));
   const byId = new Map(collections().map((item) => [item.id, item]));
-  return ids.map((id) => byId.get(id)).filter(Boolean);
+  return /** @type {import("./collections.js").Collection[]} */ (ids.map((id) => byId.get(id)).filter(Boolean));
 }
 
 /** Redraws the button label and the chips (after navigation, saves, list changes). */
@@ -77,6 +96,7 @@ export function syncCollectionPicker() {
 function renderPopup() {
   const ids = new Set(activeIds());
   const items = collections();
+  /** @type {HTMLElement[]} */
   const children = [h("p", { className: "picker-title", text: "Answer from these collections" })];
   if (!collectionsLoaded()) {
     children.push(h("p", { className: "picker-note", text: "Loading…", attrs: { role: "status" } }));
@@ -109,14 +129,16 @@ function renderPopup() {
     openPanel("documents");
   });
   children.push(manage);
-  const focusedId = document.activeElement && el.popup.contains(document.activeElement) ? document.activeElement.dataset.id : null;
+  const focused = /** @type {HTMLElement | null} */ (document.activeElement);
+  const focusedId = focused && el.popup.contains(focused) ? focused.dataset.id : null;
   el.popup.replaceChildren(...children);
   if (focusedId) {
-    const again = el.popup.querySelector(`input[data-id="${CSS.escape(focusedId)}"]`);
+    const again = /** @type {HTMLInputElement | null} */ (el.popup.querySelector(`input[data-id="${CSS.escape(focusedId)}"]`));
     if (again) again.focus();
   }
 }
 
+/** @param {string[]} ids */
 async function setIds(ids) {
   const unique = [...new Set(ids)];
   const conversation = hooks.conversation();
@@ -156,7 +178,7 @@ function openPopup() {
     .finally(() => {
       if (el.popup.hidden) return;
       renderPopup();
-      const first = el.popup.querySelector("input, button");
+      const first = /** @type {HTMLElement | null} */ (el.popup.querySelector("input, button"));
       if (first && !el.popup.contains(document.activeElement)) first.focus();
     });
 }
@@ -168,6 +190,7 @@ export function closePopup({ focusButton = false } = {}) {
   if (focusButton) el.button.focus();
 }
 
+/** @param {Partial<PickerHooks>} options */
 export function initCollectionPicker(options) {
   hooks = { ...hooks, ...options };
   el.button.addEventListener("click", () => (el.popup.hidden ? openPopup() : closePopup()));

@@ -1,15 +1,21 @@
+// @ts-check
 // Building blocks for the account, key, usage and admin views: form fields, tables that
 // turn into cards on narrow screens, badges and inline notices. All text goes in with
 // textContent (via h()); nothing here uses innerHTML.
 
 "use strict";
 
-import { describeError, h } from "./core.js";
+import { describeError, h, isUnauthorized } from "./core.js";
 
 let lastId = 0;
 export const uniqueId = (prefix = "ui") => `${prefix}-${++lastId}`;
 
-/** A labelled form control: <div.field><label/>control<hint/></div>. */
+/**
+ * A labelled form control: <div.field><label/>control<hint/></div>.
+ * @param {string} label
+ * @param {HTMLElement} control
+ * @param {{hint?: string, optional?: boolean, className?: string}} [options]
+ */
 export function field(label, control, { hint, optional = false, className = "" } = {}) {
   if (!control.id) control.id = uniqueId("field");
   const labelNode = h("label", { className: "field-label", text: label, attrs: { for: control.id } });
@@ -23,10 +29,20 @@ export function field(label, control, { hint, optional = false, className = "" }
   return h("div", { className: `field${className ? ` ${className}` : ""}` }, children);
 }
 
+/**
+ * Attributes for the controls below: any HTML attribute, plus the data-testid.
+ * @typedef {Record<string, string | number | boolean | null | undefined> & {testid?: string}} ControlAttrs
+ */
+
+/** @param {ControlAttrs & {type?: string}} [attrs] */
 export function textInput({ type = "text", testid, ...attrs } = {}) {
   return h("input", { attrs: { type, ...attrs }, dataset: testid ? { testid } : undefined });
 }
 
+/**
+ * @param {[string, string][]} options [value, label] pairs
+ * @param {ControlAttrs & {value?: string}} [attrs]
+ */
 export function select(options, { testid, value, ...attrs } = {}) {
   const node = h(
     "select",
@@ -37,15 +53,27 @@ export function select(options, { testid, value, ...attrs } = {}) {
   return node;
 }
 
+/**
+ * @param {string} text
+ * @param {ControlAttrs & {className?: string, type?: string}} [attrs]
+ */
 export function button(text, { className = "button", testid, type = "button", ...attrs } = {}) {
   return h("button", { className, text, attrs: { type, ...attrs }, dataset: testid ? { testid } : undefined });
 }
 
+/**
+ * @param {string} text
+ * @param {string} [tone] neutral, accent, success or danger
+ * @param {string} [testid]
+ */
 export function badge(text, tone = "neutral", testid) {
   return h("span", { className: `badge badge-${tone}`, text, dataset: testid ? { testid } : undefined });
 }
 
-/** An inline message area; show(text, tone) fills it, clear() hides it. */
+/**
+ * An inline message area; show(text, tone) fills it, clear() hides it.
+ * @param {string} [testid]
+ */
 export function notice(testid) {
   const node = h("div", {
     className: "notice",
@@ -54,6 +82,10 @@ export function notice(testid) {
   });
   return {
     node,
+    /**
+     * @param {unknown} message the text, or an error to describe
+     * @param {string} [tone] error, success…
+     */
     show(message, tone = "error") {
       node.textContent = typeof message === "string" ? message : describeError(message);
       node.className = `notice notice-${tone}`;
@@ -66,7 +98,14 @@ export function notice(testid) {
   };
 }
 
-/** Disables a button and swaps its label while `work` runs. */
+/**
+ * Disables a button and swaps its label while `work` runs.
+ * @template T
+ * @param {HTMLButtonElement} buttonNode
+ * @param {string} busyText
+ * @param {() => Promise<T>} work
+ * @returns {Promise<T>}
+ */
 export async function whileBusy(buttonNode, busyText, work) {
   const label = buttonNode.textContent;
   buttonNode.disabled = true;
@@ -82,8 +121,24 @@ export async function whileBusy(buttonNode, busyText, work) {
 }
 
 /**
+ * @typedef {object} Column
+ * @property {string} label
+ * @property {string} [className]
+ */
+/**
+ * @typedef {object} Row
+ * @property {(Node | string | null | undefined)[]} cells
+ * @property {string} [testid]
+ * @property {string} [id]
+ * @property {string} [className]
+ * @property {Record<string, string>} [dataset]
+ */
+
+/**
  * A table that reads as cards below 720 px (each cell repeats its column label).
- * columns: [{label, className?}], rows: [{cells: [Node|string], testid?, id?, className?}]
+ * @param {Column[]} columns
+ * @param {Row[]} rows
+ * @param {{empty?: string, caption?: string, testid?: string}} [options]
  */
 export function dataTable(columns, rows, { empty = "Nothing here yet.", caption, testid } = {}) {
   if (!rows.length) {
@@ -102,6 +157,7 @@ export function dataTable(columns, rows, { empty = "Nothing here yet.", caption,
     "tbody",
     {},
     rows.map((row) => {
+      /** @type {Record<string, string>} */
       const dataset = {};
       if (row.testid) dataset.testid = row.testid;
       if (row.id) dataset.id = row.id;
@@ -110,7 +166,7 @@ export function dataTable(columns, rows, { empty = "Nothing here yet.", caption,
         "tr",
         { className: row.className, dataset },
         row.cells.map((cell, index) => {
-          const column = columns[index] || {};
+          const column = columns[index] || { label: "" };
           const td = h("td", { className: column.className, attrs: { "data-label": column.label || "" } });
           if (cell instanceof Node) td.append(cell);
           else td.textContent = cell === null || cell === undefined || cell === "" ? "—" : String(cell);
@@ -127,7 +183,12 @@ export function dataTable(columns, rows, { empty = "Nothing here yet.", caption,
   return h("div", { className: "table-scroll" }, [table]);
 }
 
-/** A titled block inside a panel. */
+/**
+ * A titled block inside a panel.
+ * @param {string | null} title
+ * @param {import("./core.js").Child[]} children
+ * @param {{className?: string, description?: string}} [options]
+ */
 export function card(title, children, { className = "", description } = {}) {
   return h("section", { className: `card${className ? ` ${className}` : ""}` }, [
     title ? h("h2", { className: "card-title", text: title }) : null,
@@ -139,7 +200,11 @@ export function card(title, children, { className = "", description } = {}) {
 /** "Loading…" placeholder for panel bodies. */
 export const loading = (text = "Loading…") => h("p", { className: "loading-note", text, attrs: { role: "status" } });
 
-/** Small stacked text: a strong first line and a muted second line. */
+/**
+ * Small stacked text: a strong first line and a muted second line.
+ * @param {string | null | undefined} primary
+ * @param {string | null | undefined} [secondary]
+ */
 export function stacked(primary, secondary) {
   return h("div", { className: "stacked" }, [
     h("span", { className: "stacked-primary", text: primary || "—" }),
@@ -147,5 +212,33 @@ export function stacked(primary, secondary) {
   ]);
 }
 
-/** A <code> with a value (prefixes, ids). */
+/**
+ * A <code> with a value (prefixes, ids).
+ * @param {string | null | undefined} text
+ */
 export const codeText = (text) => h("code", { className: "inline-code", text: text || "—" });
+
+/**
+ * A figure with its label (usage totals).
+ * @param {string} label
+ * @param {string} value
+ * @param {string} [testid]
+ */
+export function stat(label, value, testid) {
+  return h("div", { className: "stat" }, [
+    h("span", { className: "stat-label", text: label }),
+    h("span", { className: "stat-value", text: value, dataset: testid ? { testid } : undefined }),
+  ]);
+}
+
+/**
+ * Shows a load error in `slot` unless it means "signed out" (the sign-in screen shows).
+ * @param {HTMLElement} slot
+ * @param {unknown} error
+ */
+export function showLoadError(slot, error) {
+  if (isUnauthorized(error)) return;
+  const box = notice("load-error");
+  box.show(error);
+  slot.replaceChildren(box.node);
+}

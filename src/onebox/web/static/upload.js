@@ -1,3 +1,4 @@
+// @ts-check
 // Adding to a collection: a drop zone and a file picker (uploaded with XMLHttpRequest so a
 // bar can show the bytes sent), and a form for one web page or a whole sitemap. After each
 // upload the result says what was added, what was already there and what was skipped (and
@@ -14,6 +15,24 @@ const ACCEPT = ".txt,.md,.markdown,.html,.htm,.pdf,.docx,.csv,.json,.zip";
 const BATCH_FILES = 20;
 const BATCH_BYTES = 20 * 1024 * 1024;
 
+/**
+ * What one upload request (or one URL) added (the server's IngestResult).
+ * @typedef {object} IngestAnswer
+ * @property {import("./doclist.js").Doc[]} [documents]
+ * @property {{filename: string, document_id: string}[]} [duplicates]
+ * @property {{filename: string, reason: string}[]} [skipped]
+ */
+/** @typedef {{heading: string, message: string}} Refusal */
+/**
+ * What a whole drop (or URL) came to, as the result area shows it.
+ * @typedef {object} Summary
+ * @property {import("./doclist.js").Doc[]} added
+ * @property {{filename: string}[]} duplicates
+ * @property {{filename: string, reason: string}[]} skipped
+ * @property {Refusal[]} errors
+ */
+
+/** @type {Record<number, string | undefined>} */
 const REFUSALS = {
   400: "Not allowed",
   413: "Too large",
@@ -22,20 +41,25 @@ const REFUSALS = {
 };
 
 // A file dropped beside the zone would make the browser open it and leave the app.
-for (const type of ["dragover", "drop"]) {
+for (const type of /** @type {const} */ (["dragover", "drop"])) {
   window.addEventListener(type, (event) => {
     const files = event.dataTransfer && Array.from(event.dataTransfer.types || []).includes("Files");
     if (files && !(event.target instanceof Element && event.target.closest(".drop-zone"))) {
       event.preventDefault();
-      if (type === "dragover") event.dataTransfer.dropEffect = "none";
+      if (type === "dragover") /** @type {DataTransfer} */ (event.dataTransfer).dropEffect = "none";
     }
   });
 }
 
-/** The "add files / add a web page" area of collection `id`. onAdded() runs after each add. */
+/**
+ * The "add files / add a web page" area of collection `id`. onAdded() runs after each add.
+ * @param {string} id
+ * @param {{alive: () => boolean, onAdded: () => void}} options
+ */
 export function addSources(id, { alive, onAdded }) {
   let busy = false;
-  let current = null; // the running XMLHttpRequest
+  /** @type {XMLHttpRequest | null} the running upload */
+  let current = null;
   let cancelled = false;
 
   const input = h("input", {
@@ -73,7 +97,7 @@ export function addSources(id, { alive, onAdded }) {
 
   choose.addEventListener("click", () => input.click());
   input.addEventListener("change", () => {
-    const files = [...input.files];
+    const files = [.../** @type {FileList} */ (input.files)];
     input.value = ""; // picking the same file again fires "change" again
     if (files.length) upload(files);
   });
@@ -115,6 +139,7 @@ export function addSources(id, { alive, onAdded }) {
     await whileBusy(addUrl, sitemap.checked ? "Reading sitemap…" : "Adding…", async () => {
       urlResult.replaceChildren();
       try {
+        /** @type {IngestAnswer} */
         const added = await api("POST", `${collectionPath(id)}/urls`, { url: value, sitemap: sitemap.checked });
         if (!alive()) return;
         urlForm.reset();
@@ -127,6 +152,7 @@ export function addSources(id, { alive, onAdded }) {
     });
   });
 
+  /** @param {File[]} files */
   async function upload(files) {
     if (busy) {
       showResult({ errors: [{ heading: "Busy", message: "An upload is still running. Wait for it to finish, or cancel it." }] });
@@ -138,9 +164,12 @@ export function addSources(id, { alive, onAdded }) {
     choose.disabled = true;
     const total = files.reduce((sum, file) => sum + file.size, 0);
     let done = 0;
+    /** @type {IngestAnswer[]} */
     const answers = [];
+    /** @type {Refusal[]} */
     const errors = [];
     progressBox.hidden = false;
+    /** @param {number} sent bytes */
     const show = (sent) => {
       bar.value = total ? Math.min(1, sent / total) : 1;
       barText.textContent = `Uploading ${plural(files.length, "file")} · ${formatBytes(sent)} of ${formatBytes(total)}`;
@@ -154,7 +183,7 @@ export function addSources(id, { alive, onAdded }) {
         try {
           answers.push(await send(id, batch, (loaded, all) => show(done + (all ? (loaded / all) * size : 0))));
         } catch (error) {
-          if (error && error.name === "AbortError") break;
+          if (error && /** @type {Error} */ (error).name === "AbortError") break;
           if (isUnauthorized(error)) {
             reportUnauthorized(error);
             break;
@@ -179,6 +208,13 @@ export function addSources(id, { alive, onAdded }) {
     if (answers.length) onAdded();
   }
 
+  /**
+   * @param {string} collectionId
+   * @param {File[]} files
+   * @param {(loaded: number, total: number) => void} onProgress
+   * @param {boolean} [retried] true on the second try after a stale CSRF token
+   * @returns {Promise<IngestAnswer>}
+   */
   function send(collectionId, files, onProgress, retried = false) {
     const form = new FormData();
     for (const file of files) form.append("files", file, file.name);
@@ -222,6 +258,10 @@ export function addSources(id, { alive, onAdded }) {
     });
   }
 
+  /**
+   * @param {Partial<Summary>} summary
+   * @param {HTMLElement} [target]
+   */
   function showResult({ added = [], duplicates = [], skipped = [], errors = [] }, target = result) {
     const parts = [];
     if (added.length) {
@@ -259,6 +299,11 @@ export function addSources(id, { alive, onAdded }) {
   ]);
 }
 
+/**
+ * @param {string} title
+ * @param {string} testid
+ * @param {[string, string][]} entries [name, reason] pairs
+ */
 function resultList(title, testid, entries) {
   return h("div", { className: "result-list", dataset: { testid } }, [
     h("p", { className: "result-title", text: title }),
@@ -269,8 +314,10 @@ function resultList(title, testid, entries) {
 }
 
 /** Splits a drop into requests of at most BATCH_FILES files and about BATCH_BYTES. */
+/** @param {File[]} files */
 function batches(files) {
   const out = [];
+  /** @type {File[]} */
   let batch = [];
   let bytes = 0;
   for (const file of files) {
@@ -287,7 +334,12 @@ function batches(files) {
 }
 
 /** Merges the answers of several requests. */
+/**
+ * @param {IngestAnswer[]} answers
+ * @returns {Summary}
+ */
 function collect(answers) {
+  /** @type {Summary} */
   const merged = { added: [], duplicates: [], skipped: [], errors: [] };
   for (const answer of answers) {
     merged.added.push(...(answer.documents || []));
@@ -298,6 +350,11 @@ function collect(answers) {
 }
 
 /** {heading, message} for a refused upload or URL. */
+/**
+ * @param {unknown} error
+ * @param {string} what the file names or the URL
+ * @returns {Refusal}
+ */
 function refusal(error, what) {
   if (error instanceof ApiError) {
     const heading = REFUSALS[error.status] || `Refused (${error.status})`;
