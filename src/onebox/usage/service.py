@@ -106,6 +106,7 @@ class UsageRecorder:
         self.dropped = 0
         self._buffer: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     def record(self, row: dict[str, Any]) -> None:
@@ -121,7 +122,7 @@ class UsageRecorder:
         self._task = asyncio.create_task(self._run(), name="usage-recorder")
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_interval)
             self._wake.clear()
@@ -143,9 +144,11 @@ class UsageRecorder:
         return written
 
     async def close(self) -> None:
+        # Never cancel the task: a batch it has taken from the buffer would be lost in
+        # the middle of its INSERT. Ask it to stop after its current flush instead.
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._closing = True
+            self._wake.set()
+            await self._task
             self._task = None
         await self.flush()
