@@ -19,6 +19,7 @@ from onebox.chat.schemas import (
 from onebox.chat.service import ChatService
 from onebox.core.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
 from onebox.core.errors import APIError, BadRequestError, ConflictError
+from onebox.core.inputs import PageOffset
 from onebox.core.sse import SSE_HEADERS, format_event
 from onebox.core.state import AppState
 from onebox.documents.answering import retrieval_query, with_sources
@@ -45,7 +46,7 @@ async def list_conversations(
     session: SessionDep,
     user_id: CurrentUserId,
     limit: int = Query(default=50, ge=1, le=200),
-    offset: int = Query(default=0, ge=0),
+    offset: PageOffset = 0,
     include_archived: bool = False,
 ) -> ConversationPage:
     rows = await ChatService(session).list_conversations(

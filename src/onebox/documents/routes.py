@@ -10,9 +10,11 @@ from starlette.datastructures import FormData, UploadFile
 
 from onebox.core.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
 from onebox.core.errors import APIError, BadRequestError, PayloadTooLargeError
+from onebox.core.inputs import PageOffset
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
 from onebox.documents.fetching import BlockedURLError, FetchError, check_url, fetch_sitemap
+from onebox.documents.filenames import safe_filename, upload_filename
 from onebox.documents.parsing import ParseError, UnsupportedTypeError, expand_upload
 from onebox.documents.parsing.base import SourceFile
 from onebox.documents.schemas import (
@@ -122,7 +124,7 @@ async def list_documents(
     user_id: CurrentUserId,
     state: StateDep,
     limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: PageOffset = 0,
 ) -> DocumentPage:
     service = DocumentService(session, state.settings)
     rows = await service.list_documents(user_id, collection_id, limit=limit + 1, offset=offset)
@@ -135,11 +137,11 @@ async def list_documents(
     )
 
 
-async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+async def _read_upload(upload: UploadFile, name: str, limit: int) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLargeError(
-            f"{upload.filename} is larger than the limit of {limit // (1024 * 1024)} MB",
+            f"{name} is larger than the limit of {limit // (1024 * 1024)} MB",
             param="files",
         )
     return data
@@ -186,16 +188,16 @@ async def _expand_uploads(
     errors: list[Exception] = []
     limits = parse_limits(settings)
     for upload in uploads:
-        name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+        name = upload_filename(upload.filename)
         try:
-            data = await _read_upload(upload, settings.max_upload_bytes)
+            data = await _read_upload(upload, name, settings.max_upload_bytes)
             expanded = expand_upload(name, data, limits)
         except (PayloadTooLargeError, ParseError) as exc:
             skipped.append(Skipped(filename=name, reason=getattr(exc, "message", str(exc))))
             errors.append(exc)
             continue
         files.extend(expanded.files)
-        skipped.extend(Skipped(filename=n, reason=r) for n, r in expanded.skipped)
+        skipped.extend(Skipped(filename=safe_filename(n), reason=r) for n, r in expanded.skipped)
     return files, skipped, errors
 
 

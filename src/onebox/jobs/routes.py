@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from onebox.core.deps import CurrentUserId, SessionDep
 from onebox.core.errors import NotFoundError
+from onebox.core.inputs import PageOffset
 from onebox.jobs.schemas import JobOut
 from onebox.jobs.service import get_job_for_owner, jobs_for_owner
 
@@ -25,7 +26,7 @@ async def list_jobs(
     session: SessionDep,
     user_id: CurrentUserId,
     limit: int = Query(default=50, ge=1, le=200),
-    offset: int = Query(default=0, ge=0),
+    offset: PageOffset = 0,
 ) -> JobPage:
     """Newest first."""
     rows = await jobs_for_owner(session, user_id, limit=limit + 1, offset=offset)
