@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+
 import pytest
 
+from onebox.core.inputs import MAX_PAGE_OFFSET
 from tests.conftest import AppUnderTest
 
 pytestmark = pytest.mark.anyio
@@ -119,3 +123,148 @@ async def test_unknown_parent_message(api: AppUnderTest) -> None:
 async def test_unknown_route_and_method(api: AppUnderTest) -> None:
     _assert_error(await api.client.get("/api/nothing-here"), 404)
     _assert_error(await api.client.put("/api/conversations", json={}), 405)
+
+
+NUL = "before\x00after"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/api/conversations", {"title": NUL}, "title"),
+        ("/api/conversations", {"collection_ids": ["fine", NUL]}, "collection_ids.1"),
+        ("/api/collections", {"name": NUL}, "name"),
+        ("/api/collections", {"name": "ok", "description": NUL}, "description"),
+        ("/api/keys", {"name": NUL}, "name"),
+        ("/api/auth/login", {"email": NUL, "password": "secret"}, "email"),
+        ("/api/auth/signup", {"email": "a@example.com", "password": NUL}, "password"),
+        ("/api/search", {"query": NUL, "collection_ids": ["c"]}, "query"),
+    ],
+)
+async def test_nul_characters_are_a_400_and_nothing_is_stored(
+    api: AppUnderTest, path: str, body: dict[str, object], param: str
+) -> None:
+    # PostgreSQL text cannot hold NUL: before this was refused up front, each was a 500.
+    error = _assert_error(await api.client.post(path, json=body), 400)
+    assert error["param"] == param
+    assert "NUL" in error["message"]
+    assert (await api.client.get("/api/conversations")).json()["items"] == []
+    assert (await api.client.get("/api/collections")).json()["items"] == []
+    assert (await api.client.get("/api/keys")).json() == []
+
+
+async def test_nul_in_an_update_or_a_message_changes_nothing(api: AppUnderTest) -> None:
+    conversation_id = await _conversation(api)
+    path = f"/api/conversations/{conversation_id}"
+    error = _assert_error(await api.client.patch(path, json={"title": NUL}), 400)
+    assert error["param"] == "title"
+    error = _assert_error(await api.client.post(f"{path}/messages", json={"content": NUL}), 400)
+    assert error["param"] == "content"
+    kept = (await api.client.get(path)).json()
+    assert kept["title"] == "t"
+    assert kept["messages"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/chat/completions", {"model": NUL, "messages": [{"role": "user", "content": "hi"}]},
+         "model"),
+        ("/v1/chat/completions", {"model": "fake-echo", "messages": [{"role": "user",
+         "content": NUL}]}, "messages.0.content"),
+        ("/v1/chat/completions", {"model": "fake-echo", "messages": [{"role": "user",
+         "content": [{"type": "text", "text": NUL}]}]}, "messages.0.content"),
+        ("/v1/chat/completions", {"model": "fake-echo", "messages": [{"role": "user",
+         "content": "hi"}], "stop": ["ok", NUL]}, "stop"),
+        ("/v1/embeddings", {"input": ["fine", NUL]}, "input"),
+    ],
+)  # fmt: skip
+async def test_nul_characters_on_the_openai_api_are_a_400(
+    api: AppUnderTest, path: str, body: dict[str, object], param: str
+) -> None:
+    error = _assert_error(await api.client.post(path, json=body), 400)
+    assert error["param"] == param
+    assert "NUL" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/conversations/{id}%00"),
+        ("PATCH", "/api/conversations/{id}%00"),
+        ("DELETE", "/api/conversations/{id}%00"),
+        ("GET", "/api/collections/a%00b/documents"),
+        ("DELETE", "/api/keys/a%00b"),
+        ("GET", "/api/conversations?include_archived=true&x=%00"),
+    ],
+)
+async def test_nul_characters_in_the_url_are_a_400(
+    api: AppUnderTest, method: str, path: str
+) -> None:
+    conversation_id = await _conversation(api)
+    path = path.format(id=conversation_id)
+    body = {"title": "changed"} if method == "PATCH" else None
+    error = _assert_error(await api.client.request(method, path, json=body), 400)
+    assert "NUL" in error["message"]
+    kept = await api.client.get(f"/api/conversations/{conversation_id}")
+    assert kept.json()["title"] == "t"
+
+
+HUGE_OFFSET = 2**63  # one past the largest integer SQLite and PostgreSQL can bind
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/conversations", "/api/jobs", "/api/admin/users", "/api/collections/{id}/documents"],
+)
+async def test_page_offsets_are_bounded(api: AppUnderTest, path: str) -> None:
+    collection = (await api.client.post("/api/collections", json={"name": "c"})).json()
+    path = path.format(id=collection["id"])
+    too_far = await api.client.get(path, params={"offset": HUGE_OFFSET})
+    error = _assert_error(too_far, 422)  # as every other bad page parameter
+    assert error["param"] == "query.offset"
+    farthest = await api.client.get(path, params={"offset": MAX_PAGE_OFFSET})
+    assert farthest.status_code == 200, farthest.text
+
+
+async def _chunked(payload: bytes, piece: int = 16 * 1024) -> AsyncIterator[bytes]:
+    """A generator body: httpx sends it chunked, with no Content-Length to check up front."""
+    for start in range(0, len(payload), piece):
+        yield payload[start : start + piece]
+
+
+JSON = {"content-type": "application/json"}
+OVERSIZED = b'{"content": "' + b"x" * (70 * 1024) + b'"}'  # the limit here is 64 KB
+
+
+async def test_oversized_chunked_bodies_are_a_413(
+    api: AppUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation_id = await _conversation(api)
+    for path in (
+        "/v1/chat/completions",
+        "/api/conversations",
+        f"/api/conversations/{conversation_id}/messages",
+    ):
+        response = await api.client.post(path, content=_chunked(OVERSIZED), headers=JSON)
+        assert response.request.headers["transfer-encoding"] == "chunked"
+        error = _assert_error(response, 413)
+        assert error["type"] == "payload_too_large"
+        assert "limit" in error["message"]
+    # No traceback logged: a body too large is the client's mistake, not a server error.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await _messages(api, conversation_id) == []
+    assert len((await api.client.get("/api/conversations")).json()["items"]) == 1
+
+
+async def test_chunked_bodies_within_the_limit_are_read(api: AppUnderTest) -> None:
+    body = b'{"title": "sent in pieces"}'
+    response = await api.client.post("/api/conversations", content=_chunked(body, 5), headers=JSON)
+    assert response.status_code == 201, response.text
+    assert response.json()["title"] == "sent in pieces"
+    chat = b'{"model": "fake-echo", "messages": [{"role": "user", "content": "hi"}]}'
+    response = await api.client.post(
+        "/v1/chat/completions", content=_chunked(chat, 7), headers=JSON
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["message"]["content"] == "Echo: hi"

@@ -3,6 +3,7 @@ survives and other documents are unaffected."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,67 @@ async def test_urls_to_internal_addresses_and_odd_schemes_are_refused(api: AppUn
         assert response.json()["error"]["message"]
     listed = await api.client.get(f"/api/collections/{collection['id']}/documents")
     assert listed.json()["items"] == []
+
+
+def _multipart(filename_header: bytes, data: bytes) -> tuple[bytes, dict[str, str]]:
+    """A multipart body written by hand: the filename goes out exactly as given (httpx,
+    like browsers, would percent-escape control characters in it)."""
+    boundary = b"onebox-test-boundary"
+    body = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="files"; ' + filename_header + b"\r\n"
+        b"Content-Type: text/markdown\r\n\r\n" + data + b"\r\n--" + boundary + b"--\r\n"
+    )
+    return body, {"content-type": f"multipart/form-data; boundary={boundary.decode()}"}
+
+
+@pytest.mark.parametrize(
+    ("filename_header", "stored"),
+    [
+        (b'filename="nul\x00in the\tname.md"', "nulin the name.md"),
+        (b'filename="bidi\xe2\x80\xaeand\x01control\x7f.md"', "bidiandcontrol.md"),
+        (b'filename="' + b"long" * 100 + b'.md"', "long" * 63 + ".md"),
+    ],
+)
+async def test_upload_names_are_stored_clean(
+    api: AppUnderTest, filename_header: bytes, stored: str
+) -> None:
+    collection = await create_collection(api.client)
+    body, headers = _multipart(filename_header, GOOD)
+    path = f"/api/collections/{collection['id']}/documents"
+    response = await api.client.post(path, content=body, headers=headers)
+    assert response.status_code == 202, response.text
+    assert [d["filename"] for d in response.json()["documents"]] == [stored]
+    items = await wait_for_documents(api.client, collection["id"], expected=1)
+    assert items[0]["filename"] == stored
+    assert items[0]["status"] == "ready"
+
+
+async def test_archive_entry_names_are_stored_clean(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    bundle = make_zip({"notes/first\nsecond.md": GOOD, "tab\there.md": GOOD + b"more"})
+    response = await upload(api.client, collection["id"], [("bundle.zip", bundle)])
+    assert response.status_code == 202, response.text
+    names = sorted(d["filename"] for d in response.json()["documents"])
+    assert names == ["bundle.zip/notes/first second.md", "bundle.zip/tab here.md"]
+
+
+async def test_chunked_upload_over_its_limit_is_a_413(api: AppUnderTest) -> None:
+    collection = await create_collection(api.client)
+    # The whole body's limit is four files' worth (64 KB each here), not the JSON limit.
+    body, headers = _multipart(b'filename="big.md"', b"word " * (300 * 1024 // 5))
+
+    async def pieces(payload: bytes) -> AsyncIterator[bytes]:
+        for start in range(0, len(payload), 32 * 1024):
+            yield payload[start : start + 32 * 1024]
+
+    path = f"/api/collections/{collection['id']}/documents"
+    response = await api.client.post(path, content=pieces(body), headers=headers)
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["type"] == "payload_too_large"
+    fits, headers = _multipart(b'filename="fits.md"', GOOD)
+    response = await api.client.post(path, content=pieces(fits), headers=headers)
+    assert response.status_code == 202, response.text
+    listed = await api.client.get(f"/api/collections/{collection['id']}/documents")
+    assert [d["filename"] for d in listed.json()["items"]] == ["fits.md"]

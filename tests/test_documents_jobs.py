@@ -61,6 +61,12 @@ class _Site(BaseHTTPRequestHandler):
         if self.path in PAGES:
             self._send(PAGES[self.path], "text/html; charset=utf-8")
             return
+        if self.path == "/loop.html":
+            self.send_response(302)
+            self.send_header("location", "/loop.html")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         self.send_response(404)
         self.end_headers()
 
@@ -146,6 +152,16 @@ async def test_slow_site_fails_alone_and_the_worker_goes_on(api, site: str) -> N
     items = by_name(await wait_for_documents(client, collection["id"], expected=3, max_wait=30))
     assert "404" in items[f"{site}/nope.html"]["error"]
     assert items[f"{site}/nope.html"]["job"]["attempts"] == 1  # a 404 is not retried
+
+
+async def test_a_redirect_loop_fails_at_once(api, site: str) -> None:  # type: ignore[no-untyped-def]
+    collection = await create_collection(api.client)
+    path = f"/api/collections/{collection['id']}/urls"
+    assert (await api.client.post(path, json={"url": f"{site}/loop.html"})).status_code == 202
+    [item] = await wait_for_documents(api.client, collection["id"], expected=1, max_wait=30)
+    assert item["status"] == "failed"
+    assert "redirected more than" in item["error"]
+    assert item["job"]["attempts"] == 1  # following the loop again cannot end differently
 
 
 async def test_a_job_cut_off_by_a_crash_resumes_on_the_next_start(settings: Settings) -> None:

@@ -232,9 +232,10 @@ async def test_redirects_are_followed_and_every_hop_resolved(server: _Server) ->
 
 async def test_too_many_redirects(server: _Server) -> None:
     server.routes["/loop"] = redirect("/loop")
-    with pytest.raises(FetchError, match="redirected more than 2 times"):
+    with pytest.raises(FetchError, match="redirected more than 2 times") as caught:
         await fetch_url(f"http://127.0.0.1:{server.port}/loop", intranet(max_redirects=2))
     assert len(server.requests) == 3
+    assert not caught.value.retryable  # the loop is how the site is set up: never retried
 
 
 async def test_redirect_to_loopback_is_refused_before_connecting(server: _Server) -> None:

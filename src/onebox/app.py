@@ -17,7 +17,7 @@ from onebox.chat.turn import Turns
 from onebox.core.db import create_engine, create_sessionmaker
 from onebox.core.errors import install_error_handlers
 from onebox.core.logging import configure_logging
-from onebox.core.middleware import JsonBodyGuard
+from onebox.core.middleware import JsonBodyGuard, NulInUrlGuard
 from onebox.core.migrate import upgrade
 from onebox.core.security import SecurityHeaders, WidgetCors
 from onebox.core.settings import Settings
@@ -174,6 +174,7 @@ def create_app(
             return await UserRepository(session).widget_origins()
 
     app.add_middleware(WidgetCors, load_origins=widget_origins)
+    app.add_middleware(NulInUrlGuard)
     app.add_middleware(SecurityHeaders)
     app.include_router(health_router)
     app.include_router(chat_router)

@@ -18,6 +18,7 @@ from onebox.chat.schemas import (
 from onebox.chat.service import ChatService
 from onebox.chat.turn import TurnRequest
 from onebox.core.errors import BadRequestError, ConflictError
+from onebox.core.inputs import PageOffset
 from onebox.core.pagination import Page
 from onebox.core.sse import SSE_HEADERS, format_event
 from onebox.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
@@ -43,7 +44,7 @@ async def list_conversations(
     session: SessionDep,
     user_id: CurrentUserId,
     limit: int = Query(default=50, ge=1, le=200),
-    offset: int = Query(default=0, ge=0),
+    offset: PageOffset = 0,
     include_archived: bool = False,
 ) -> Page[ConversationOut]:
     rows = await ChatService(session).list_conversations(

@@ -6,16 +6,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from onebox.chat.rendering import render_markdown
+from onebox.core.inputs import Text
 
 
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(default="", max_length=200)
-    model: str | None = Field(
+    title: Text = Field(default="", max_length=200)
+    model: Text | None = Field(
         default=None, description="Model name or alias; default model if unset"
     )
-    collection_ids: list[str] = Field(
+    collection_ids: list[Text] = Field(
         default_factory=list, max_length=50, description="Collections answers draw on"
     )
 
@@ -23,11 +24,11 @@ class ConversationCreate(BaseModel):
 class ConversationUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title: Text | None = Field(default=None, min_length=1, max_length=200)
     pinned: bool | None = None
     archived: bool | None = None
-    model: str | None = Field(default=None, min_length=1, max_length=200)
-    collection_ids: list[str] | None = Field(default=None, max_length=50)
+    model: Text | None = Field(default=None, min_length=1, max_length=200)
+    collection_ids: list[Text] | None = Field(default=None, max_length=50)
 
 
 class ConversationOut(BaseModel):
@@ -46,8 +47,8 @@ class ConversationOut(BaseModel):
 class MessageCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str
-    parent_id: str | None = Field(
+    content: Text
+    parent_id: Text | None = Field(
         default=None,
         description="Reply under this message (edits branch); defaults to the newest message",
     )

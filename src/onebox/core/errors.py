@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from onebox.core.inputs import NUL_ERROR_TYPE
+
 logger = logging.getLogger(__name__)
 
 
@@ -115,7 +117,8 @@ def _describe_validation_error(exc: RequestValidationError) -> tuple[int, str, s
         message = f"{param}: {message}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"
-    return 422, message, param
+    # Well-formed but unusable text is a bad value, as the services' own checks say (400).
+    return 400 if kind == NUL_ERROR_TYPE else 422, message, param
 
 
 def install_error_handlers(app: FastAPI) -> None:

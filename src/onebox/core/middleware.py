@@ -1,4 +1,5 @@
-"""ASGI guards that run before routing: body size and content type on the JSON API."""
+"""ASGI guards that run before routing: body size (chunked bodies included) and content
+type on the JSON API, and NUL characters in any URL."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onebox.core.errors import error_body
+from onebox.core.errors import APIError, error_body
 
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 
@@ -26,8 +27,16 @@ async def _send_error(send: Send, status: int, message: str, error_type: str) ->
     await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class RequestBodyTooLargeError(APIError):
+    """Raised from ``receive`` once a body passes its limit. An ``APIError``, so endpoints
+    that speak ASGI themselves answer it as they answer any other bad request."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"The request body is larger than the limit of {limit} bytes",
+            "payload_too_large",
+        )
 
 
 class JsonBodyGuard:
@@ -90,34 +99,64 @@ class JsonBodyGuard:
             )
             return
 
+        # A body without Content-Length (chunked) is only found too large while the app
+        # reads it, and apps wrap read errors in their own answers (FastAPI's 400 "error
+        # parsing the body", an endpoint's 500). Whatever the app then sends or raises,
+        # the client gets the 413.
         received = 0
-        response_started = False
+        over_limit = False
+        started = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, over_limit
+            if over_limit:
+                raise RequestBodyTooLargeError(limit)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLargeError
+                    over_limit = True
+                    raise RequestBodyTooLargeError(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
+        async def guarded_send(message: Message) -> None:
+            nonlocal started, replaced
+            if replaced:
+                return  # the rest of the app's own answer to the oversized body
             if message["type"] == "http.response.start":
-                response_started = True
+                if over_limit:
+                    replaced = True
+                    await self._too_large(send, limit)
+                    return
+                started = True
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not response_started:
-                await self._too_large(send, limit)
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not over_limit or started:
+                raise
+        if over_limit and not started and not replaced:
+            await self._too_large(send, limit)
 
     async def _too_large(self, send: Send, limit: int) -> None:
-        await _send_error(
-            send,
-            413,
-            f"The request body is larger than the limit of {limit} bytes",
-            "payload_too_large",
-        )
+        error = RequestBodyTooLargeError(limit)
+        await _send_error(send, error.status_code, error.message, error.error_type)
+
+
+class NulInUrlGuard:
+    """Refuses URLs whose path or query holds NUL (``%00``) with a 400. Ids in the path
+    reach database lookups as they are, and PostgreSQL text cannot hold NUL (a 500);
+    request bodies have the same rule in their schemas (``onebox.core.inputs.Text``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            await _send_error(
+                send, 400, "The URL must not contain NUL (%00) characters", "invalid_request_error"
+            )
+            return
+        await self.app(scope, receive, send)

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.datastructures import FormData, UploadFile
 
 from onebox.core.errors import APIError, BadRequestError, PayloadTooLargeError
+from onebox.core.inputs import PageOffset
 from onebox.core.pagination import Page
 from onebox.core.settings import Settings
 from onebox.deps import CurrentPrincipal, CurrentUserId, SessionDep, StateDep
+from onebox.documents.filenames import safe_filename, upload_filename
 from onebox.documents.ingestion.fetching import (
     BlockedURLError,
     FetchError,
@@ -127,18 +129,18 @@ async def list_documents(
     user_id: CurrentUserId,
     state: StateDep,
     limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: PageOffset = 0,
 ) -> Page[DocumentOut]:
     service = DocumentService(session, state.settings)
     rows = await service.list_documents(user_id, collection_id, limit=limit + 1, offset=offset)
     return Page[DocumentOut].from_rows(await service.documents_out(rows), limit, offset)
 
 
-async def _read_upload(upload: UploadFile, limit: int) -> bytes:
+async def _read_upload(upload: UploadFile, name: str, limit: int) -> bytes:
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLargeError(
-            f"{upload.filename} is larger than the limit of {limit // (1024 * 1024)} MB",
+            f"{name} is larger than the limit of {limit // (1024 * 1024)} MB",
             param="files",
         )
     return data
@@ -185,16 +187,16 @@ async def _expand_uploads(
     errors: list[Exception] = []
     limits = parse_limits(settings)
     for upload in uploads:
-        name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
+        name = upload_filename(upload.filename)
         try:
-            data = await _read_upload(upload, settings.max_upload_bytes)
+            data = await _read_upload(upload, name, settings.max_upload_bytes)
             expanded = expand_upload(name, data, limits)
         except (PayloadTooLargeError, ParseError) as exc:
             skipped.append(Skipped(filename=name, reason=getattr(exc, "message", str(exc))))
             errors.append(exc)
             continue
         files.extend(expanded.files)
-        skipped.extend(Skipped(filename=n, reason=r) for n, r in expanded.skipped)
+        skipped.extend(Skipped(filename=safe_filename(n), reason=r) for n, r in expanded.skipped)
     return files, skipped, errors
 
 

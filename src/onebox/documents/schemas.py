@@ -4,21 +4,22 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from onebox.core.inputs import Text
 from onebox.jobs.schemas import JobOut
 
 
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=2000)
+    name: Text = Field(min_length=1, max_length=200)
+    description: Text = Field(default="", max_length=2000)
 
 
 class CollectionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=2000)
+    name: Text | None = Field(default=None, min_length=1, max_length=200)
+    description: Text | None = Field(default=None, max_length=2000)
 
 
 class CollectionOut(BaseModel):
@@ -75,7 +76,7 @@ class IngestResult(BaseModel):
 class UrlIngest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000)
+    url: Text = Field(min_length=1, max_length=2000)
     sitemap: bool = Field(default=False, description="The URL is a sitemap: ingest its pages")
 
 
@@ -95,10 +96,10 @@ class ChunkOut(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=4000)
-    collection_ids: list[str] = Field(min_length=1, max_length=50)
+    query: Text = Field(min_length=1, max_length=4000)
+    collection_ids: list[Text] = Field(min_length=1, max_length=50)
     limit: int = Field(default=5, ge=1, le=50)
-    mode: str = Field(default="hybrid", pattern="^(hybrid|dense|keyword)$")
+    mode: Text = Field(default="hybrid", pattern="^(hybrid|dense|keyword)$")
 
 
 class SourceOut(BaseModel):

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.errors import APIError, BadRequestError, ConflictError, NotFoundError
 from onebox.core.settings import Settings
+from onebox.documents.filenames import safe_filename
 from onebox.documents.ingestion.parsing import ParseError, detect_media_type
 from onebox.documents.ingestion.parsing.base import ParseLimits, SourceFile
 from onebox.documents.models import Collection, Document, DocumentStatus
@@ -174,20 +175,21 @@ class DocumentService:
         added = Added()
         for position, file in enumerate(files):
             uri = source_uris[position] if source_uris else ""
+            name = safe_filename(file.name)
             try:
-                media_type = detect_media_type(file.name, file.data)
+                media_type = detect_media_type(name, file.data)
             except ParseError as exc:
-                added.skipped.append(Skipped(filename=file.name, reason=str(exc)))
+                added.skipped.append(Skipped(filename=name, reason=str(exc)))
                 continue
             digest = content_hash(file.data)
             existing = await self.repository.by_hash(collection.id, digest)
             if existing is not None:
-                added.duplicates.append(Duplicate(filename=file.name, document_id=existing.id))
+                added.duplicates.append(Duplicate(filename=name, document_id=existing.id))
                 continue
             document = Document(
                 collection_id=collection.id,
                 owner_id=owner_id,
-                filename=file.name[:500],
+                filename=name,
                 source=source,
                 source_uri=uri,
                 media_type=media_type,
@@ -211,7 +213,7 @@ class DocumentService:
             document = Document(
                 collection_id=collection.id,
                 owner_id=owner_id,
-                filename=url[:500],
+                filename=safe_filename(url, limit=500),  # a sitemap's <loc> is raw text
                 source="url",
                 source_uri=url,
                 content_hash=placeholder,

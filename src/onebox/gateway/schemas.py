@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from onebox.core.inputs import NulFree, Text
 
 
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatCompletionMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    content: Annotated[str | list[TextPart] | None, NulFree] = None
+    name: Text | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -39,7 +41,7 @@ class ChatCompletionRequest(BaseModel):
     # Unknown OpenAI parameters are ignored, as the inference servers we front do.
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(min_length=1, max_length=200)
+    model: Text = Field(min_length=1, max_length=200)
     messages: list[ChatCompletionMessage] = Field(min_length=1, max_length=2000)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -47,13 +49,13 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    stop: str | list[str] | None = None
+    stop: Annotated[str | list[str] | None, NulFree] = None
     seed: int | None = None
     n: int = 1
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    user: str | None = Field(default=None, max_length=256)
-    collections: list[str] | None = Field(
+    user: Text | None = Field(default=None, max_length=256)
+    collections: list[Text] | None = Field(
         default=None,
         min_length=1,
         max_length=50,
@@ -86,10 +88,10 @@ class EmbeddingRequest(BaseModel):
     # ``input`` is checked by hand in gateway/embeddings.py: a union's errors read badly.
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = Field(default=None, min_length=1, max_length=200)
-    input: JsonValue
+    model: Text | None = Field(default=None, min_length=1, max_length=200)
+    input: Annotated[JsonValue, NulFree]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
-    user: str | None = Field(default=None, max_length=256)
+    user: Text | None = Field(default=None, max_length=256)
     # Not OpenAI's: lets retrieval clients ask for query embeddings (as Cohere, Voyage do).
     input_type: Literal["query", "document", "passage"] = "document"

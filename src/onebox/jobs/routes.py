@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from onebox.core.errors import NotFoundError
+from onebox.core.inputs import PageOffset
 from onebox.core.pagination import Page
 from onebox.deps import CurrentUserId, SessionDep
 from onebox.jobs.schemas import JobOut
@@ -18,7 +19,7 @@ async def list_jobs(
     session: SessionDep,
     user_id: CurrentUserId,
     limit: int = Query(default=50, ge=1, le=200),
-    offset: int = Query(default=0, ge=0),
+    offset: PageOffset = 0,
 ) -> Page[JobOut]:
     """Newest first."""
     rows = await jobs_for_owner(session, user_id, limit=limit + 1, offset=offset)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 
 from onebox.core.errors import BadRequestError, NotFoundError
+from onebox.core.inputs import PageOffset
 from onebox.deps import AdminPrincipal, SessionDep, StateDep
 from onebox.users.keys import KeyService
 from onebox.users.repository import UserRepository
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/api/admin", tags=["admin"])
 @router.get("/users", response_model=list[UserOut])
 async def list_users(
     admin: AdminPrincipal, session: SessionDep,
-    limit: int = Query(default=100, ge=1, le=500), offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=500), offset: PageOffset = 0,
 ) -> list[UserOut]:  # fmt: skip
     users = await UserRepository(session).list_users(limit=limit, offset=offset)
     return [UserOut.model_validate(user) for user in users]

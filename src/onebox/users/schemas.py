@@ -4,6 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from onebox.core.inputs import Text
+
 
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -20,19 +22,19 @@ class UserOut(BaseModel):
 class LoginIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
+    email: Text = Field(max_length=320)
+    password: Text = Field(max_length=1024)
 
 
 class SignupIn(LoginIn):
-    display_name: str = Field(default="", max_length=200)
+    display_name: Text = Field(default="", max_length=200)
 
 
 class PasswordChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    current_password: str = Field(max_length=1024)
-    new_password: str = Field(max_length=1024)
+    current_password: Text = Field(max_length=1024)
+    new_password: Text = Field(max_length=1024)
 
 
 class MeOut(BaseModel):
@@ -49,17 +51,17 @@ class AuthConfigOut(BaseModel):
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(default="", max_length=200)
-    kind: str = Field(default="secret", pattern="^(secret|widget)$")
+    name: Text = Field(default="", max_length=200)
+    kind: Text = Field(default="secret", pattern="^(secret|widget)$")
     expires_at: datetime | None = None
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_day: int | None = Field(default=None, ge=1)
     tokens_per_month: int | None = Field(default=None, ge=1)
     concurrent_streams: int | None = Field(default=None, ge=1)
-    models: list[str] | None = Field(default=None, max_length=100)
-    collections: list[str] | None = Field(default=None, max_length=100)
-    allowed_origins: list[str] | None = Field(default=None, max_length=50)
+    models: list[Text] | None = Field(default=None, max_length=100)
+    collections: list[Text] | None = Field(default=None, max_length=100)
+    allowed_origins: list[Text] | None = Field(default=None, max_length=50)
 
 
 class KeyOut(BaseModel):
@@ -91,16 +93,16 @@ class KeyCreated(BaseModel):
 class AdminUserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    role: str = Field(default="user", pattern="^(admin|user)$")
-    display_name: str = Field(default="", max_length=200)
+    email: Text = Field(max_length=320)
+    password: Text = Field(max_length=1024)
+    role: Text = Field(default="user", pattern="^(admin|user)$")
+    display_name: Text = Field(default="", max_length=200)
 
 
 class AdminUserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str | None = Field(default=None, pattern="^(admin|user)$")
+    role: Text | None = Field(default=None, pattern="^(admin|user)$")
     is_active: bool | None = None
 
 

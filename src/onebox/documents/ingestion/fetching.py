@@ -81,7 +81,9 @@ def _redirect_target(url: httpx.URL, location: str) -> str:
     try:
         return str(url.join(location))
     except httpx.InvalidURL:
-        raise FetchError(f"{url} redirected to an invalid URL {location[:200]!r}") from None
+        raise FetchError(
+            f"{url} redirected to an invalid URL {location[:200]!r}", retryable=False
+        ) from None
 
 
 def _timed_out(url: str, policy: FetchPolicy) -> FetchError:
@@ -119,7 +121,8 @@ async def _fetch(url: str, policy: FetchPolicy, client: httpx.AsyncClient) -> Fe
             content_type=content_type.strip() if content_type else None,
             filename=filename_for(target.url, response.headers, content_type),
         )
-    raise FetchError(f"{url} redirected more than {policy.max_redirects} times")
+    # A loop (or a chain this long) is how the site is set up; asking again follows it again.
+    raise FetchError(f"{url} redirected more than {policy.max_redirects} times", retryable=False)
 
 
 async def _send(
