@@ -20,7 +20,7 @@ from onebox.core.logging import configure_logging
 from onebox.core.middleware import JsonBodyGuard
 from onebox.core.migrate import upgrade
 from onebox.core.ratelimits import RequestLimiter, limits_config
-from onebox.core.security import SecurityHeaders, WidgetCors
+from onebox.core.security import DistrustServerProxyHeaders, SecurityHeaders, WidgetCors
 from onebox.core.settings import Settings
 from onebox.core.state import AppState
 from onebox.documents.routes import router as documents_router
@@ -168,6 +168,7 @@ def create_app(
 
     app.add_middleware(WidgetCors, load_origins=widget_origins)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(DistrustServerProxyHeaders)  # outermost: no route sees a forged peer
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)

@@ -78,8 +78,9 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     principal: Principal | None = None
     try:
         principal = await authenticate_v1(
-            state, _header(scope, b"authorization"), _header(scope, b"origin")
-        )
+            state, _header(scope, b"authorization"), _header(scope, b"origin"), _peer(scope),
+            scope["headers"],
+        )  # fmt: skip
         request = parse_request(await _read_body(receive))
         sources = None
         if request.collections is not None:
