@@ -162,11 +162,15 @@ def run_live_server(
     settings: Settings,
     provider: ChatProvider,
     app_factory: Callable[[Settings], FastAPI] | None = None,
+    *,
+    bind: str = "127.0.0.1",
 ) -> Iterator[LiveServer]:
+    """uvicorn as a user would start it (its defaults, proxy headers included) on ``bind``;
+    the URL always points at loopback."""
     port = free_port()
     app = app_factory(settings) if app_factory else create_app(settings, provider=provider)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(app, host=bind, port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, name="live-server", daemon=True)
     thread.start()

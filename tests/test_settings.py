@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import secrets
+import uuid
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from onebox.core.secret_strength import estimated_entropy_bits
 from onebox.core.settings import Settings
+
+# Made with secrets.token_urlsafe; fixed so a failure is reproducible.
+STRONG_KEY = "hV3qN8sZ_x1LrT0bWk4yPe7mUaGc2JfQdRi9oYs6Xn5EzK-BvtHlMw"
+STRONG_TOKEN = "Q7fLz2Xc9RkPw4NbHs1TyMvG"
 
 
 def test_defaults_put_everything_in_the_data_dir(tmp_path: Path) -> None:
@@ -44,15 +51,56 @@ def test_production_accepts_strong_secrets() -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         env="production",
-        secret_key="k" * 48,
-        api_token="t" * 32,
+        secret_key=STRONG_KEY,
+        api_token=STRONG_TOKEN,
     )
-    assert settings.effective_secret_key() == "k" * 48
+    assert settings.effective_secret_key() == STRONG_KEY
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a" * 36,
+        "k" * 48,
+        "ab" * 20,
+        "password1234" * 3,
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "Tr0ub4dor&3-Tr0ub4dor&3-Tr0ub4dor&3-Tr0ub4dor&3",
+    ],
+)
+def test_production_refuses_low_entropy_secret_keys(key: str) -> None:
+    with pytest.raises(ValidationError, match="ONEBOX_SECRET_KEY is too easy to guess") as raised:
+        Settings(_env_file=None, env="production", secret_key=key, api_token=STRONG_TOKEN)  # type: ignore[call-arg]
+    message = str(raised.value)
+    assert "bits of randomness" in message
+    assert "secrets.token_urlsafe" in message
+    assert key not in message  # the refusal never echoes the secret
+
+
+def test_production_refuses_a_low_entropy_api_token() -> None:
+    with pytest.raises(ValidationError, match="ONEBOX_API_TOKEN is too easy to guess"):
+        Settings(_env_file=None, env="production", secret_key=STRONG_KEY, api_token="t" * 32)  # type: ignore[call-arg]
+
+
+def test_development_keeps_accepting_any_secret(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, secret_key="a" * 36)  # type: ignore[call-arg]
+    assert settings.effective_secret_key() == "a" * 36
+
+
+def test_random_keys_clear_the_entropy_bar() -> None:
+    """Keys made the recommended ways pass nearly always (hex keys carry 4 bits a character
+    and score lowest); the bars sit well below what they carry."""
+    for _ in range(300):
+        assert estimated_entropy_bits(secrets.token_urlsafe(48)) >= 250
+        assert estimated_entropy_bits(secrets.token_urlsafe(24)) >= 80
+        assert estimated_entropy_bits(secrets.token_hex(32)) >= 80
+        assert estimated_entropy_bits(str(uuid.uuid4())) >= 80
+        assert estimated_entropy_bits(secrets.token_urlsafe(18)) >= 56
 
 
 def test_production_refuses_an_open_api() -> None:
     with pytest.raises(ValidationError, match="ONEBOX_API_TOKEN"):
-        Settings(_env_file=None, env="production", secret_key="k" * 48)  # type: ignore[call-arg]
+        Settings(_env_file=None, env="production", secret_key=STRONG_KEY)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(("name", "value"), [("port", 0), ("context_size", 10), ("temperature", 5)])

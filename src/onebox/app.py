@@ -36,6 +36,7 @@ from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
 from onebox.llm.routes import router as models_router
 from onebox.ratelimit import RateLimiter
+from onebox.ratelimit.proxy_trust import DistrustServerProxyHeaders
 from onebox.ratelimit.requests import RequestLimiter, limits_config
 from onebox.state import AppState
 from onebox.usage.routes import router as usage_router
@@ -176,6 +177,7 @@ def create_app(
     app.add_middleware(WidgetCors, load_origins=widget_origins)
     app.add_middleware(NulInUrlGuard)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(DistrustServerProxyHeaders)  # outermost: no route sees a forged peer
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)

@@ -77,6 +77,8 @@ def serve(
         port=settings.port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=10,
+        # The client address is Onebox's to work out, from ONEBOX_TRUSTED_PROXIES alone.
+        proxy_headers=False,
     )
 
 

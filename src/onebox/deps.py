@@ -46,6 +46,20 @@ def unauthenticated(message: str, code: str = "unauthenticated") -> APIError:
     )
 
 
+def require_csrf(request: Request, principal: Principal) -> None:
+    """Cookie-authenticated writes must echo the session's CSRF token."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), (principal.csrf_token or "").encode()):
+        raise APIError(
+            403,
+            "Missing or wrong CSRF token (send the X-CSRF-Token header)",
+            "permission_error",
+            code="csrf_failed",
+        )
+
+
 async def get_principal(request: Request, state: StateDep) -> Principal:
     authorization = request.headers.get("authorization")
     if authorization:
@@ -63,19 +77,10 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
     if cookie:
         principal_or_none = await state.auth.from_session_cookie(cookie)
         if principal_or_none is not None:
-            if request.method not in SAFE_METHODS:
-                sent = request.headers.get(CSRF_HEADER, "")
-                if not hmac.compare_digest(
-                    sent.encode(), (principal_or_none.csrf_token or "").encode()
-                ):
-                    raise APIError(
-                        403,
-                        "Missing or wrong CSRF token (send the X-CSRF-Token header)",
-                        "permission_error",
-                        code="csrf_failed",
-                    )
+            require_csrf(request, principal_or_none)
             return principal_or_none
-    if await state.auth.anonymous_allowed():
+    peer = request.client.host if request.client else None
+    if await state.auth.anonymous_allowed(peer, request.headers):
         return await state.auth.anonymous(state.local_user_id)
     raise unauthenticated("Sign in to continue")
 

@@ -1,12 +1,16 @@
-"""Response hardening for every route, and CORS for widget keys on /v1."""
+"""Response hardening for every route, CORS for widget keys on /v1, and client addresses
+that only ONEBOX_TRUSTED_PROXIES can vouch for."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 BASE_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

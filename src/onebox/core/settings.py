@@ -10,8 +10,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from onebox.core.secret_strength import estimated_entropy_bits
+
 MIN_SECRET_KEY_LENGTH = 32
 MIN_API_TOKEN_LENGTH = 24
+# Estimated bits (see core/secret_strength.py); random keys of the minimum lengths clear them.
+MIN_SECRET_KEY_BITS = 80
+MIN_API_TOKEN_BITS = 56
+_GENERATE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 _WEAK_SECRETS = {"changeme", "secret", "password", "onebox", "dev", "test"}
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name, not a secret)
 
@@ -217,15 +223,16 @@ class Settings(BaseSettings):
         if len(key) < MIN_SECRET_KEY_LENGTH or key.lower() in _WEAK_SECRETS:
             raise ValueError(
                 "ONEBOX_SECRET_KEY must be set to a random value of at least "
-                f"{MIN_SECRET_KEY_LENGTH} characters when ONEBOX_ENV=production "
-                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+                f"{MIN_SECRET_KEY_LENGTH} characters when ONEBOX_ENV=production ({_GENERATE})"
             )
+        _refuse_guessable("ONEBOX_SECRET_KEY", key, MIN_SECRET_KEY_BITS)
         token = self.api_token.get_secret_value() if self.api_token else ""
         if len(token) < MIN_API_TOKEN_LENGTH:
             raise ValueError(
                 f"ONEBOX_API_TOKEN must be set (at least {MIN_API_TOKEN_LENGTH} characters) when "
                 "ONEBOX_ENV=production, so /v1 is never open to the network"
             )
+        _refuse_guessable("ONEBOX_API_TOKEN", token, MIN_API_TOKEN_BITS)
         return self
 
     @property
@@ -254,3 +261,13 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(key)
         return key
+
+
+def _refuse_guessable(name: str, value: str, min_bits: int) -> None:
+    bits = estimated_entropy_bits(value)
+    if bits < min_bits:
+        raise ValueError(
+            f"{name} is too easy to guess for ONEBOX_ENV=production: it holds about "
+            f"{bits:.0f} bits of randomness, at least {min_bits} are needed (repeated or "
+            f"sequential characters count for little; {_GENERATE})"
+        )

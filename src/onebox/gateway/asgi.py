@@ -78,8 +78,9 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send) -> None:
     state: AppState = scope["app"].state.onebox
     try:
         principal = await authenticate_v1(
-            state, _header(scope, b"authorization"), _header(scope, b"origin")
-        )
+            state, _header(scope, b"authorization"), _header(scope, b"origin"), _peer(scope),
+            scope["headers"],
+        )  # fmt: skip
         request = parse_request(await _read_body(receive))
         check_model_allowed(principal, request.model)
         turn = await state.turns.prepare(

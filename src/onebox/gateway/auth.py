@@ -4,6 +4,7 @@ or anyone while Onebox runs in single-user mode on loopback without ONEBOX_API_T
 from __future__ import annotations
 
 from onebox.core.errors import APIError
+from onebox.ratelimit.client_ip import Headers
 from onebox.state import AppState
 from onebox.users.auth import InvalidCredentialsError, Principal
 
@@ -15,9 +16,11 @@ def _invalid(message: str) -> APIError:
     )  # fmt: skip
 
 
-async def authenticate_v1(state: AppState, authorization: str, origin: str) -> Principal:
+async def authenticate_v1(
+    state: AppState, authorization: str, origin: str, peer: str | None, headers: Headers
+) -> Principal:
     if not authorization:
-        if state.settings.api_token is None and await state.auth.anonymous_allowed():
+        if state.settings.api_token is None and await state.auth.anonymous_allowed(peer, headers):
             return await state.auth.anonymous(state.local_user_id)
         raise _invalid("Missing API key. Send it as 'Authorization: Bearer <key>'.")
     scheme, _, credential = authorization.partition(" ")

@@ -18,8 +18,9 @@ from onebox.users.auth import Principal
 
 async def require_api_key(request: Request, state: StateDep) -> Principal:
     return await authenticate_v1(
-        state, request.headers.get("authorization", ""), request.headers.get("origin", "")
-    )
+        state, request.headers.get("authorization", ""), request.headers.get("origin", ""),
+        request.client.host if request.client else None, request.headers,
+    )  # fmt: skip
 
 
 ApiAuth = Annotated[Principal, Depends(require_api_key)]

@@ -16,7 +16,13 @@ process, ``redis://host:port/db`` so every replica shares them::
 
 from onebox.ratelimit.admission import Admission
 from onebox.ratelimit.backends import StorageURL, parse_storage_url
-from onebox.ratelimit.client_ip import client_ip, parse_ip, parse_trusted_proxies
+from onebox.ratelimit.client_ip import (
+    UNVERIFIED_CLIENT,
+    client_ip,
+    parse_ip,
+    parse_trusted_proxies,
+    server_rewritten_client,
+)
 from onebox.ratelimit.limiter import RateLimiter
 from onebox.ratelimit.models import (
     CONCURRENT_STREAMS,
@@ -38,6 +44,7 @@ __all__ = [
     "TOKENS_PER_DAY",
     "TOKENS_PER_MINUTE",
     "TOKENS_PER_MONTH",
+    "UNVERIFIED_CLIENT",
     "Admission",
     "Limits",
     "LimitsConfig",
@@ -51,4 +58,5 @@ __all__ = [
     "parse_ip",
     "parse_storage_url",
     "parse_trusted_proxies",
+    "server_rewritten_client",
 ]

@@ -13,7 +13,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
+
+# The client of a request whose real peer the ASGI server hid (see server_rewritten_client).
+UNVERIFIED_CLIENT = "unverified"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -86,6 +89,54 @@ def _hops(headers: Headers, header: ProxyHeader) -> list[str]:
 
 def _trusted(address: IPAddress, networks: Sequence[IPNetwork]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
+
+
+_FORWARDING: tuple[ProxyHeader, ...] = ("x-forwarded-for", "forwarded")
+
+
+def _hop_host(hop: str) -> str:
+    """A hop as servers read it: ``[v6]:port`` and ``v4:port`` lose the port."""
+    hop = hop.strip().strip('"')
+    if hop.startswith("[") and "]" in hop:
+        return hop[1 : hop.index("]")]
+    return hop.rsplit(":", 1)[0] if hop.count(":") == 1 else hop
+
+
+def _named_in(host: str, headers: Headers) -> bool:
+    address = parse_ip(host)
+    for header in _FORWARDING:
+        for hop in _hops(headers, header):
+            if host in {hop.strip().strip('"'), _hop_host(hop)}:
+                return True
+            if address is not None and parse_ip(hop) == address:
+                return True
+    return False
+
+
+def server_rewritten_client(
+    client: Sequence[Any] | None, server: Sequence[Any] | None, headers: Headers
+) -> str | None:
+    """The address to use instead of ``scope["client"]``, or None to keep it.
+
+    An ASGI server may already have replaced the peer with an address from
+    ``X-Forwarded-For``: uvicorn and gunicorn's uvicorn worker do by default for peers in
+    ``--forwarded-allow-ips`` (127.0.0.1 unless set), so any local process -- or a local proxy
+    relaying a client's header -- could choose its address. Only ONEBOX_TRUSTED_PROXIES may
+    vouch for a forwarded address, so: a request that reached a loopback address came from
+    this machine, and its peer is that address unless the server reported another loopback
+    peer the headers do not name. Elsewhere a peer named by the request's own forwarding
+    headers cannot be told from a forged one and becomes :data:`UNVERIFIED_CLIENT`.
+    """
+    if not any(_header_values(headers, header) for header in _FORWARDING):
+        return None  # nothing a server could have rewritten from
+    host = str(client[0]) if client else ""
+    named = bool(host) and _named_in(host, headers)
+    local = str(server[0]) if server else ""
+    local_address = parse_ip(local)
+    if local_address is not None and local_address.is_loopback:
+        peer = parse_ip(host)
+        return None if peer is not None and peer.is_loopback and not named else local
+    return UNVERIFIED_CLIENT if named else None
 
 
 def client_ip(

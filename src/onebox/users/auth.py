@@ -1,22 +1,26 @@
 """Who is calling: a session cookie, an API key, the admin token, or nobody.
 
-Single-user mode (no sign-in) holds only while no account exists and the server listens
-on loopback; after that every request needs a session or a key.
+Single-user mode (no sign-in) holds only while no account exists, Onebox is configured for
+loopback, and the request itself comes straight from a loopback peer -- whatever address the
+server was actually told to bind. After that every request needs a session or a key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onebox.core.db import utcnow
 from onebox.core.settings import Settings
+from onebox.core.ttl_cache import TTLCache
+from onebox.ratelimit.client_ip import Headers, parse_ip
 from onebox.users.keys import SECRET_PREFIX, WIDGET_PREFIX, KeyLimits
 from onebox.users.models import ApiKey, User
 from onebox.users.repository import UserRepository
@@ -26,10 +30,14 @@ SESSION_COOKIE = "onebox_session"
 CSRF_COOKIE = "onebox_csrf"
 CSRF_HEADER = "x-csrf-token"
 KEY_CACHE_SECONDS = 5.0  # revocation reaches other processes within this time
+KEY_CACHE_ENTRIES = 10_000  # valid keys kept resolved
+MISS_CACHE_ENTRIES = 1_000  # unknown or dead keys remembered (a flood cannot grow memory)
 ACCOUNTS_CACHE_SECONDS = 2.0
 TOUCH_EVERY_SECONDS = 60.0
 
 Method = Literal["anonymous", "session", "api_key", "admin_token", "cli"]
+# A request relayed by a proxy is not a local user, even when the proxy runs on loopback.
+FORWARDING_HEADERS = frozenset({"forwarded", "x-forwarded-for", "x-real-ip"})
 
 
 @dataclass(frozen=True)
@@ -40,9 +48,13 @@ class KeySnapshot:
     collections: tuple[str, ...] | None
     allowed_origins: tuple[str, ...] | None
     limits: KeyLimits
+    expires_at: datetime | None = None
 
     def allows_model(self, name: str) -> bool:
         return self.models is None or name in self.models
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True)
@@ -61,23 +73,39 @@ class InvalidCredentialsError(Exception):
 
 
 def is_loopback(host: str) -> bool:
-    if host in {"localhost", ""}:
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    if host == "localhost":
+        return True
+    address = parse_ip(host)  # also unwraps ::ffff:127.0.0.1
+    return address is not None and address.is_loopback
+
+
+def is_forwarded(headers: Headers) -> bool:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for name, _ in items:
+        text = name.decode("latin-1") if isinstance(name, bytes) else name
+        if text.lower() in FORWARDING_HEADERS:
+            return True
+    return False
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]):
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        key_cache_seconds: float = KEY_CACHE_SECONDS,
+        key_cache_entries: int = KEY_CACHE_ENTRIES,
+        miss_cache_entries: int = MISS_CACHE_ENTRIES,
+    ):
         self.settings = settings
         self.sessionmaker = sessionmaker
         self._secret = hashlib.sha256(
             b"onebox-session-cookie:" + settings.effective_secret_key().encode()
         ).digest()
         self._accounts: tuple[float, bool] = (0.0, False)
-        self._keys: dict[str, tuple[float, Principal | None]] = {}
+        self._keys: TTLCache[str, Principal] = TTLCache(key_cache_entries, key_cache_seconds)
+        self._misses: TTLCache[str, bool] = TTLCache(miss_cache_entries, key_cache_seconds)
         self._touched: dict[str, float] = {}
 
     # --- cookies ----------------------------------------------------------------------
@@ -105,8 +133,13 @@ class Authenticator:
     def forget_accounts_state(self) -> None:
         self._accounts = (0.0, False)
 
-    async def anonymous_allowed(self) -> bool:
-        return is_loopback(self.settings.host) and not await self.accounts_exist()
+    async def anonymous_allowed(self, peer: str | None, headers: Headers) -> bool:
+        """Single-user mode for this request. ``peer`` is the connection's address as the
+        app received it (``request.client.host``); the configured host alone proves nothing,
+        as the server may have been started on 0.0.0.0 whatever the settings say."""
+        if not (is_loopback(self.settings.host) and peer and is_loopback(peer)):
+            return False
+        return not is_forwarded(headers) and not await self.accounts_exist()
 
     # --- resolution -------------------------------------------------------------------
 
@@ -118,30 +151,35 @@ class Authenticator:
         if not is_admin_token and not credential.startswith((SECRET_PREFIX, WIDGET_PREFIX)):
             raise InvalidCredentialsError("Invalid API key")
         digest = token_hash(credential)
-        cached = self._keys.get(digest)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
-            principal = cached[1]
-        else:
+        principal = self._keys.get(digest)
+        if principal is None and self._misses.get(digest) is None:
             if is_admin_token:
                 principal = await self._admin_token_principal()
             else:
                 principal = await self._load_key(digest)
-            self._keys[digest] = (now, principal)
+            if principal is None:
+                self._misses.put(digest, True)
+            else:
+                self._keys.put(digest, principal)
         if is_admin_token and principal is not None:
             return principal
-        if principal is None or principal.key is None:
+        # Expiry is checked on every request: the cache only saves the lookup.
+        if principal is None or principal.key is None or principal.key.expired(utcnow()):
             raise InvalidCredentialsError("Invalid, expired or revoked API key")
         return principal
 
     def forget_key(self, key_hash: str) -> None:
-        self._keys.pop(key_hash, None)
+        self._keys.pop(key_hash)
 
     def forget_user(self, user_id: str) -> None:
         """Drop cached keys of a user who was just disabled or changed role."""
-        for digest, (_, principal) in list(self._keys.items()):
-            if principal is not None and principal.user_id == user_id:
-                self._keys.pop(digest, None)
+        for digest, principal in self._keys.items():
+            if principal.user_id == user_id:
+                self._keys.pop(digest)
+
+    def cached_key_count(self) -> int:
+        """Entries held for bearer credentials, valid and not (bounded by the caps)."""
+        return len(self._keys) + len(self._misses)
 
     async def _load_key(self, digest: str) -> Principal | None:
         async with self.sessionmaker() as session:
@@ -207,6 +245,7 @@ def _key_principal(user: User, key: ApiKey) -> Principal:
             tokens_per_month=key.tokens_per_month,
             concurrent_streams=key.concurrent_streams,
         ),
+        expires_at=key.expires_at,
     )
     return Principal(user.id, user.email, user.is_admin, "api_key", key=snapshot)
 

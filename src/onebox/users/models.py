@@ -20,8 +20,6 @@ class User(IdMixin, TimestampMixin, Base):
     # None for the implicit local user of single-user mode: it cannot log in.
     password_hash: Mapped[str | None] = mapped_column(String(255), default=None)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     @property
     def role(self) -> str:
@@ -30,6 +28,19 @@ class User(IdMixin, TimestampMixin, Base):
     @property
     def is_account(self) -> bool:
         return self.password_hash is not None
+
+
+class LoginFailures(Base):
+    """Consecutive failed sign-ins for one email from one client address, whether or not an
+    account has that email (so a lockout reveals nothing). Only a hash of the pair is kept."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_updated", "updated_at"),)
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuthSession(Base):

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from onebox.users.models import ApiKey, AuditEvent, AuthSession, User
+from onebox.users.models import ApiKey, AuditEvent, AuthSession, LoginFailures, User
 
 
 class UserRepository:
@@ -50,6 +51,42 @@ class UserRepository:
             .offset(offset)
         )
         return result.scalars().all()
+
+    # Sign-in failures --------------------------------------------------------------------
+
+    async def login_locked_until(self, key_hash: str) -> datetime | None:
+        result = await self.session.execute(
+            select(LoginFailures.locked_until).where(LoginFailures.key_hash == key_hash)
+        )
+        return result.scalar_one_or_none()
+
+    async def count_login_failure(self, key_hash: str, when: datetime) -> int:
+        """One more failure for ``key_hash`` (atomic under concurrent attempts): the total."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = (
+            insert(LoginFailures)
+            .values(key_hash=key_hash, failures=1, updated_at=when)
+            .on_conflict_do_update(
+                index_elements=[LoginFailures.key_hash],
+                set_={"failures": LoginFailures.failures + 1, "updated_at": when},
+            )
+            .returning(LoginFailures.failures)
+        )
+        return int((await self.session.execute(statement)).scalar_one())
+
+    async def lock_login(self, key_hash: str, until: datetime) -> None:
+        await self.session.execute(
+            update(LoginFailures)
+            .where(LoginFailures.key_hash == key_hash)
+            .values(locked_until=until)
+        )
+
+    async def clear_login_failures(self, key_hash: str) -> None:
+        await self.session.execute(delete(LoginFailures).where(LoginFailures.key_hash == key_hash))
+
+    async def forget_login_failures_before(self, cutoff: datetime) -> None:
+        await self.session.execute(delete(LoginFailures).where(LoginFailures.updated_at < cutoff))
 
     # Sessions ---------------------------------------------------------------------------
 

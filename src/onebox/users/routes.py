@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from onebox.core.errors import APIError, NotFoundError
-from onebox.deps import CurrentPrincipal, SessionDep, StateDep
+from onebox.deps import CurrentPrincipal, SessionDep, StateDep, require_csrf
 from onebox.state import AppState
 from onebox.users.auth import CSRF_COOKIE, SESSION_COOKIE
 from onebox.users.keys import KeyLimits, KeyService
@@ -53,10 +53,10 @@ def _set_session_cookies(
 
 
 @router.get("/auth/config", response_model=AuthConfigOut)
-async def auth_config(state: StateDep) -> AuthConfigOut:
-    return AuthConfigOut(
-        signup_open=state.settings.signup_open, anonymous=await state.auth.anonymous_allowed()
-    )
+async def auth_config(request: Request, state: StateDep) -> AuthConfigOut:
+    peer = request.client.host if request.client else None
+    anonymous = await state.auth.anonymous_allowed(peer, request.headers)
+    return AuthConfigOut(signup_open=state.settings.signup_open, anonymous=anonymous)
 
 
 @router.post("/auth/login", response_model=MeOut)
@@ -67,7 +67,7 @@ async def login(
     ip = client_ip(request)
     await state.limits.check_login(ip)
     try:
-        user = await service.authenticate(body.email, body.password)
+        user = await service.authenticate(body.email, body.password, source=ip)
     except AuthenticationFailedError:
         await service.audit("login", actor_email=body.email, outcome="denied", ip=ip)
         await session.commit()  # the failure count and the audit entry must stick
@@ -82,8 +82,13 @@ async def login(
 @router.post("/auth/logout", status_code=204)
 async def logout(request: Request, session: SessionDep, state: StateDep) -> Response:
     """Ends the session if there is one, and always clears the cookies (a stale cookie
-    must not keep a browser half signed in)."""
-    token = state.auth.unsign(request.cookies.get(SESSION_COOKIE, ""))
+    must not keep a browser half signed in). A live session must send its CSRF token like
+    any other write, so another site cannot sign the user out."""
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    signed_in = await state.auth.from_session_cookie(cookie) if cookie else None
+    if signed_in is not None:
+        require_csrf(request, signed_in)
+    token = state.auth.unsign(cookie)
     if token:
         await AccountService(session).end_session(token)
         await session.commit()

@@ -18,7 +18,9 @@ from onebox.users.passwords import hash_password, password_problem, verify_passw
 from onebox.users.repository import UserRepository
 
 SESSION_LIFETIME = timedelta(days=14)
-LOCKOUT_AFTER = 5  # consecutive failures before an account is locked for a while
+LOCKOUT_AFTER = 5  # consecutive failures, per email and client, before sign-in is locked
+LOCKOUT_MAX = timedelta(hours=1)
+LOGIN_FAILURES_KEPT = timedelta(days=1)  # failures older than this are forgotten
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
 
 
@@ -96,28 +98,29 @@ class AccountService:
         await self.repository.add(user)
         return user
 
-    async def authenticate(self, email: str, password: str) -> User:
-        """The user for these credentials, or AuthenticationFailedError (same message for a
-        wrong password, an unknown email, a disabled or a locked account)."""
-        failure = AuthenticationFailedError("Incorrect email or password")
-        user = await self.repository.get_by_email(email.strip().lower())
+    async def authenticate(self, email: str, password: str, *, source: str) -> User:
+        """The user for these credentials, or AuthenticationFailedError: the same message for
+        a wrong password, an unknown email or a disabled account, and the same lockout for
+        all of them after LOCKOUT_AFTER failures. Failures count per email *and* ``source``
+        (the client address), so a stranger cannot lock the owner out of an account."""
+        cleaned = email.strip().lower()
+        attempt = token_hash(f"{cleaned}\n{source}")
         now = utcnow()
-        matches = verify_password(user.password_hash if user else None, password)
-        if user is None or not user.is_active:
-            raise failure
-        if user.locked_until is not None and user.locked_until > now:
+        locked_until = await self.repository.login_locked_until(attempt)
+        if locked_until is not None and locked_until > now:
             raise AuthenticationFailedError(
                 "Too many failed attempts; try again later", code="account_locked"
             )
-        if not matches:
-            user.failed_logins += 1
-            if user.failed_logins >= LOCKOUT_AFTER:
-                extra = user.failed_logins - LOCKOUT_AFTER
-                user.locked_until = now + timedelta(seconds=min(30 * 2**extra, 3600))
-            await self.repository.session.flush()
-            raise failure
-        user.failed_logins = 0
-        user.locked_until = None
+        user = await self.repository.get_by_email(cleaned)
+        matches = verify_password(user.password_hash if user else None, password)
+        if user is None or not user.is_active or not matches:
+            failures = await self.repository.count_login_failure(attempt, now)
+            if failures >= LOCKOUT_AFTER:
+                backoff = timedelta(seconds=30 * 2 ** min(failures - LOCKOUT_AFTER, 7))
+                await self.repository.lock_login(attempt, now + min(backoff, LOCKOUT_MAX))
+            await self.repository.forget_login_failures_before(now - LOGIN_FAILURES_KEPT)
+            raise AuthenticationFailedError("Incorrect email or password")
+        await self.repository.clear_login_failures(attempt)
         user.last_login_at = now
         await self.repository.session.flush()
         return user
