@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -85,9 +86,11 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     count = 2_000 if quick else 10_000
     configure_logging("INFO")  # as the server does: record fields it never writes are off
-    directory = multiprocess_directory() or configure_multiprocess(
-        Path(tempfile.mkdtemp(prefix="onebox-bench-metrics-"))
-    )
+    created = None
+    directory = multiprocess_directory()
+    if directory is None:
+        created = Path(tempfile.mkdtemp(prefix="onebox-bench-metrics-"))
+        directory = configure_multiprocess(created)
     current = metrics()
     raw_histogram = Histogram(
         "bench_raw_seconds", "raw", ["model"], registry=None, buckets=E2E_BUCKETS
@@ -194,4 +197,6 @@ def run(quick: bool = False) -> dict[str, Any]:
     print(f"Metrics and access log cost (multiprocess files in {directory}), µs, best of "
           f"{ROUNDS} rounds of {count:,}")  # fmt: skip
     print_table(["what", "µs each"], [[name, value] for name, value in results.items()])
+    if created is not None:  # this process keeps writing there, harmlessly, once unlinked
+        shutil.rmtree(created, ignore_errors=True)
     return {"microseconds": results, "count": count}
