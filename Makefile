@@ -35,9 +35,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar on -e '.[postgres,dev]'
 	@touch $(STAMP)
 
-# Debian chromium drives the browser tests and npm fetches TypeScript for the web UI's
-# type check; each installed once if missing and we can.
+# Debian chromium drives the browser tests, promtool (Debian's prometheus) checks the
+# deploy/prometheus files and npm fetches TypeScript for the web UI's type check; each
+# installed once if missing and we can.
 system-deps:
+	@if ! command -v promtool >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> Installing Debian prometheus (promtool) for the deploy checks"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		else \
+			echo ">> promtool missing and cannot apt-get: the deploy checks fail in CI, skip elsewhere"; \
+		fi; \
+	fi
 	@if [ ! -x /usr/bin/chromium ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo ">> Installing Debian chromium for the browser tests"; \

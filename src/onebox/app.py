@@ -14,9 +14,11 @@ from onebox import __version__
 from onebox.chat.generation import GenerationManager
 from onebox.chat.routes import router as chat_router
 from onebox.chat.turn import Turns
+from onebox.core.access import AccessLog
 from onebox.core.db import create_engine, create_sessionmaker
 from onebox.core.errors import install_error_handlers
 from onebox.core.logging import configure_logging
+from onebox.core.metrics import configure_multiprocess, metrics_directory
 from onebox.core.middleware import JsonBodyGuard, NulInUrlGuard
 from onebox.core.migrate import upgrade
 from onebox.core.security import SecurityHeaders, WidgetCors
@@ -35,6 +37,8 @@ from onebox.llm.base import ChatProvider
 from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
 from onebox.llm.routes import router as models_router
+from onebox.observability.routes import router as observability_router
+from onebox.observability.sampler import Sampler
 from onebox.ratelimit import RateLimiter
 from onebox.ratelimit.proxy_trust import DistrustServerProxyHeaders
 from onebox.ratelimit.requests import RequestLimiter, limits_config
@@ -147,7 +151,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
+        # Before any metric exists: worker processes on this data dir share the files.
+        configure_multiprocess(metrics_directory(settings))
         async with open_state(settings, provider, models) as state:
+            state.sampler = Sampler(state.models, state.turns.running)
+            await state.sampler.start()
             app.state.onebox = state
             logger.info(
                 "Onebox %s ready: models %s (default %s), database %s",
@@ -156,7 +164,10 @@ def create_app(
                 state.models.default,
                 state.engine.url.render_as_string(hide_password=True),
             )
-            yield
+            try:
+                yield
+            finally:
+                await state.sampler.close()
 
     app = FastAPI(title="Onebox", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
@@ -177,7 +188,9 @@ def create_app(
     app.add_middleware(WidgetCors, load_origins=widget_origins)
     app.add_middleware(NulInUrlGuard)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(DistrustServerProxyHeaders)  # outermost: no route sees a forged peer
+    # The request id is set before the routes run and every answer counts.
+    app.add_middleware(AccessLog, log=settings.access_log)
+    app.add_middleware(DistrustServerProxyHeaders)  # outermost: nothing sees a forged peer
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)
@@ -186,6 +199,7 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.include_router(usage_router)
+    app.include_router(observability_router)
     app.router.routes.append(chat_completions_route)
     app.include_router(gateway_router)
     app.include_router(web_router)

@@ -65,8 +65,10 @@ def serve(
     import uvicorn
 
     from onebox.app import create_app
+    from onebox.core.logging import configure_logging
 
     settings = load_settings(data_dir=data_dir, host=host, port=port)
+    configure_logging(settings.log_level)
     console.print(
         f"Onebox {__version__} starting on [bold]http://{settings.host}:{settings.port}[/bold] "
         f"(data in {settings.data_dir.resolve()}); loading the model…"
@@ -76,6 +78,9 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # uvicorn's loggers go through ours (JSON); the app writes its own access lines.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=10,
         # The client address is Onebox's to work out, from ONEBOX_TRUSTED_PROXIES alone.
         proxy_headers=False,

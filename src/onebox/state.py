@@ -17,6 +17,7 @@ from onebox.embeddings.base import Embedder
 from onebox.guard.service import Guard
 from onebox.jobs.dispatch import JobDispatcher
 from onebox.llm.registry import ModelRegistry
+from onebox.observability.sampler import Sampler
 from onebox.ratelimit.requests import RequestLimiter
 from onebox.usage.service import UsageRecorder
 from onebox.users.auth import Authenticator
@@ -42,3 +43,4 @@ class AppState:
     jobs: JobDispatcher
     retriever: Retriever
     started_at: float = field(default_factory=time.time)
+    sampler: Sampler | None = None  # the metrics' clock; servers only, not the CLI

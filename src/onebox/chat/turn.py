@@ -23,8 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onebox.chat.models import Conversation, Message, MessageStatus, Role
 from onebox.chat.service import ChatService
+from onebox.chat.turn_metrics import observe_turn
 from onebox.core.db import new_id
 from onebox.core.errors import APIError, AppError
+from onebox.core.metrics import ModelSeries, metrics
 from onebox.core.settings import Settings
 from onebox.documents.search.answering import retrieval_query, stored_sources, with_sources
 from onebox.documents.search.retrieval import Retriever, Source
@@ -128,6 +130,9 @@ class Turn:
     _finished: bool = False
     _checkpoint: asyncio.Task[None] | None = None
     _next_checkpoint: float = field(default_factory=time.monotonic)
+    _series: ModelSeries | None = None  # the serving model's, from the first chunk on
+    _last_chunk: float = 0.0
+    _running_as: str | None = None
 
     def __post_init__(self) -> None:
         self._next_checkpoint += self.turns.settings.reply_checkpoint_seconds
@@ -149,6 +154,8 @@ class Turn:
         return stored_sources(self.sources, "".join(self.text))
 
     def open(self) -> AsyncGenerator[StreamChunk]:
+        self._running_as = self.route.requested.name
+        self.turns.running[self._running_as] = self.turns.running.get(self._running_as, 0) + 1
         stream = stream_with_fallbacks(self.turns.models, self.route, self.chat_request)
         self._stream = self.turns.guard.filter_output(stream, self.canary)
         return self._stream
@@ -179,6 +186,13 @@ class Turn:
     def _observe(self, chunk: StreamChunk) -> None:
         if isinstance(chunk, TextDelta):
             self.meter.token()
+            # Inter-token gaps go to local buckets (no lock, no file), flushed each second.
+            now = time.perf_counter()
+            if self._series is None:
+                self._series = metrics().model(self.route.model.name)
+            else:
+                self._series.inter_token.observe(now - self._last_chunk)
+            self._last_chunk = now
             self.text.append(chunk.text)
             if self.request.conversation is not None:
                 self._maybe_checkpoint()
@@ -206,6 +220,8 @@ class Turn:
             with contextlib.suppress(Exception):
                 await self._stream.aclose()
         self.meter.finish()
+        if self._running_as is not None:
+            self.turns.running[self._running_as] -= 1
         if status == "error" and self.text:
             status = "partial"
         self.turns.record_usage(self, status, error_type)
@@ -213,6 +229,7 @@ class Turn:
             used = self.usage.prompt_tokens + self.usage.completion_tokens if self.usage else 0
             await asyncio.shield(self.admission.release(used))
         if error_type == OutputBlockedError.__name__:
+            metrics().guard_blocks.labels("output").inc()
             await record_audit(
                 self.turns.sessionmaker, "output_blocked", actor_id=self.request.caller.user_id,
                 outcome="blocked", target=self.request.audit_target, details=error or "",
@@ -244,17 +261,19 @@ class Turns:
         self.limits = limits
         self.usage = usage
         self.retriever = retriever
+        self.running: dict[str, int] = {}  # turns generating now, by requested model
 
     async def prepare(self, session: AsyncSession | None, request: TurnRequest) -> Turn:
         """Every step before generation. Raises an :class:`AppError` (4xx) before anything
         is stored or started; the caller's session holds the new user message, flushed, for
         the door to commit."""
+        arrived = time.perf_counter()
         if session is None:
             async with self.sessionmaker() as own_session:
-                return await self._prepare(own_session, request)
-        return await self._prepare(session, request)
+                return await self._prepare(own_session, request, arrived)
+        return await self._prepare(session, request, arrived)
 
-    async def _prepare(self, session: AsyncSession, request: TurnRequest) -> Turn:
+    async def _prepare(self, session: AsyncSession, request: TurnRequest, arrived: float) -> Turn:
         caller, entry = request.caller, request.model
         if caller.key is not None and not caller.key.allows_model(entry.name):
             raise APIError(
@@ -299,6 +318,7 @@ class Turns:
             canary=canary,
             sources=sources,
             user_message=user_message,
+            meter=GenerationMeter(started=arrived),  # latencies count from the request
         )
         turn.admission = await self.limits.admit(
             caller, request.ip, estimated_tokens=turn.prompt_tokens()
@@ -323,6 +343,7 @@ class Turns:
                 try:
                     verdict = self.guard.check_input(messages[index].content)
                 except APIError as blocked:
+                    metrics().guard_blocks.labels("input").inc()
                     await record_audit(
                         self.sessionmaker, "input_blocked", actor_id=request.caller.user_id,
                         actor_email=request.caller.email, outcome="blocked",
@@ -370,20 +391,20 @@ class Turns:
         served = turn.route.model
         price = served.spec.price
         key = turn.request.caller.key
-        self.usage.record(
-            turn.meter.row(
-                source=turn.request.door,
-                user_id=turn.request.caller.user_id,
-                api_key_id=key.id if key else None,
-                model=served.name,
-                requested_model=turn.route.requested.name,
-                provider=served.spec.provider,
-                usage=turn.usage,
-                cost_per_token=(price.input_per_1m / 1e6, price.output_per_1m / 1e6),
-                status=status,
-                error_type=error_type,
-            )
+        row = turn.meter.row(
+            source=turn.request.door,
+            user_id=turn.request.caller.user_id,
+            api_key_id=key.id if key else None,
+            model=served.name,
+            requested_model=turn.route.requested.name,
+            provider=served.spec.provider,
+            usage=turn.usage,
+            cost_per_token=(price.input_per_1m / 1e6, price.output_per_1m / 1e6),
+            status=status,
+            error_type=error_type,
         )
+        self.usage.record(row)
+        observe_turn(row, turn.request.door, turn.usage)
 
     async def checkpoint(self, turn: Turn) -> None:
         try:

@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    access_log: bool = Field(
+        default=True, description="One JSON line per HTTP request (route, status, duration)"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token required on GET /metrics when set"
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Where worker processes share their Prometheus samples (a local disk or "
+        "tmpfs); defaults to PROMETHEUS_MULTIPROC_DIR, else <data_dir>/metrics",
+    )
 
     # Documents and retrieval.
     embedding_provider: Literal["local", "openai"] = Field(

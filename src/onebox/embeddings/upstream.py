@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from onebox.core.requestid import traced_headers
 from onebox.core.settings import Settings
 from onebox.embeddings.base import Embedder, EmbeddingError, InputKind, Vectors
 from onebox.llm.openai_compat import (
@@ -193,7 +194,10 @@ class OpenAICompatibleEmbedder(Embedder):
         """The 200 response; raises :class:`_Retryable` or, for a 4xx, the final error."""
         try:
             response = await self.client.post(
-                self._url, json=payload, headers=self._headers, timeout=self._timeout(remaining)
+                self._url,
+                json=payload,
+                headers=traced_headers(self._headers),
+                timeout=self._timeout(remaining),
             )
         except httpx.TimeoutException as exc:
             if isinstance(exc, httpx.PoolTimeout):  # our own pool is full: retrying adds load

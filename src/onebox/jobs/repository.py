@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.db import utcnow
@@ -276,3 +276,12 @@ class JobRepository:
             .limit(1)
         )
         return result.scalar_one_or_none()
+
+    async def unfinished_counts(self) -> list[tuple[str, str, int]]:
+        """(kind, status, count) for queued and running jobs: the backlog, for the metrics."""
+        result = await self.session.execute(
+            select(Job.kind, Job.status, func.count())
+            .where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+            .group_by(Job.kind, Job.status)
+        )
+        return [(str(kind), str(status), int(count)) for kind, status, count in result.all()]

@@ -12,6 +12,8 @@ import time
 from datetime import datetime, timedelta
 
 from onebox.core.db import utcnow
+from onebox.core.metrics import metrics
+from onebox.core.requestid import REQUEST_ID_FIELD, request_id, valid_request_id
 from onebox.jobs.base import JobContext, JobServices, PermanentJobError
 from onebox.jobs.registry import resolve
 from onebox.jobs.repository import ClaimedJob, JobRepository
@@ -129,7 +131,27 @@ class _Lease:
 
 async def execute(services: JobServices, job: ClaimedJob) -> None:
     """Run a job this worker has claimed and record how it ended. Never raises, except
-    CancelledError (shutdown), after putting the job back in the queue."""
+    CancelledError (shutdown), after putting the job back in the queue. Its log lines carry
+    the id of the request that queued it."""
+    token = request_id.set(valid_request_id(job.payload.get(REQUEST_ID_FIELD)))
+    started = time.perf_counter()
+    outcome = "released"
+    logger.info("job %s (%s) started, attempt %d", job.id, job.kind, job.attempts)
+    try:
+        outcome = await _execute(services, job)
+    finally:
+        seconds = time.perf_counter() - started
+        metrics().jobs_finished.labels(job.kind, outcome).inc()
+        metrics().job_duration.labels(job.kind).observe(seconds)
+        logger.info(
+            "job %s (%s) %s after %.2fs", job.id, job.kind, outcome, seconds,
+            extra={"fields": {"job_id": job.id, "outcome": outcome}},
+        )  # fmt: skip
+        request_id.reset(token)
+
+
+async def _execute(services: JobServices, job: ClaimedJob) -> str:
+    """The outcome: done, failed, retried, released or lost (another worker has it)."""
     lease = _Lease(services, job)
     try:
         handler = resolve(job.kind)
@@ -155,21 +177,23 @@ async def execute(services: JobServices, job: ClaimedJob) -> None:
             await _stop(heartbeat)
             await _stop(lease.handler_task)
     except asyncio.CancelledError:
-        if lease.lost:
-            return
+        if lease.lost:  # the lease cancelled the handler: another worker has the job
+            return "lost"
         await _finish(services, job, "released")
         raise
     except PermanentJobError as exc:
         logger.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc)
         await _finish(services, job, "failed", failure_reason(exc))
+        return "failed"
     except Exception as exc:
         if lease.lost:
-            return
+            return "lost"
         reason = failure_reason(exc)
         if job.attempts >= job.max_attempts:
             logger.exception("job %s (%s) failed for good", job.id, job.kind)
             attempts = "once" if job.attempts == 1 else f"{job.attempts} times"
             await _finish(services, job, "failed", f"{reason} (tried {attempts})")
+            return "failed"
         else:
             delay = retry_delay(services.settings.job_retry_base_seconds, job.attempts)
             logger.warning(
@@ -184,9 +208,11 @@ async def execute(services: JobServices, job: ClaimedJob) -> None:
             await _finish(
                 services, job, "requeue", reason, run_after=utcnow() + timedelta(seconds=delay)
             )
-    else:
-        if not lease.lost:
-            await _finish(services, job, "done", stage=lease.stage)
+            return "retried"
+    if lease.lost:
+        return "lost"
+    await _finish(services, job, "done", stage=lease.stage)
+    return "done"
 
 
 async def _stop(task: asyncio.Task[None]) -> None:

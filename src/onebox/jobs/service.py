@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onebox.core.db import utcnow
+from onebox.core.requestid import REQUEST_ID_FIELD, request_id
 from onebox.core.settings import Settings
 from onebox.jobs.models import Job, JobStatus
 from onebox.jobs.repository import JobRepository
@@ -28,7 +29,11 @@ async def enqueue(
     settings: Settings,
 ) -> Job:
     """Add a queued job to the caller's transaction (flushed, not committed). Hand its id to
-    the dispatcher only after the commit, so no worker looks for a row it cannot see."""
+    the dispatcher only after the commit, so no worker looks for a row it cannot see. The
+    current request id rides in the payload, so the worker's log lines carry it."""
+    current = request_id.get()
+    if current is not None and REQUEST_ID_FIELD not in payload:
+        payload = {**payload, REQUEST_ID_FIELD: current}
     job = Job(
         kind=kind,
         payload=payload,

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 
 from onebox.core.db import create_engine, create_sessionmaker
+from onebox.core.metrics import configure_multiprocess, metrics_directory
 from onebox.core.migrate import upgrade
 from onebox.core.settings import Settings
 from onebox.jobs.base import JobServices
@@ -24,6 +25,8 @@ async def open_job_services(settings: Settings) -> AsyncIterator[JobServices]:
     from onebox.vectors.factory import build_index
 
     settings.prepare_data_dir()
+    # Job metrics land beside the app's when this worker shares its host and data dir.
+    configure_multiprocess(metrics_directory(settings))
     async with AsyncExitStack() as stack:
         engine = create_engine(settings.resolved_database_url)
         stack.push_async_callback(engine.dispose)

@@ -64,6 +64,16 @@ class ProviderOverloadedError(ProviderError):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True, slots=True)
+class EngineLoad:
+    """How busy an engine that runs in this process is (for the metrics)."""
+
+    running: int
+    waiting: int
+    batch_size: float  # sequences per decode step, averaged since the previous reading
+    kv_cache_usage: float  # share of the KV cache in use, 0..1
+
+
 @dataclass
 class ChatProvider(abc.ABC):
     model_name: str
@@ -83,6 +93,10 @@ class ChatProvider(abc.ABC):
 
     def is_ready(self) -> bool:
         return True
+
+    def engine_load(self) -> EngineLoad | None:
+        """Only for engines running in this process; upstreams report their own."""
+        return None
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens for these messages. Providers without a tokenizer estimate

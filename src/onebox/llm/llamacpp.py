@@ -23,6 +23,7 @@ from onebox.llm.base import (
     ChatProvider,
     ChatRequest,
     ContextWindowExceededError,
+    EngineLoad,
     ProviderError,
     StreamChunk,
     Usage,
@@ -110,6 +111,10 @@ class LlamaCppProvider(ChatProvider):
 
     def is_ready(self) -> bool:
         return self.engine is not None
+
+    def engine_load(self) -> EngineLoad | None:
+        engine = self.engine
+        return engine.load() if engine is not None else None
 
     def _prompt(
         self, engine: LlamaEngine, messages: Sequence[ChatMessage]

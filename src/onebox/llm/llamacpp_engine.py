@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onebox.llm.base import (
+    EngineLoad,
     FinishReason,
     GenerationParams,
     ProviderError,
@@ -120,6 +121,9 @@ class LlamaEngine:
         self.admitted = 0
         self.decode_calls = 0
         self.max_batch_seen = 0
+        self.decode_steps = 0  # generation steps, and the sequences they advanced
+        self.decoded_rows = 0
+        self._load_seen = (0, 0)  # (steps, rows) at the previous load() reading
 
     # -- any thread ------------------------------------------------------------------------
 
@@ -137,6 +141,20 @@ class LlamaEngine:
     @property
     def waiting_requests(self) -> int:
         return len(self._waiting)
+
+    def load(self) -> EngineLoad:
+        """A reading for the metrics, from any thread; approximate by a step at most."""
+        steps, rows = self.decode_steps, self.decoded_rows
+        seen_steps, seen_rows = self._load_seen
+        self._load_seen = (steps, rows)
+        cells = sum(seq.pos for seq in list(self._seqs))
+        capacity = self.slots * self._native.n_ctx_seq if self._native is not None else 0
+        return EngineLoad(
+            running=self._running,
+            waiting=len(self._waiting),
+            batch_size=(rows - seen_rows) / (steps - seen_steps) if steps > seen_steps else 0.0,
+            kv_cache_usage=min(cells / capacity, 1.0) if capacity else 0.0,
+        )
 
     def start(self) -> concurrent.futures.Future[None]:
         """Start the decode thread; the future resolves once the model is loaded."""
@@ -288,6 +306,8 @@ class LlamaEngine:
                 self._fail(seq, "llama.cpp failed while generating")
             return
         self.max_batch_seen = max(self.max_batch_seen, len(seqs))
+        self.decode_steps += 1
+        self.decoded_rows += len(seqs)
         for row, seq in enumerate(seqs):
             seq.pos += 1
             self._accept(native, seq, self._sample(native, seq, row))

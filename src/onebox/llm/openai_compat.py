@@ -42,6 +42,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from onebox.core.metrics import metrics
+from onebox.core.requestid import traced_headers
 from onebox.llm.base import (
     ChatProvider,
     ChatRequest,
@@ -213,6 +215,7 @@ class OpenAICompatProvider(ChatProvider):
         deadline = loop.time() + self.total_timeout
         payload = self._payload(request)
         display = self._display
+        headers = traced_headers(self._headers)
         attempt = 0
         streamed = 0  # content deltas yielded
         try:
@@ -225,7 +228,7 @@ class OpenAICompatProvider(ChatProvider):
                         "POST",
                         self._url,
                         json=payload,
-                        headers=self._headers,
+                        headers=headers,
                         timeout=self._timeout(deadline - loop.time()),
                     ) as response:
                         if response.status_code != 200:
@@ -288,6 +291,7 @@ class OpenAICompatProvider(ChatProvider):
                 if delay is None:
                     if failure.reason != "pool":
                         self._record_failure(failure.description)
+                    metrics().upstream_errors.labels(self.model_name, failure.reason).inc()
                     raise UpstreamUnavailableError(
                         f"upstream {display}: {failure.description} after {attempt} "
                         f"attempt{'s' if attempt != 1 else ''}",
@@ -339,6 +343,7 @@ class OpenAICompatProvider(ChatProvider):
         remaining = self._open_until - time.monotonic()
         if remaining > 0 or self._trial is not None:
             wait = f"{remaining:.1f}s left" if remaining > 0 else "a trial request is in flight"
+            metrics().upstream_errors.labels(self.model_name, "cooldown").inc()
             raise UpstreamUnavailableError(
                 f"upstream {self._display} is cooling down after {self._failures} consecutive "
                 f"failures ({wait}; last error: {self._last_error})",
@@ -362,6 +367,8 @@ class OpenAICompatProvider(ChatProvider):
         self._last_error = self._scrub(description)
         self._trial = None
         if 0 < self.failure_threshold <= self._failures:
+            if self._open_until <= time.monotonic():
+                metrics().upstream_cooldowns.labels(self.model_name).inc()
             self._open_until = time.monotonic() + self.cooldown_seconds
             logger.warning(
                 "Upstream %s failed %d times in a row (%s); failing fast for %gs",

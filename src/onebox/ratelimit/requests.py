@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from onebox.core.errors import APIError
+from onebox.core.metrics import metrics
 from onebox.core.settings import Settings
 from onebox.ratelimit import (
     Admission,
@@ -71,6 +72,7 @@ def limits_config(settings: Settings) -> LimitsConfig:
 
 
 def too_many(exc: RateLimitExceeded) -> APIError:
+    metrics().ratelimit_refusals.labels(exc.subject.kind, exc.limit_name).inc()
     return APIError(
         429, exc.message, "rate_limit_error", code="rate_limit_exceeded",
         headers={"Retry-After": exc.retry_after_header},

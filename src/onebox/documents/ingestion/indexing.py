@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
+from onebox.core.metrics import metrics
 from onebox.documents.ingestion.chunking import ChunkDraft
 from onebox.documents.models import Chunk
-from onebox.embeddings.base import Embedder
+from onebox.embeddings.base import Embedder, Vectors
 from onebox.vectors.base import IndexPoint, VectorIndex
 
 HEADING_JOINER = " \u203a "  # a single right-pointing angle quote
@@ -38,13 +40,13 @@ async def embed_and_index(
     batches = [drafts[i : i + batch_size] for i in range(0, len(drafts), batch_size)]
     texts = [[embedding_text(d.heading_path, d.text) for d in batch] for batch in batches]
     rows: list[Chunk] = []
-    upcoming = asyncio.ensure_future(embedder.embed(texts[0])) if batches else None
+    upcoming = asyncio.ensure_future(_embed(embedder, texts[0])) if batches else None
     try:
         for number, batch in enumerate(batches):
             assert upcoming is not None
             vectors = await upcoming
             upcoming = (
-                asyncio.ensure_future(embedder.embed(texts[number + 1]))
+                asyncio.ensure_future(_embed(embedder, texts[number + 1]))
                 if number + 1 < len(batches)
                 else None
             )
@@ -62,6 +64,7 @@ async def embed_and_index(
                 ]
             )
             rows.extend(batch_rows)
+            metrics().chunks_indexed.inc(len(batch_rows))
             if on_batch is not None:
                 await on_batch(len(rows))
     finally:
@@ -70,6 +73,13 @@ async def embed_and_index(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await upcoming
     return rows
+
+
+async def _embed(embedder: Embedder, texts: list[str]) -> Vectors:
+    started = time.perf_counter()
+    vectors = await embedder.embed(texts)
+    metrics().embedding_latency.labels("document").observe(time.perf_counter() - started)
+    return vectors
 
 
 def _row(draft: ChunkDraft, document_id: str, collection_id: str) -> Chunk:

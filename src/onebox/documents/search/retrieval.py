@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from onebox.core.metrics import metrics
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import HEADING_JOINER, embedding_text
 from onebox.documents.repository import DocumentRepository
@@ -109,12 +111,14 @@ class Retriever:
         """``collection_ids`` must already be the caller's readable collections."""
         if not collection_ids or not query.strip():
             return []
+        started = time.perf_counter()
         limit = limit or self.settings.retrieval_top_k
         candidates = max(limit, self.settings.retrieval_candidates)
         reranking = self.settings.rerank
         dense = None
         if mode != "keyword" or reranking:
             dense = (await self.embedder.embed([query], kind="query"))[0]
+            metrics().embedding_latency.labels("query").observe(time.perf_counter() - started)
         hits = await self.index.search(
             dense=dense if mode != "keyword" else None,
             text=query,
@@ -143,6 +147,7 @@ class Retriever:
             verdict = self.guard.screen_passage(chunk.text)
             if verdict is None:
                 logger.warning("Dropped a retrieved passage from %s: injection", document.id)
+                metrics().guard_blocks.labels("retrieval").inc()
                 continue
             sources.append(
                 Source(
@@ -159,4 +164,5 @@ class Retriever:
                     flagged=verdict.flagged,
                 )
             )
+        metrics().retrieval_latency.observe(time.perf_counter() - started)
         return sources

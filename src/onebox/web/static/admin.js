@@ -1,6 +1,6 @@
 // @ts-check
-// The "Admin" panel (administrators only): users, every API key, usage over 30 days and
-// the audit log, one tab each.
+// The "Admin" panel (administrators only): users, every API key, usage over 30 days, the
+// system's live numbers (system.js) and the audit log, one tab each.
 
 "use strict";
 
@@ -8,6 +8,7 @@ import { ApiError, api, formatCost, formatDateTime, formatNumber, h, isUnauthori
 import { currentUser } from "./auth.js";
 import { keysTable, usageTable } from "./keytables.js";
 import { registerPanel } from "./panel.js";
+import { renderSystem } from "./system.js";
 import {
   badge,
   button,
@@ -24,7 +25,7 @@ import {
   whileBusy,
 } from "./ui.js";
 
-/** @typedef {"users" | "keys" | "usage" | "audit"} TabName */
+/** @typedef {"users" | "keys" | "usage" | "system" | "audit"} TabName */
 /** @typedef {(slot: HTMLElement, alive: () => boolean) => Promise<void>} TabRenderer */
 
 /** @type {[TabName, string][]} */
@@ -32,6 +33,7 @@ const TABS = [
   ["users", "Users"],
   ["keys", "Keys"],
   ["usage", "Usage"],
+  ["system", "System"],
   ["audit", "Audit log"],
 ];
 
@@ -85,7 +87,7 @@ registerPanel("admin", {
       tabpanel.replaceChildren(loading());
       const alive = () => ctx.alive() && mine === tabToken;
       /** @type {Record<TabName, TabRenderer>} */
-      const renderers = { users: renderUsers, keys: renderKeys, usage: renderUsage, audit: renderAudit };
+      const renderers = { users: renderUsers, keys: renderKeys, usage: renderUsage, system: renderSystem, audit: renderAudit };
       renderers[name](tabpanel, alive);
     }
 
