@@ -94,6 +94,17 @@ class Settings(BaseSettings):
         description="Addresses/CIDRs whose X-Forwarded-For is believed for the client IP",
     )
     login_attempts_per_minute: int = Field(default=10, ge=1)
+    rate_limit_failure_policy: Literal["fail_open", "fail_closed"] = Field(
+        default="fail_open",
+        description="Chat and API limits while the rate-limit storage is down: fail_open "
+        "admits requests unlimited, fail_closed refuses them with 503 and Retry-After",
+    )
+    login_throttle_failure_policy: Literal["fail_open", "fail_closed"] = Field(
+        default="fail_closed",
+        description="Sign-in throttling while the rate-limit storage is down: fail_closed "
+        "refuses sign-ins with 503 and Retry-After (no unthrottled password guessing), "
+        "fail_open lets them through unthrottled",
+    )
     user_requests_per_minute: int | None = Field(default=None, ge=1)
     user_tokens_per_minute: int | None = Field(default=None, ge=1)
     user_concurrent_streams: int | None = Field(default=None, ge=1)

@@ -37,6 +37,7 @@ from onebox.ratelimit.models import (
     Subject,
     Usage,
 )
+from onebox.ratelimit.storage_health import StorageState
 
 __all__ = [
     "CONCURRENT_STREAMS",
@@ -51,6 +52,7 @@ __all__ = [
     "RateLimitExceeded",
     "RateLimitStorageError",
     "RateLimiter",
+    "StorageState",
     "StorageURL",
     "Subject",
     "Usage",

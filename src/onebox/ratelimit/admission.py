@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Protocol, TypeVar
 
-from onebox.ratelimit.models import Check, Subject, Usage
+from onebox.ratelimit.models import Check, RateLimitStorageError, Subject, Usage
 
 logger = logging.getLogger(__name__)
 
@@ -17,8 +17,13 @@ T = TypeVar("T")
 
 
 async def quietly(awaitable: Awaitable[T]) -> T | None:
+    """Cleanup that must not fail the request it belongs to. A storage failure is the
+    limiter's to report (once per outage, see :mod:`onebox.ratelimit.storage_health`);
+    anything else is a bug and logged as one."""
     try:
         return await awaitable
+    except RateLimitStorageError:
+        return None
     except Exception:
         logger.warning("rate limiter cleanup failed", exc_info=True)
         return None
@@ -81,7 +86,7 @@ class Admission:
 
     async def release(self, tokens_used: int | None = None) -> None:
         """Record the tokens used (default :attr:`tokens_used`) and free the slots; only the
-        first call does anything. Storage failures are logged, not raised: leases lapse anyway."""
+        first call does anything. Storage failures are not raised: leases lapse anyway."""
         if self._released:
             return
         self._released = True

@@ -13,6 +13,7 @@ from onebox.ratelimit.models import RateLimitStorageError
 from onebox.ratelimit.slots import MemorySlotStore, RedisSlotStore, SlotStore
 
 _REDIS_SCHEMES = {"redis", "rediss", "redis+unix"}
+DEFAULT_TIMEOUT = 2.0  # seconds to connect, and to wait for a reply, before Redis counts as down
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,13 @@ async def open_backend(url: str, key_prefix: str) -> Backend:
         assert isinstance(storage, Storage)
         return Backend(storage, MemorySlotStore())
     # One connection pool for the limits storage and the slot scripts, owned (and closed) here.
-    pool = coredis.BlockingConnectionPool.from_url(parsed.redis_url)
+    # Without timeouts, a Redis that stops answering (rather than refusing) would hold every
+    # request forever; ``?connect_timeout=&stream_timeout=`` in the URL override these.
+    pool = coredis.BlockingConnectionPool.from_url(
+        parsed.redis_url,
+        connect_timeout=DEFAULT_TIMEOUT,
+        stream_timeout=DEFAULT_TIMEOUT,
+    )
     storage = storage_from_string(
         parsed.limits_url,
         connection_pool=pool,  # type: ignore[arg-type]  # passed through to coredis.Redis

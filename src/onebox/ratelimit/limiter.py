@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
-from limits.errors import StorageError
+from collections.abc import Sequence
 
 from onebox.ratelimit.admission import Admission, quietly
 from onebox.ratelimit.backends import Backend, open_backend
@@ -25,19 +22,16 @@ from onebox.ratelimit.models import (
     Subject,
     Usage,
 )
+from onebox.ratelimit.storage_health import StorageHealth, StorageState
 from onebox.ratelimit.windows import Period, Windows, subject_key
 
 
-@contextmanager
-def _storage_errors() -> Iterator[None]:
-    try:
-        yield
-    except StorageError as exc:
-        raise RateLimitStorageError(f"rate limit storage failed: {exc.storage_error}") from exc
-
-
 class RateLimiter:
-    """Counts requests, tokens and concurrent streams per subject in a :mod:`limits` storage."""
+    """Counts requests, tokens and concurrent streams per subject in a :mod:`limits` storage.
+
+    Every method that touches the storage raises :class:`RateLimitStorageError` when it fails,
+    whatever the cause (see :mod:`onebox.ratelimit.storage_health`); :attr:`storage_healthy`
+    and :attr:`storage_outages` tell whether it is failing now and how often it has."""
 
     def __init__(
         self,
@@ -57,6 +51,29 @@ class RateLimiter:
         self.lease_seconds = lease_seconds
         self.refresh_interval = refresh_interval or lease_seconds / 3
         self.concurrency_retry_after = concurrency_retry_after
+        self.storage_health = StorageHealth()
+
+    @property
+    def storage_healthy(self) -> bool:
+        """False from a storage operation's failure until one succeeds again."""
+        return self.storage_health.healthy
+
+    @property
+    def storage_outages(self) -> int:
+        """Outages begun since this limiter was opened (a counter, for metrics)."""
+        return self.storage_health.outages
+
+    def storage_state(self) -> StorageState:
+        return self.storage_health.state()
+
+    async def check_storage(self) -> bool:
+        """Ping the storage (a recovery is noticed even with no traffic); True if it answered."""
+        try:
+            with self.storage_health.watch():
+                await self._slots.ping()
+        except RateLimitStorageError:
+            return False
+        return True
 
     @classmethod
     async def from_url(
@@ -107,19 +124,24 @@ class RateLimiter:
         checks = list(checks)
         if len({subject for subject, _ in checks}) != len(checks):
             raise ValueError("a subject appears twice in one admission")
-        period = Period.at()
-        with _storage_errors():
-            found = await asyncio.gather(
-                *(self._precheck(s, lim, estimated_tokens, period) for s, lim in checks)
-            )
-        _raise_binding([e for errors in found for e in errors])
+        # Only work that reaches the storage is watched: an empty watch would count as a
+        # success and end an outage that is still going on.
+        windowed = [(s, lim) for s, lim in checks if _windowed(lim)]
+        if windowed:
+            period = Period.at()
+            with self.storage_health.watch():
+                found = await asyncio.gather(
+                    *(self._precheck(s, lim, estimated_tokens, period) for s, lim in windowed)
+                )
+            _raise_binding([e for errors in found for e in errors])
 
         member = uuid.uuid4().hex
         specs = [(self.slot_key(s), lim.concurrent_streams) for s, lim in checks]
         slots = [(key, n) for key, n in specs if n is not None]
         holders = [(s, lim.concurrent_streams) for s, lim in checks if lim.concurrent_streams]
         if slots:
-            full = await self._slots.acquire(slots, member, self.lease_seconds)
+            with self.storage_health.watch():
+                full = await self._slots.acquire(slots, member, self.lease_seconds)
             if full is not None:
                 subject, limit = holders[full]
                 raise RateLimitExceeded(
@@ -129,7 +151,7 @@ class RateLimiter:
             await self._count_requests(checks)
         except BaseException:
             if slots:
-                await quietly(self._slots.release([k for k, _ in slots], member))
+                await quietly(self.release_slots(slots, member))
             raise
         return Admission(self, checks, member, slots)
 
@@ -165,7 +187,9 @@ class RateLimiter:
 
     async def _count_requests(self, checks: Sequence[Check]) -> None:
         counted = [(s, lim.requests_per_minute) for s, lim in checks if lim.requests_per_minute]
-        with _storage_errors():
+        if not counted:
+            return
+        with self.storage_health.watch():
             hits = await asyncio.gather(*(self._windows.request_hit(s, n) for s, n in counted))
             errors = []
             for (subject, limit), hit in zip(counted, hits, strict=True):
@@ -178,10 +202,10 @@ class RateLimiter:
 
     async def record_tokens(self, subjects: Sequence[Subject], tokens: int) -> None:
         """Count ``tokens`` against each subject's minute, day and month windows."""
-        if tokens <= 0:
+        if tokens <= 0 or not subjects:
             return
         period = Period.at()
-        with _storage_errors():
+        with self.storage_health.watch():
             await asyncio.gather(
                 *(self._windows.record_minute_tokens(s, tokens) for s in subjects),
                 *(self._windows.record_period_tokens(s, tokens, period) for s in subjects),
@@ -191,7 +215,7 @@ class RateLimiter:
         """Current counts for display. Requests are counted only where a requests/min limit
         applied; tokens are counted for every subject that went through :meth:`admit`."""
         period = Period.at()
-        with _storage_errors():
+        with self.storage_health.watch():
             requests, minute, day, month, streams = await asyncio.gather(
                 self._windows.requests_this_minute(subject),
                 self._windows.minute_tokens(subject),
@@ -209,10 +233,23 @@ class RateLimiter:
 
     # Used by Admission.
     async def refresh_slots(self, slots: Sequence[tuple[str, int]], member: str) -> int:
-        return await self._slots.refresh(slots, member, self.lease_seconds)
+        with self.storage_health.watch():
+            return await self._slots.refresh(slots, member, self.lease_seconds)
 
     async def release_slots(self, slots: Sequence[tuple[str, int]], member: str) -> None:
-        await self._slots.release([k for k, _ in slots], member)
+        with self.storage_health.watch():
+            await self._slots.release([k for k, _ in slots], member)
+
+
+def _windowed(limits: Limits) -> bool:
+    return any(
+        (
+            limits.requests_per_minute,
+            limits.tokens_per_minute,
+            limits.tokens_per_day,
+            limits.tokens_per_month,
+        )
+    )
 
 
 async def _nothing() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 from onebox.core.errors import APIError
 from onebox.core.metrics import metrics
@@ -22,6 +22,12 @@ from onebox.ratelimit import (
 )
 
 logger = logging.getLogger(__name__)
+
+FailurePolicy = Literal["fail_open", "fail_closed"]
+
+# Redis outages usually last seconds (a restart, a failover); a client told to come back
+# sooner would only add load while it is down.
+STORAGE_RETRY_AFTER = 5
 
 
 class KeyQuota(Protocol):
@@ -79,11 +85,25 @@ def too_many(exc: RateLimitExceeded) -> APIError:
     )  # fmt: skip
 
 
+def storage_unavailable(reason: str) -> APIError:
+    return APIError(
+        503, f"{reason}; retry in {STORAGE_RETRY_AFTER} s",
+        "service_unavailable", code="rate_limit_storage_unavailable",
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER)},
+    )  # fmt: skip
+
+
 class RequestLimiter:
+    """What a request meets when the limiter's storage fails is set per path by a policy
+    (``fail_open``: admitted unlimited; ``fail_closed``: 503 with Retry-After); the outage
+    itself is logged by the limiter, once, not here per request."""
+
     def __init__(self, limiter: RateLimiter, config: LimitsConfig, settings: Settings) -> None:
         self.limiter = limiter
         self.config = config
         self.login_limits = Limits(requests_per_minute=settings.login_attempts_per_minute)
+        self.request_policy: FailurePolicy = settings.rate_limit_failure_policy
+        self.login_policy: FailurePolicy = settings.login_throttle_failure_policy
 
     def client_ip(
         self, peer: str | None, headers: Mapping[str, str] | Sequence[tuple[bytes, bytes]]
@@ -111,10 +131,13 @@ class RequestLimiter:
             return await self.limiter.admit(checks, estimated_tokens=estimated_tokens)
         except RateLimitExceeded as exc:
             raise too_many(exc) from exc
-        except RateLimitStorageError:
-            # Fail open: a broken counter store must not take the whole service down.
-            logger.exception("Rate-limit storage failed; admitting without limits")
-            return await self.limiter.admit([], 0)
+        except RateLimitStorageError as exc:
+            if self.request_policy == "fail_closed":
+                raise storage_unavailable(
+                    "Requests cannot be admitted right now: rate limits cannot be checked"
+                ) from exc
+            logger.debug("Rate-limit storage failed; admitting without limits: %s", exc)
+            return await self.limiter.admit([], 0)  # touches no storage
 
     async def check_login(self, ip: str) -> None:
         if not ip:
@@ -123,7 +146,11 @@ class RequestLimiter:
             admission = await self.limiter.admit([(Subject("login-ip", ip), self.login_limits)])
         except RateLimitExceeded as exc:
             raise too_many(exc) from exc
-        except RateLimitStorageError:
-            logger.exception("Rate-limit storage failed during login throttling")
+        except RateLimitStorageError as exc:
+            if self.login_policy == "fail_closed":
+                raise storage_unavailable(
+                    "Sign-in is paused: login attempts cannot be throttled right now"
+                ) from exc
+            logger.debug("Rate-limit storage failed; sign-in not throttled: %s", exc)
             return
         await admission.release(0)

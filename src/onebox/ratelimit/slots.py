@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Protocol, cast
 
 import coredis
-from coredis.exceptions import RedisError
 
 from onebox.ratelimit.models import RateLimitStorageError
+from onebox.ratelimit.storage_health import STORAGE_FAILURES
 
 
 class SlotStore(Protocol):
@@ -33,6 +33,9 @@ class SlotStore(Protocol):
     async def release(self, keys: Sequence[str], member: str) -> None: ...
 
     async def count(self, key: str) -> int: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`RateLimitStorageError` unless the store answers."""
 
     async def aclose(self) -> None: ...
 
@@ -81,6 +84,9 @@ class MemorySlotStore:
         count = len(self._live(key, time.monotonic()))
         self._forget_empty([key])
         return count
+
+    async def ping(self) -> None:
+        return None
 
     def _forget_empty(self, keys: Sequence[str]) -> None:
         for key in keys:
@@ -150,8 +156,6 @@ return redis.call('ZCARD', KEYS[1])
 """
 )
 
-_ERRORS = (RedisError, OSError, TimeoutError)
-
 
 class RedisSlotStore:
     """Slots shared by every replica through one Redis (see the module docstring)."""
@@ -174,7 +178,7 @@ class RedisSlotStore:
             full = await self._acquire.execute(
                 keys=[k for k, _ in specs], args=self._args(specs, member, lease)
             )
-        except _ERRORS as exc:
+        except STORAGE_FAILURES as exc:
             raise RateLimitStorageError(f"Redis concurrency slots: {exc}") from exc
         full = cast(int, full)
         return None if full == 0 else full - 1
@@ -184,21 +188,27 @@ class RedisSlotStore:
             lost = await self._refresh.execute(
                 keys=[k for k, _ in specs], args=self._args(specs, member, lease)
             )
-        except _ERRORS as exc:
+        except STORAGE_FAILURES as exc:
             raise RateLimitStorageError(f"Redis concurrency slots: {exc}") from exc
         return cast(int, lost)
 
     async def release(self, keys: Sequence[str], member: str) -> None:
         try:
             await self._release.execute(keys=list(keys), args=(member,))
-        except _ERRORS as exc:
+        except STORAGE_FAILURES as exc:
             raise RateLimitStorageError(f"Redis concurrency slots: {exc}") from exc
 
     async def count(self, key: str) -> int:
         try:
             return cast(int, await self._count.execute(keys=[key], args=()))
-        except _ERRORS as exc:
+        except STORAGE_FAILURES as exc:
             raise RateLimitStorageError(f"Redis concurrency slots: {exc}") from exc
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except STORAGE_FAILURES as exc:
+            raise RateLimitStorageError(f"Redis ping: {exc}") from exc
 
     async def aclose(self) -> None:
         """The connection pool is shared with the window storage and closed by its owner."""
