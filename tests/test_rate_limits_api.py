@@ -125,7 +125,9 @@ def two_replicas(tmp_path: Path) -> Iterator[tuple[list[str], str]]:
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for url, process in zip(urls, processes, strict=True):
-            assert wait_until_ready(url, alive=lambda p=process: p.poll() is None), "no replica"
+            assert wait_until_ready(url, timeout=180, alive=lambda p=process: p.poll() is None), (
+                "no replica"
+            )
         yield urls, secret.strip()
     finally:
         for process in processes:
