@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -188,7 +189,8 @@ async def _expand_uploads(
         name = (upload.filename or "upload").replace("\\", "/").rsplit("/", 1)[-1] or "upload"
         try:
             data = await _read_upload(upload, settings.max_upload_bytes)
-            expanded = expand_upload(name, data, limits)
+            # Decompressing and sniffing up to hundreds of MB: not on the event loop.
+            expanded = await asyncio.to_thread(expand_upload, name, data, limits)
         except (PayloadTooLargeError, ParseError) as exc:
             skipped.append(Skipped(filename=name, reason=getattr(exc, "message", str(exc))))
             errors.append(exc)

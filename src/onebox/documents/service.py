@@ -3,6 +3,7 @@ transaction, and jobs are dispatched (and index entries removed) only after it c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def identify(file: SourceFile) -> tuple[str, str]:
+    """Media type and content hash: reads every byte of a file that may be 50 MB, so
+    callers on an event loop run it in a thread."""
+    return detect_media_type(file.name, file.data), content_hash(file.data)
+
+
 def url_placeholder_hash(url: str) -> str:
     # Until a URL is fetched its content is unknown; the job swaps in the real hash.
     return "url:" + hashlib.sha256(url.encode()).hexdigest()[:60]
@@ -44,6 +51,8 @@ def parse_limits(settings: Settings) -> ParseLimits:
         max_zip_entries=settings.max_zip_entries,
         max_zip_total_bytes=settings.max_zip_total_bytes,
         max_zip_ratio=settings.max_zip_ratio,
+        max_html_depth=settings.parse_max_html_depth,
+        max_pdf_page_content_bytes=settings.parse_max_pdf_page_content_bytes,
     )
 
 
@@ -175,11 +184,10 @@ class DocumentService:
         for position, file in enumerate(files):
             uri = source_uris[position] if source_uris else ""
             try:
-                media_type = detect_media_type(file.name, file.data)
+                media_type, digest = await asyncio.to_thread(identify, file)
             except ParseError as exc:
                 added.skipped.append(Skipped(filename=file.name, reason=str(exc)))
                 continue
-            digest = content_hash(file.data)
             existing = await self.repository.by_hash(collection.id, digest)
             if existing is not None:
                 added.duplicates.append(Duplicate(filename=file.name, document_id=existing.id))
