@@ -11,6 +11,13 @@ import zlib
 import docx
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
+from pypdf.generic import (
+    ArrayObject,
+    DecodedStreamObject,
+    DictionaryObject,
+    NameObject,
+    NumberObject,
+)
 
 MARKDOWN_GUIDE = (
     "---\ntitle: Front Title\n---\n"
@@ -45,6 +52,46 @@ def pdf_with_pages(pages: list[str]) -> bytes:
         pdf.add_page()
         pdf.multi_cell(0, 8, text)
     return bytes(pdf.output())
+
+
+def pdf_with_inflated_page(content_bytes: int, *, in_form: bool = False) -> bytes:
+    """One page whose content stream (or a form XObject it draws) inflates to about
+    ``content_bytes`` of text operators: a few KB of file that takes the text extractor
+    seconds per MB."""
+    reader = PdfReader(io.BytesIO(pdf_with_pages(["cover"])))
+    writer = PdfWriter(clone_from=reader)
+    page = writer.pages[0]
+    operator = b"BT /F1 12 Tf 72 712 Td (Hello world) Tj ET\n"
+    stream = DecodedStreamObject()
+    stream.set_data(operator * (content_bytes // len(operator)))
+    compressed = stream.flate_encode()
+    if not in_form:
+        page[NameObject("/Contents")] = writer._add_object(compressed)
+    else:
+        resources = page["/Resources"].get_object()
+        compressed.update(
+            {
+                NameObject("/Type"): NameObject("/XObject"),
+                NameObject("/Subtype"): NameObject("/Form"),
+                NameObject("/BBox"): ArrayObject([NumberObject(n) for n in (0, 0, 612, 792)]),
+                NameObject("/Resources"): resources,
+            }
+        )
+        forms = DictionaryObject({NameObject("/Fm0"): writer._add_object(compressed)})
+        resources[NameObject("/XObject")] = forms
+        drawing = DecodedStreamObject()
+        drawing.set_data(b"q /Fm0 Do Q\n")
+        page[NameObject("/Contents")] = writer._add_object(drawing)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def nested_html(depth: int) -> bytes:
+    """Elements nested ``depth`` deep: the HTML parser's time grows with depth squared."""
+    return (
+        b"<html><body>" + b"<div>" * depth + b"<p>deep text</p>" + b"</div>" * depth
+    ) + b"</body></html>"
 
 
 def three_page_pdf() -> bytes:

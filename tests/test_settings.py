@@ -103,7 +103,18 @@ def test_production_refuses_an_open_api() -> None:
         Settings(_env_file=None, env="production", secret_key=STRONG_KEY)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize(("name", "value"), [("port", 0), ("context_size", 10), ("temperature", 5)])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("port", 0),
+        ("context_size", 10),
+        ("temperature", 5),
+        ("parse_cpu_seconds", 0),
+        ("parse_memory_bytes", 1024),
+        ("parse_max_html_depth", 5000),  # the HTML walker recurses once per level
+        ("parse_max_pdf_page_content_bytes", 10),
+    ],
+)
 def test_out_of_range_values_are_refused(name: str, value: int) -> None:
     with pytest.raises(ValidationError):
         Settings(_env_file=None, **{name: value})  # type: ignore[arg-type]
@@ -116,6 +127,7 @@ def test_out_of_range_values_are_refused(name: str, value: int) -> None:
         ({"jobs_backend": "celery"}, "Qdrant Edge"),
         ({"vector_backend": "qdrant"}, "ONEBOX_QDRANT_URL"),
         ({"embedding_provider": "openai"}, "ONEBOX_EMBEDDING_BASE_URL"),
+        ({"parse_cpu_seconds": 60, "parse_wall_seconds": 30}, "ONEBOX_PARSE_WALL_SECONDS"),
     ],
 )
 def test_inconsistent_document_settings_are_refused(

@@ -33,6 +33,7 @@ from onebox.health.routes import router as health_router
 from onebox.jobs.base import JobServices
 from onebox.jobs.factory import build_dispatcher
 from onebox.jobs.routes import router as jobs_router
+from onebox.jobs.sandbox import SandboxPool
 from onebox.llm.base import ChatProvider
 from onebox.llm.catalog import load_catalog
 from onebox.llm.registry import ModelRegistry
@@ -113,8 +114,10 @@ async def open_state(
         index = build_index(settings)
         await index.open(embedder.dimension)
         stack.push_async_callback(index.close)
+        sandbox = SandboxPool.for_ingestion(settings)  # its processes start on first use
+        stack.push_async_callback(sandbox.close)
         jobs = build_dispatcher(
-            settings, JobServices(settings, sessionmaker, embedder, index, http)
+            settings, JobServices(settings, sessionmaker, embedder, index, http, sandbox)
         )
         await jobs.start()
         stack.push_async_callback(jobs.close)

@@ -202,6 +202,32 @@ class Settings(BaseSettings):
     max_zip_total_bytes: int = Field(default=500 * 1024 * 1024, ge=1024)
     max_zip_ratio: int = Field(default=100, ge=1, description="Largest expansion per entry")
     fetch_timeout_seconds: float = Field(default=20.0, gt=0, le=600)
+    # Parsing and chunking run in child processes (jobs/sandbox.py), one document at a time,
+    # each under these limits; a document that crosses one fails with the reason.
+    parse_cpu_seconds: int = Field(
+        default=120, ge=1, le=86_400, description="CPU time to parse and chunk one document"
+    )
+    parse_wall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="Wall-clock time to parse and chunk one document",
+    )
+    parse_memory_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=64 * 1024**2,
+        description="Memory one document's parsing may use, beyond the parser process's own",
+    )
+    parse_max_html_depth: int = Field(
+        default=512, ge=16, le=800, description="Deepest element nesting an HTML page may have"
+    )
+    parse_max_pdf_page_content_bytes: int = Field(
+        default=4 * 1024**2,
+        ge=64 * 1024,
+        le=1024**3,
+        description="Largest decompressed drawing instructions (content streams and forms) "
+        "of one PDF page: a small file can inflate to a page that takes minutes to read",
+    )
     fetch_allow_private: bool = Field(
         default=False,
         description="Let URL ingestion reach private/loopback addresses (an intranet wiki); "
@@ -230,6 +256,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ONEBOX_JOBS_BACKEND=celery runs ingestion in other processes, but Qdrant Edge "
                 "lives inside one process: set ONEBOX_VECTOR_BACKEND=qdrant or pgvector"
+            )
+        if self.parse_wall_seconds < self.parse_cpu_seconds:
+            raise ValueError(
+                "ONEBOX_PARSE_WALL_SECONDS must be at least ONEBOX_PARSE_CPU_SECONDS (a "
+                "document's CPU time cannot exceed the time it is given)"
             )
         if self.vector_backend == "qdrant" and not self.qdrant_url:
             raise ValueError("ONEBOX_VECTOR_BACKEND=qdrant needs ONEBOX_QDRANT_URL")

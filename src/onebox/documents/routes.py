@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -190,7 +191,8 @@ async def _expand_uploads(
         name = upload_filename(upload.filename)
         try:
             data = await _read_upload(upload, name, settings.max_upload_bytes)
-            expanded = expand_upload(name, data, limits)
+            # Decompressing and sniffing up to hundreds of MB: not on the event loop.
+            expanded = await asyncio.to_thread(expand_upload, name, data, limits)
         except (PayloadTooLargeError, ParseError) as exc:
             skipped.append(Skipped(filename=name, reason=getattr(exc, "message", str(exc))))
             errors.append(exc)

@@ -3,6 +3,7 @@ transaction, and jobs are dispatched (and index entries removed) only after it c
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,12 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def identify(name: str, data: bytes) -> tuple[str, str]:
+    """Media type and content hash: reads every byte of a file that may be 50 MB, so
+    callers on an event loop run it in a thread."""
+    return detect_media_type(name, data), content_hash(data)
+
+
 def url_placeholder_hash(url: str) -> str:
     # Until a URL is fetched its content is unknown; the job swaps in the real hash.
     return "url:" + hashlib.sha256(url.encode()).hexdigest()[:60]
@@ -45,6 +52,8 @@ def parse_limits(settings: Settings) -> ParseLimits:
         max_zip_entries=settings.max_zip_entries,
         max_zip_total_bytes=settings.max_zip_total_bytes,
         max_zip_ratio=settings.max_zip_ratio,
+        max_html_depth=settings.parse_max_html_depth,
+        max_pdf_page_content_bytes=settings.parse_max_pdf_page_content_bytes,
     )
 
 
@@ -177,11 +186,10 @@ class DocumentService:
             uri = source_uris[position] if source_uris else ""
             name = safe_filename(file.name)
             try:
-                media_type = detect_media_type(name, file.data)
+                media_type, digest = await asyncio.to_thread(identify, name, file.data)
             except ParseError as exc:
                 added.skipped.append(Skipped(filename=name, reason=str(exc)))
                 continue
-            digest = content_hash(file.data)
             existing = await self.repository.by_hash(collection.id, digest)
             if existing is not None:
                 added.duplicates.append(Duplicate(filename=name, document_id=existing.id))

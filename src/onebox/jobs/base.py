@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from onebox.core.settings import Settings
     from onebox.embeddings.base import Embedder
+    from onebox.jobs.sandbox import SandboxPool
     from onebox.vectors.base import VectorIndex
 
 
@@ -29,6 +30,7 @@ class JobServices:
     embedder: Embedder
     index: VectorIndex
     http: httpx.AsyncClient
+    sandbox: SandboxPool  # CPU-heavy work on untrusted input (parsing) runs here
 
 
 ProgressReporter = Callable[[float, str], Awaitable[None]]

@@ -13,12 +13,13 @@ from onebox.core.metrics import configure_multiprocess, metrics_directory
 from onebox.core.migrate import upgrade
 from onebox.core.settings import Settings
 from onebox.jobs.base import JobServices
+from onebox.jobs.sandbox import SandboxPool
 
 
 @asynccontextmanager
 async def open_job_services(settings: Settings) -> AsyncIterator[JobServices]:
-    """Database (migrated), HTTP client, embedder (loaded) and vector index (opened);
-    closed in reverse order. Bound to the running event loop."""
+    """Database (migrated), HTTP client, parsing sandbox, embedder (loaded) and vector
+    index (opened); closed in reverse order. Bound to the running event loop."""
     # Imported here: they pull in torch and vector engines, which a process that never
     # runs a job (or only test kinds) should not pay for at import time.
     from onebox.embeddings.factory import build_embedder
@@ -33,6 +34,8 @@ async def open_job_services(settings: Settings) -> AsyncIterator[JobServices]:
         await upgrade(engine)
         http = httpx.AsyncClient(timeout=settings.fetch_timeout_seconds, follow_redirects=False)
         stack.push_async_callback(http.aclose)
+        sandbox = SandboxPool.for_ingestion(settings)  # its processes start on first use
+        stack.push_async_callback(sandbox.close)
         embedder = build_embedder(settings, http)
         stack.push_async_callback(embedder.close)
         await embedder.start()
@@ -45,4 +48,5 @@ async def open_job_services(settings: Settings) -> AsyncIterator[JobServices]:
             embedder=embedder,
             index=index,
             http=http,
+            sandbox=sandbox,
         )

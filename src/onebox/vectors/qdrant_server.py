@@ -8,6 +8,7 @@ so every backend ranks with the same RRF constant.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import warnings
 from collections.abc import Iterator, Sequence
@@ -131,7 +132,8 @@ class QdrantServerIndex(VectorIndex):
         client = self._require()
         with _errors("write to"):
             for start in range(0, len(points), _UPSERT_BATCH):
-                batch = [_to_point(p) for p in points[start : start + _UPSERT_BATCH]]
+                # BM25 vectors (tokenizing, stemming) are CPU work: off the event loop.
+                batch = await asyncio.to_thread(_to_points, points[start : start + _UPSERT_BATCH])
                 await client.upsert(self.collection, points=batch, wait=True)
 
     async def delete_documents(self, document_ids: Sequence[str]) -> None:
@@ -228,6 +230,10 @@ def _errors(action: str) -> Iterator[None]:
 def _floats(vector: npt.NDArray[np.float32]) -> list[float]:
     values: list[float] = np.asarray(vector, dtype=np.float32).tolist()
     return values
+
+
+def _to_points(points: Sequence[IndexPoint]) -> list[models.PointStruct]:
+    return [_to_point(point) for point in points]
 
 
 def _to_point(point: IndexPoint) -> models.PointStruct:

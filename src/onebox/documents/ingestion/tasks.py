@@ -3,17 +3,23 @@ function runs in the in-process worker and in Celery workers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from onebox.core.settings import Settings
-from onebox.documents.ingestion.chunking import chunk_document
 from onebox.documents.ingestion.fetching import FetchError, FetchPolicy, fetch_url
 from onebox.documents.ingestion.indexing import embed_and_index
-from onebox.documents.ingestion.parsing import ParseError, detect_media_type, parse_document
+from onebox.documents.ingestion.parsing import ParseError, detect_media_type
+from onebox.documents.ingestion.preparing import prepare_document
 from onebox.documents.models import Document, DocumentStatus
 from onebox.documents.repository import DocumentRepository
-from onebox.documents.service import content_hash
+from onebox.documents.service import content_hash, parse_limits
 from onebox.jobs.base import JobContext, PermanentJobError
+from onebox.jobs.sandbox import SandboxLimitError
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +87,17 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
             return  # identical content already in the collection
 
     await ctx.progress(0.05, "Parsing")
-    parsed = parse_document(parse_name(document), data)
-    drafts = chunk_document(parsed, size=settings.chunk_size, overlap=settings.chunk_overlap)
+    prepared = await _sandboxed(
+        ctx,
+        document,
+        prepare_document,
+        parse_name(document),
+        data,
+        parse_limits(settings),
+        settings.chunk_size,
+        settings.chunk_overlap,
+    )
+    drafts = prepared.drafts
     if not drafts:
         raise PermanentJobError(f"{document.filename} contains no text")
     await ctx.progress(0.1, f"Embedding {len(drafts)} passages")
@@ -114,10 +129,21 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         current.status = DocumentStatus.READY
         current.error = None
         current.chunk_count = len(rows)
-        current.pages = parsed.pages
-        current.media_type = parsed.media_type
+        current.pages = prepared.pages
+        current.media_type = prepared.media_type
         await session.commit()
     await ctx.progress(1.0, f"Ready: {len(rows)} passages")
+
+
+async def _sandboxed(
+    ctx: JobContext, document: Document, function: Callable[..., T], *args: Any
+) -> T:
+    """Parsing-type work runs in the sandbox pool, off the event loop and under its limits;
+    a file that crosses one fails with the reason."""
+    try:
+        return await ctx.services.sandbox.run(function, *args)
+    except SandboxLimitError as exc:
+        raise PermanentJobError(f"{document.filename} could not be read: {exc}") from exc
 
 
 async def _download(ctx: JobContext, document: Document) -> bytes | None:
@@ -130,10 +156,12 @@ async def _download(ctx: JobContext, document: Document) -> bytes | None:
             raise PermanentJobError(str(exc)) from exc
         raise
     try:
-        media_type = detect_media_type(fetched.filename, fetched.data)
+        media_type = await _sandboxed(
+            ctx, document, detect_media_type, fetched.filename, fetched.data
+        )
     except ParseError as exc:
         raise PermanentJobError(str(exc)) from exc
-    digest = content_hash(fetched.data)
+    digest = await asyncio.to_thread(content_hash, fetched.data)
     async with ctx.services.sessionmaker() as session:
         repository = DocumentRepository(session)
         current = await repository.document_for_job(document.id)

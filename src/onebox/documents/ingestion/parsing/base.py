@@ -8,6 +8,9 @@ from typing import Literal
 BlockKind = Literal["heading", "paragraph", "list", "code", "table"]
 
 BLOCK_SEPARATOR = "\n\n"
+# Caps on what a small file can make a parser do: both grow work much faster than size.
+DEFAULT_MAX_HTML_DEPTH = 512
+DEFAULT_MAX_PDF_PAGE_CONTENT_BYTES = 4 * 1024 * 1024
 
 
 class ParseError(Exception):
@@ -54,3 +57,5 @@ class ParseLimits:
     max_zip_entries: int = 1000
     max_zip_total_bytes: int = 500 * 1024 * 1024
     max_zip_ratio: int = 100
+    max_html_depth: int = DEFAULT_MAX_HTML_DEPTH
+    max_pdf_page_content_bytes: int = DEFAULT_MAX_PDF_PAGE_CONTENT_BYTES

@@ -6,7 +6,13 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
-from onebox.documents.ingestion.parsing.base import Block, ParsedDocument, ParseError
+from onebox.documents.ingestion.parsing.base import (
+    DEFAULT_MAX_HTML_DEPTH,
+    Block,
+    ParsedDocument,
+    ParseError,
+)
+from onebox.documents.ingestion.parsing.html_depth import estimated_depth
 from onebox.documents.ingestion.parsing.text import build_document
 
 # Page chrome and non-content; their text would pollute every chunk of a site.
@@ -25,6 +31,10 @@ _BLOCK_CONTAINERS = frozenset(
         "legend", "center", "hgroup", "header", "footer", "li", "caption", "hr",
     }
 )  # fmt: skip
+# The estimate from the markup may overshoot on sloppy pages; the parsed tree is measured
+# exactly. Below this multiple of the limit the parser stays fast (its time grows with the
+# square of the depth).
+_ESTIMATE_SLACK = 4
 _SPACES = re.compile(r"[^\S\n]+")
 _WHITESPACE = re.compile(r"\s+")
 
@@ -149,9 +159,36 @@ class _Walker:
                 self.walk(child)
 
 
-def parse_html(name: str, text: str) -> ParsedDocument:
+def _too_deep(name: str, limit: int) -> ParseError:
+    return ParseError(
+        f"{name} nests its HTML elements more than {limit} levels deep, the limit (parsing "
+        "time grows with the square of the depth); the file was refused"
+    )
+
+
+def _deeper_than(root: LexborNode, limit: int) -> bool:
+    """Walks the tree without recursion, stopping at the first element below ``limit``."""
+    pending = [(root, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > limit:
+            return True
+        child = node.child
+        while child is not None:
+            if child.child is not None:
+                pending.append((child, depth + 1))
+            child = child.next
+    return False
+
+
+def parse_html(name: str, text: str, *, max_depth: int = DEFAULT_MAX_HTML_DEPTH) -> ParsedDocument:
+    # The walker below recurses once per level, well within Python's limit at max_depth.
+    if estimated_depth(text, stop_above=max_depth * _ESTIMATE_SLACK) > max_depth * _ESTIMATE_SLACK:
+        raise _too_deep(name, max_depth)
     try:
         tree = LexborHTMLParser(text)
+        if tree.root is not None and _deeper_than(tree.root, max_depth):
+            raise _too_deep(name, max_depth)
         title_node = tree.css_first("title")
         title = _collect_text(title_node, frozenset()) if title_node is not None else ""
         for chrome in tree.css(", ".join(_CHROME)):
