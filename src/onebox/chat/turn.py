@@ -45,6 +45,7 @@ from onebox.llm.context import fit_to_context
 from onebox.llm.registry import ModelEntry, ModelRegistry
 from onebox.llm.router import Route, stream_with_fallbacks
 from onebox.ratelimit import Admission
+from onebox.ratelimit.models import Check
 from onebox.ratelimit.requests import RequestLimiter
 from onebox.usage.service import GenerationMeter, UsageRecorder
 from onebox.users.auth import Principal
@@ -104,6 +105,7 @@ class TurnRequest:
     parent_id: str | None = None
     passages: int | None = None  # how many to retrieve; None: the deployment's setting
     audit_target: str = ""
+    limits: Sequence[Check] = ()  # rate-limit subjects the door adds (the widget's visitor)
 
 
 @dataclass
@@ -301,7 +303,7 @@ class Turns:
             user_message=user_message,
         )
         turn.admission = await self.limits.admit(
-            caller, request.ip, estimated_tokens=turn.prompt_tokens()
+            caller, request.ip, estimated_tokens=turn.prompt_tokens(), extra=request.limits
         )
         return turn
 
