@@ -9,6 +9,7 @@ allow-list is checked on every one. CORS for these paths is set by ``WidgetCors`
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, StreamingResponse
 
 from onebox.chat.turn import TurnStatus
-from onebox.core.errors import APIError
+from onebox.core.errors import APIError, NotFoundError
 from onebox.core.sse import SSE_HEADERS, format_event
 from onebox.deps import SessionDep, StateDep
 from onebox.guard.service import OutputBlockedError
@@ -38,6 +39,10 @@ SCRIPT_HEADERS = {
     "Cross-Origin-Resource-Policy": "cross-origin",
     "X-Content-Type-Options": "nosniff",
 }
+# The loader's modules: revalidated on every load, so an upgrade never mixes versions.
+MODULE_HEADERS = {**SCRIPT_HEADERS, "Cache-Control": "no-cache"}
+MODULES_DIR = STATIC_DIR / "widget"
+MODULE_NAME = re.compile(r"^[a-z]+\.js$")
 
 
 def request_origin(request: Request) -> RequestOrigin:
@@ -71,6 +76,16 @@ async def widget_script() -> FileResponse:
         STATIC_DIR / "widget.js", media_type="text/javascript; charset=utf-8",
         headers=SCRIPT_HEADERS,
     )  # fmt: skip
+
+
+@router.get("/widget/modules/{name}", include_in_schema=False)
+async def widget_module(name: str) -> FileResponse:
+    """The widget's ES modules for other sites' pages (CORS: ``WidgetCors``)."""
+    if not MODULE_NAME.fullmatch(name) or not (MODULES_DIR / name).is_file():
+        raise NotFoundError(f"No widget module {name!r}")
+    return FileResponse(
+        MODULES_DIR / name, media_type="text/javascript; charset=utf-8", headers=MODULE_HEADERS
+    )
 
 
 @router.get("/widget", include_in_schema=False)

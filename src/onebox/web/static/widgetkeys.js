@@ -9,21 +9,8 @@ import { api, copyText, formatDateTime, formatNumber, h } from "./core.js";
 import { openPanel, registerPanel } from "./panel.js";
 import { button, card, dataTable, field, loading, showLoadError, textInput } from "./ui.js";
 
-/**
- * The widget's look, as the server stores it (WidgetAppearance).
- * @typedef {object} WidgetLook
- * @property {string} title
- * @property {string} greeting
- * @property {string} color
- * @property {string} position
- * @property {string} theme
- * @property {boolean} open_on_load
- * @property {string[]} suggestions
- * @property {string} placeholder
- * @property {string} footer
- */
-/** @typedef {{update: (look: Partial<WidgetLook>) => void, destroy: () => void}} PreviewHandle */
-/** @typedef {{preview: (container: HTMLElement, look: Partial<WidgetLook>) => PreviewHandle}} WidgetApi */
+/** @typedef {import("./widget/parts.js").Appearance} WidgetLook */
+/** @typedef {import("./widget/mount.js").WidgetHandle} PreviewHandle */
 /**
  * One widget conversation in the owner's list (WidgetConversationOut).
  * @typedef {object} WidgetConversation
@@ -35,24 +22,6 @@ import { button, card, dataTable, field, loading, showLoadError, textInput } fro
  * @property {number} message_count
  */
 /** @typedef {{role: string, content: string, status: string, created_at: string}} TranscriptMessage */
-
-/** @type {Promise<WidgetApi | null> | null} */
-let loadingScript = null;
-
-/** The widget script, loaded once into this page for the preview (same origin: CSP allows it). */
-function widgetApi() {
-  const found = () => /** @type {{OneboxWidget?: WidgetApi}} */ (/** @type {unknown} */ (window)).OneboxWidget || null;
-  if (found()) return Promise.resolve(found());
-  loadingScript ??= new Promise((resolve) => {
-    const script = document.createElement("script");
-    script.src = "/widget.js";
-    script.async = true;
-    script.addEventListener("load", () => resolve(found()));
-    script.addEventListener("error", () => resolve(null));
-    document.head.append(script);
-  });
-  return loadingScript;
-}
 
 /**
  * @param {HTMLInputElement} input
@@ -148,9 +117,10 @@ export function widgetForm() {
     /** Starts the live preview (once the section is on screen). */
     async showPreview() {
       if (preview) return;
-      const widget = await widgetApi();
-      if (!widget || preview || !stage.isConnected) return;
-      preview = widget.preview(stage, look());
+      // The widget's own modules, loaded only when a widget key is being made.
+      const { mount } = await import("./widget/mount.js");
+      if (preview || !stage.isConnected) return;
+      preview = mount({ container: stage, look: look() });
     },
     read() {
       const max = wholeNumber(maxMessages, "Questions per conversation");
