@@ -54,6 +54,8 @@ from onebox.users.service import ensure_local_user
 from onebox.vectors.factory import build_index
 from onebox.web.routes import router as web_router
 from onebox.web.routes import static_files
+from onebox.widget.owner_routes import router as widget_owner_router
+from onebox.widget.routes import router as widget_router
 
 logger = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ def create_app(
     app.add_middleware(
         JsonBodyGuard,
         max_bytes=settings.max_request_bytes,
-        prefixes=("/api/", "/v1/"),
+        prefixes=("/api/", "/v1/", "/widget/"),
         upload_suffix="/documents",
         # Several files per request, each up to the per-file limit checked in the route.
         max_upload_bytes=settings.max_upload_bytes * UPLOAD_FILES_PER_REQUEST,
@@ -203,6 +205,8 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(usage_router)
     app.include_router(observability_router)
+    app.include_router(widget_router)
+    app.include_router(widget_owner_router)
     app.router.routes.append(chat_completions_route)
     app.include_router(gateway_router)
     app.include_router(web_router)

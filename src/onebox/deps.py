@@ -71,7 +71,7 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
         except InvalidCredentialsError as exc:
             raise unauthenticated(str(exc), "invalid_api_key") from exc
         if principal.key is not None and principal.key.kind == "widget":
-            raise APIError(403, "Widget keys only work on /v1", "permission_error")
+            raise APIError(403, "Widget keys only work on /v1 and /widget", "permission_error")
         return principal
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:

@@ -8,4 +8,5 @@ def import_all_models() -> None:
     import onebox.documents.models
     import onebox.jobs.models
     import onebox.usage.models
-    import onebox.users.models  # noqa: F401
+    import onebox.users.models
+    import onebox.widget.models  # noqa: F401

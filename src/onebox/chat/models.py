@@ -24,7 +24,11 @@ class MessageStatus(StrEnum):
 
 class Conversation(IdMixin, TimestampMixin, Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_owner_updated", "owner_id", "updated_at"),)
+    __table_args__ = (
+        Index("ix_conversations_owner_updated", "owner_id", "updated_at"),
+        Index("ix_conversations_widget_visitor", "widget_key_id", "visitor_id"),
+        Index("ix_conversations_widget_updated", "widget_key_id", "updated_at"),
+    )
 
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200), default="")
@@ -33,6 +37,12 @@ class Conversation(IdMixin, TimestampMixin, Base):
     model: Mapped[str | None] = mapped_column(String(200), default=None)
     # Collections the answers draw on; checked against the owner at every retrieval.
     collection_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Widget traffic: the widget key it came through and the browser's anonymous visitor
+    # id. The owner reads these conversations per key; they never join the owner's own list.
+    # No foreign key: keys are revoked, never deleted, and the owner's cascade removes both
+    # (SQLite cannot add a foreign key to an existing table without rebuilding it).
+    widget_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    visitor_id: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class Message(IdMixin, Base):

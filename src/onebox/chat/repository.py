@@ -17,7 +17,9 @@ class ChatRepository:
     async def get_conversation(self, owner_id: str, conversation_id: str) -> Conversation | None:
         result = await self.session.execute(
             select(Conversation).where(
-                Conversation.id == conversation_id, Conversation.owner_id == owner_id
+                Conversation.id == conversation_id,
+                Conversation.owner_id == owner_id,
+                Conversation.widget_key_id.is_(None),  # widget conversations are read per key
             )
         )
         return result.scalar_one_or_none()
@@ -25,7 +27,9 @@ class ChatRepository:
     async def list_conversations(
         self, owner_id: str, *, limit: int, offset: int, include_archived: bool
     ) -> Sequence[Conversation]:
-        query = select(Conversation).where(Conversation.owner_id == owner_id)
+        query = select(Conversation).where(
+            Conversation.owner_id == owner_id, Conversation.widget_key_id.is_(None)
+        )
         if not include_archived:
             query = query.where(Conversation.archived.is_(False))
         query = query.order_by(

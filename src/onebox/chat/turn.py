@@ -47,6 +47,7 @@ from onebox.llm.context import fit_to_context
 from onebox.llm.registry import ModelEntry, ModelRegistry
 from onebox.llm.router import Route, stream_with_fallbacks
 from onebox.ratelimit import Admission
+from onebox.ratelimit.models import Check
 from onebox.ratelimit.requests import RequestLimiter
 from onebox.usage.service import GenerationMeter, UsageRecorder
 from onebox.users.auth import Principal
@@ -106,6 +107,7 @@ class TurnRequest:
     parent_id: str | None = None
     passages: int | None = None  # how many to retrieve; None: the deployment's setting
     audit_target: str = ""
+    limits: Sequence[Check] = ()  # rate-limit subjects the door adds (the widget's visitor)
 
 
 @dataclass
@@ -321,7 +323,7 @@ class Turns:
             meter=GenerationMeter(started=arrived),  # latencies count from the request
         )
         turn.admission = await self.limits.admit(
-            caller, request.ip, estimated_tokens=turn.prompt_tokens()
+            caller, request.ip, estimated_tokens=turn.prompt_tokens(), extra=request.limits
         )
         return turn
 

@@ -18,6 +18,8 @@ BASE_HEADERS = [
 ]
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 ORIGINS_CACHE_SECONDS = 5.0
+WIDGET_API_PREFIX = "/widget/"
+WIDGET_HEADERS = b"authorization, content-type, x-onebox-visitor"
 
 OriginsLoader = Callable[[], Awaitable[set[str]]]
 
@@ -48,8 +50,10 @@ class SecurityHeaders:
 
 
 class WidgetCors:
-    """CORS on /v1 for the origins that some active widget key allows. Which key may be
-    used from which origin is checked per request by the /v1 authentication."""
+    """CORS for widget keys. On /v1: for the origins that some active widget key allows. On
+    /widget/ (the widget's own API, which takes no cookies): for any origin, so that a page
+    the key refuses can read why. Which key may be used from which origin is checked per
+    request, by /v1's authentication and by the widget's."""
 
     def __init__(self, app: ASGIApp, *, load_origins: OriginsLoader) -> None:
         self.app = app
@@ -64,11 +68,13 @@ class WidgetCors:
         return origin.lower().rstrip("/") in origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+        path = scope["path"] if scope["type"] == "http" else ""
+        widget = path.startswith(WIDGET_API_PREFIX)
+        if not (widget or path.startswith("/v1/")):
             await self.app(scope, receive, send)
             return
         origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), "")
-        if not origin or not await self._allowed(origin):
+        if not origin or not (widget or await self._allowed(origin)):
             await self.app(scope, receive, send)
             return
         cors = [
@@ -83,13 +89,18 @@ class WidgetCors:
                     "headers": [
                         *cors,
                         (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
-                        (b"access-control-allow-headers", b"authorization, content-type"),
+                        (
+                            b"access-control-allow-headers",
+                            WIDGET_HEADERS if widget else b"authorization, content-type",
+                        ),
                         (b"access-control-max-age", b"600"),
                     ],
                 }
             )
             await send({"type": "http.response.body", "body": b""})
             return
+        if widget:
+            cors.append((b"access-control-expose-headers", b"Retry-After"))
 
         async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -12,7 +12,12 @@ CONCURRENT_STREAMS = "concurrent_streams"
 TOKENS_PER_DAY = "tokens_per_day"
 TOKENS_PER_MONTH = "tokens_per_month"
 
-_SUBJECT_LABELS = {"key": "API key", "user": "User", "ip": "IP address"}
+_SUBJECT_LABELS = {
+    "key": "API key",
+    "user": "User",
+    "ip": "IP address",
+    "visitor": "Widget visitor",
+}
 _LIMIT_PHRASES = {
     REQUESTS_PER_MINUTE: "rate limit of {n} requests/min",
     TOKENS_PER_MINUTE: "token rate limit of {n} tokens/min",

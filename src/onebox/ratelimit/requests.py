@@ -20,6 +20,7 @@ from onebox.ratelimit import (
     Subject,
     client_ip,
 )
+from onebox.ratelimit.models import Check
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,11 @@ class RequestLimiter:
     ) -> str:
         return client_ip(peer, headers, self.config.trusted_proxies)
 
-    async def admit(self, principal: Caller, ip: str, estimated_tokens: int = 0) -> Admission:
+    async def admit(
+        self, principal: Caller, ip: str, estimated_tokens: int = 0, extra: Sequence[Check] = ()
+    ) -> Admission:
+        """``extra``: subjects a door adds to the key's, the user's and the IP's (the widget's
+        per-visitor address)."""
         key = principal.key
         key_limits = None
         if key is not None:
@@ -121,12 +126,15 @@ class RequestLimiter:
                 tokens_per_day=key.limits.tokens_per_day,
                 tokens_per_month=key.limits.tokens_per_month,
             )
-        checks = self.config.checks(
-            key_id=key.id if key else None,
-            user_id=principal.user_id,
-            ip=ip or None,
-            key_limits=key_limits,
-        )
+        checks = [
+            *self.config.checks(
+                key_id=key.id if key else None,
+                user_id=principal.user_id,
+                ip=ip or None,
+                key_limits=key_limits,
+            ),
+            *(check for check in extra if not check[1].is_unlimited),
+        ]
         try:
             return await self.limiter.admit(checks, estimated_tokens=estimated_tokens)
         except RateLimitExceeded as exc:

@@ -8,6 +8,7 @@ import { ApiError, api, copyText, formatNumber, h, isUnauthorized } from "./core
 import { keysTable, usageTable } from "./keytables.js";
 import { registerPanel } from "./panel.js";
 import { button, card, field, loading, notice, select, showLoadError, stat, textInput, whileBusy } from "./ui.js";
+import { openWidgetConversations, widgetForm, widgetSnippet } from "./widgetkeys.js";
 
 /** @typedef {import("./keytables.js").ApiKey} ApiKey */
 /** @typedef {import("./keytables.js").UsageRow} UsageRow */
@@ -85,6 +86,7 @@ function secretBox(created, onDone) {
         copy,
       ]),
       h("p", { className: "secret-help", text: usage }),
+      created.key.kind === "widget" ? widgetSnippet(secret) : null,
       h("div", { className: "form-actions" }, [done]),
     ],
   );
@@ -130,10 +132,14 @@ registerPanel("keys", {
     const modelsBox = h("div", { className: "checkbox-list", attrs: { role: "group" } }, [loading("Loading models…")]);
     const collections = textInput({ placeholder: "All collections", testid: "key-collections", autocomplete: "off" });
     const submit = button("Create key", { className: "button primary", type: "submit", testid: "key-create" });
+    const widget = widgetForm();
 
     const syncKind = () => {
       originsField.hidden = kind.value !== "widget";
       origins.required = kind.value === "widget";
+      widget.node.hidden = kind.value !== "widget";
+      if (kind.value === "widget") widget.showPreview();
+      widget.refresh();
     };
     kind.addEventListener("change", syncKind);
     syncKind();
@@ -146,6 +152,7 @@ registerPanel("keys", {
         field("Expires", expires, { optional: true }),
       ]),
       originsField,
+      widget.node,
       h("details", { className: "more-options" }, [
         h("summary", { text: "Limits and restrictions" }),
         h("p", { className: "field-hint", text: "Leave a field empty for no limit." }),
@@ -167,6 +174,7 @@ registerPanel("keys", {
         if (!ctx.alive()) return;
         listSlot.replaceChildren(
           keysTable(keys, {
+            onConversations: (key) => openWidgetConversations(key.id),
             onRevoke: async (key, revokeButton) => {
               await whileBusy(revokeButton, "Revoking…", async () => {
                 try {
@@ -204,12 +212,13 @@ registerPanel("keys", {
         }
         payload = {
           name: name.value.trim(),
-          kind: kind.value,
           expires_at: expires.value ? endOfDayIso(expires.value) : null,
           ...limits,
           models: models.length ? models : null,
           collections: collectionList.length ? collectionList : null,
           allowed_origins: originList.length ? originList : null,
+          // Widget keys are made with their appearance and visitor settings.
+          ...(kind.value === "widget" ? widget.read() : { kind: kind.value }),
         };
       } catch (caught) {
         const error = /** @type {FieldError} */ (caught);
@@ -224,7 +233,7 @@ registerPanel("keys", {
       await whileBusy(submit, "Creating…", async () => {
         try {
           /** @type {{key: ApiKey, secret: string}} */
-          const created = await api("POST", "/api/keys", payload);
+          const created = await api("POST", kind.value === "widget" ? "/api/widget/keys" : "/api/keys", payload);
           if (!ctx.alive()) return;
           const box = secretBox(created, () => {
             box.remove();

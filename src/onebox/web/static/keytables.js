@@ -99,11 +99,11 @@ export function keyRestrictions(key) {
 
 /**
  * The keys table. onRevoke(key, button) is called after the user confirmed; `owner` adds
- * the owner's email (admin view).
+ * the owner's email (admin view); onConversations(key) adds a button on widget keys.
  * @param {ApiKey[]} keys
- * @param {{owner?: boolean, onRevoke?: (key: ApiKey, button: HTMLButtonElement) => void, rowTestid?: string, revokeTestid?: string}} [options]
+ * @param {{owner?: boolean, onRevoke?: (key: ApiKey, button: HTMLButtonElement) => void, onConversations?: (key: ApiKey) => void, rowTestid?: string, revokeTestid?: string}} [options]
  */
-export function keysTable(keys, { owner = false, onRevoke, rowTestid = "key-row", revokeTestid = "key-revoke" } = {}) {
+export function keysTable(keys, { owner = false, onRevoke, onConversations, rowTestid = "key-row", revokeTestid = "key-revoke" } = {}) {
   const columns = [
     { label: "Name", className: "name" },
     ...(owner ? [{ label: "Owner", className: "name" }] : []),
@@ -132,6 +132,11 @@ export function keysTable(keys, { owner = false, onRevoke, rowTestid = "key-row"
         onRevoke(key, revoke);
       });
       action = revoke;
+    }
+    if (key.kind === "widget" && onConversations) {
+      const read = button("Conversations", { className: "button small", testid: "key-conversations" });
+      read.addEventListener("click", () => onConversations(key));
+      action = h("div", { className: "row-actions" }, [read, action]);
     }
     return {
       testid: rowTestid,

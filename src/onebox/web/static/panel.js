@@ -12,6 +12,7 @@ import { h } from "./core.js";
  * @typedef {object} PanelOptions
  * @property {string} [tab] the admin tab to show
  * @property {string} [collectionId] the collection the Documents panel opens on
+ * @property {string} [keyId] the widget key whose conversations are shown
  */
 /**
  * @typedef {object} PanelContext
