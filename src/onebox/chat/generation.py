@@ -23,6 +23,7 @@ from onebox.core.guarding import Guard, OutputBlockedError
 from onebox.core.settings import Settings
 from onebox.documents.answering import stored_sources
 from onebox.documents.retrieval import Source
+from onebox.guard import PromptSecret
 from onebox.llm.base import (
     ChatMessage,
     ChatRequest,
@@ -69,7 +70,7 @@ class GenerationRun:
     user_id: str
     source: str
     admission: Admission | None = None
-    canary: str | None = None
+    prompt_secret: PromptSecret | None = None
     sources: list[Source] = field(default_factory=list)
     message_id: str = field(default_factory=new_id)
     events: asyncio.Queue[RunEvent | None] = field(default_factory=asyncio.Queue)
@@ -122,7 +123,7 @@ class GenerationManager:
         user_id: str,
         source: str = "ui",
         admission: Admission | None = None,
-        canary: str | None = None,
+        prompt_secret: PromptSecret | None = None,
         sources: list[Source] | None = None,
         retrieval_used: bool = False,
     ) -> GenerationRun:
@@ -134,7 +135,7 @@ class GenerationManager:
             user_id=user_id,
             source=source,
             admission=admission,
-            canary=canary,
+            prompt_secret=prompt_secret,
             sources=list(sources or []),
         )
         if retrieval_used:
@@ -172,7 +173,7 @@ class GenerationManager:
         try:
             async with contextlib.aclosing(
                 self.guard.filter_output(
-                    stream_with_fallbacks(self.registry, route, run.request), run.canary
+                    stream_with_fallbacks(self.registry, route, run.request), run.prompt_secret
                 )
             ) as stream:
                 async for chunk in stream:

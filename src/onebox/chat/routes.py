@@ -179,7 +179,7 @@ async def post_message(
     if readable:
         sources = await state.retriever().retrieve(session, retrieval_query(history), readable)
         history = with_sources(history, sources)
-    history, canary = state.guard.protect_system_prompt(history)
+    history, prompt_secret = state.guard.protect_system_prompt(history)
     try:
         prompt = state.generations.prepare(entry, history, params)
     except ContextWindowExceededError as exc:
@@ -197,7 +197,7 @@ async def post_message(
         params=params,
         user_id=user_id,
         admission=admission,
-        canary=canary,
+        prompt_secret=prompt_secret,
         sources=sources,
         retrieval_used=bool(readable),
     )

@@ -43,7 +43,7 @@ async def answer_question(
         entry = state.models.resolve(model)
         params = default_params(entry, settings)
         history = [ChatMessage("system", settings.system_prompt), ChatMessage("user", question)]
-        messages, canary = state.guard.protect_system_prompt(with_sources(history, sources))
+        messages, prompt_secret = state.guard.protect_system_prompt(with_sources(history, sources))
         provider = entry.provider
         messages = fit_to_context(
             messages, provider.count_tokens, provider.context_size, params.max_tokens
@@ -53,7 +53,7 @@ async def answer_question(
             stream_with_fallbacks(
                 state.models, Route(requested=entry), ChatRequest(messages=messages, params=params)
             ),
-            canary,
+            prompt_secret,
         )
         async with contextlib.aclosing(stream) as chunks:
             async for chunk in chunks:

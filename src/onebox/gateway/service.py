@@ -20,7 +20,7 @@ from onebox.documents.answering import stored_sources, with_sources
 from onebox.documents.retrieval import Source
 from onebox.gateway.auth import check_model_allowed
 from onebox.gateway.schemas import ChatCompletionRequest
-from onebox.guard import GuardViolation, MessageLimits, clean_messages
+from onebox.guard import GuardViolation, MessageLimits, PromptSecret, clean_messages
 from onebox.llm.base import (
     ChatMessage,
     ChatRequest,
@@ -124,7 +124,7 @@ class Completion:
     meter: GenerationMeter = field(default_factory=GenerationMeter)
     usage: Usage | None = None
     guard: Guard | None = None
-    canary: str | None = None
+    prompt_secret: PromptSecret | None = None
     admission: Admission | None = None
     sources: list[Source] | None = None
     _stream: AsyncGenerator[StreamChunk] | None = None
@@ -162,7 +162,7 @@ class Completion:
         messages = _guarded_input(request, settings, guard)
         if sources is not None:
             messages = with_sources(messages, sources)
-        messages, canary = guard.protect_system_prompt(messages)
+        messages, prompt_secret = guard.protect_system_prompt(messages)
         try:
             messages = fit_to_context(
                 messages,
@@ -183,7 +183,7 @@ class Completion:
             usage_recorder=usage_recorder,
             chat_request=ChatRequest(messages=messages, params=params),
             guard=guard,
-            canary=canary,
+            prompt_secret=prompt_secret,
             sources=sources,
         )
 
@@ -201,7 +201,9 @@ class Completion:
         """Starts generation and waits for its first chunk, so failures before any output
         become proper HTTP errors (429, 503, …) instead of a broken stream."""
         stream = stream_with_fallbacks(self.registry, self.route, self.chat_request)
-        self._stream = self.guard.filter_output(stream, self.canary) if self.guard else stream
+        self._stream = (
+            self.guard.filter_output(stream, self.prompt_secret) if self.guard else stream
+        )
         try:
             return await anext(self._stream)
         except ProviderError as exc:
