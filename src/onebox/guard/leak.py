@@ -6,14 +6,19 @@ a model that recites its prompt without the token (or before reaching it).
 
 Echo compares words: ``\\w+`` runs, NFKC and case-folded, so whitespace, line breaks and
 markdown around them do not matter. A reply trips it with ``echo_words`` consecutive words
-that also appear consecutively in the instructions. Ten is the default: a compliant answer
-echoes instruction phrases of up to about seven words ("the documents do not cover it",
-"the sources do not contain the answer"), and ordinary prose shares at most five or so
-consecutive words with an unrelated text by chance (``bench/bench_prompt_echo.py``
-measures both); ten still catches any one sentence-and-a-half of a prompt recited. A
-prompt with fewer words than that is guarded by the canary alone. Retrieved passages are
-appended to the system prompt in RAG mode; quoting them is the point, so the instructions
-compared exclude the fenced passages (:func:`~onebox.guard.injection.without_fenced_passages`).
+that also appear consecutively in the instructions. Ten is the default. By chance, ordinary
+prose shares at most three consecutive words with the app's instruction texts
+(``bench/bench_prompt_echo.py`` (a): the 49 quality-set documents and Python's reference
+topics against the default prompt, the citation instructions, the no-sources note and the
+fence note); the embedded model's real RAG answers reuse at most two (b), while the recital
+it was talked into ran 19 words (c). An answer may reuse an instruction's clause on purpose - "the documents do not
+cover it" (6 words), "the sources do not contain the answer" (7) - and such clauses are
+rarely longer than a sentence's main part; ten stays above both, while a recital is still
+stopped at its tenth word, before any of it is shown. A prompt shorter than ten words is
+guarded by the canary alone. Retrieved passages are appended to the system prompt in RAG
+mode; quoting them is the point, so the instructions compared exclude the fenced passages
+(:func:`~onebox.guard.injection.without_fenced_passages`). The canary note is not compared
+either: refusals echo its wording.
 
 :class:`LeakFilter` holds back what could still turn out to be a leak - the current run of
 words that match the instructions (fewer than ``echo_words``), the trailing partial word,
