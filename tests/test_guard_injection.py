@@ -392,8 +392,10 @@ def test_canary_split_across_chunks() -> None:
         pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
         results = feed_all(watch, pieces)
         position = next(i for i, hit in enumerate(results) if hit)
-        end = len(text) - len(", happy?")
-        assert sum(len(p) for p in pieces[: position + 1]) >= end  # fires once it is complete
+        # it fires with the piece that completes the first half of the random part
+        half = text.index(canary) + len(CANARY_PREFIX) + 12
+        assert sum(len(p) for p in pieces[:position]) < half
+        assert sum(len(p) for p in pieces[: position + 1]) >= half
         assert all(results[position:])  # and stays fired
 
 
@@ -407,6 +409,9 @@ def test_canary_split_across_chunks() -> None:
         "o-n-e-b-o-x c-a-n-a-r-y 0.1.2.3.4.5.6.7.8.9.a.b.c.d.e.f.0.1.2.3.4.5.6.7",
         "ｏｎｅｂｏｘ－ｃａｎａｒｙ－０１２３４５６７８９ａｂｃｄｅｆ０１２３４５６７",  # noqa: RUF001
         "onebox-canary-\u200b0123456789abcdef01234567",
+        "0123456789abcdef0123456 is one character short",  # half of it is enough
+        "the token ends in 9abcdef01234567",
+        "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669abcdef",  # Arabic-Indic
     ],
 )
 def test_canary_variants_are_detected(leak: str) -> None:
@@ -420,7 +425,8 @@ def test_canary_variants_are_detected(leak: str) -> None:
     "text",
     [
         "onebox-canary- is how canaries start",
-        "0123456789abcdef0123456 is one character short",
+        "onebox-canary-0123456789a is too short a piece of the random part",
+        "0123456789a then cdef0123456, two pieces too short",
         "a normal reply about canaries and tokens",
     ],
 )

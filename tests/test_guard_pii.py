@@ -185,7 +185,7 @@ def test_iban_followed_by_capitals() -> None:
         "GB82 WEST 1234 5698 7654 31",  # bad check digits
         "DE00 3704 0044 0532 01XX 00",
         "XX82WEST12345698765432",
-        "gb82west12345698765432",  # lower case is not recognised
+        "gb82west12345698765431",  # lower case, bad check digits
         "MODEL AB12 CDEF GHIJ KLMN",
     ],
 )

@@ -32,6 +32,7 @@ from onebox.documents.search.answering import retrieval_query, stored_sources, w
 from onebox.documents.search.retrieval import Retriever, Source
 from onebox.documents.service import DocumentService
 from onebox.guard import GuardViolation, MessageLimits, clean_messages
+from onebox.guard.leak import PromptSecret
 from onebox.guard.service import Guard, OutputBlockedError
 from onebox.llm.base import (
     ChatMessage,
@@ -120,7 +121,7 @@ class Turn:
     request: TurnRequest
     route: Route
     chat_request: ChatRequest
-    canary: str | None
+    prompt_secret: PromptSecret | None
     sources: list[Source] | None
     admission: Admission | None = None
     user_message: Message | None = None
@@ -159,7 +160,7 @@ class Turn:
         self._running_as = self.route.requested.name
         self.turns.running[self._running_as] = self.turns.running.get(self._running_as, 0) + 1
         stream = stream_with_fallbacks(self.turns.models, self.route, self.chat_request)
-        self._stream = self.turns.guard.filter_output(stream, self.canary)
+        self._stream = self.turns.guard.filter_output(stream, self.prompt_secret)
         return self._stream
 
     async def first_chunk(self) -> StreamChunk:
@@ -300,7 +301,7 @@ class Turns:
         sources = await self._retrieve(session, request, history)
         if sources is not None:
             history = with_sources(history, sources)
-        history, canary = self.guard.protect_system_prompt(history)
+        history, prompt_secret = self.guard.protect_system_prompt(history)
         try:
             prompt = fit_to_context(
                 history, entry.provider.count_tokens, entry.provider.context_size,
@@ -317,7 +318,7 @@ class Turns:
             request=request,
             route=Route(requested=entry),
             chat_request=ChatRequest(messages=prompt, params=params),
-            canary=canary,
+            prompt_secret=prompt_secret,
             sources=sources,
             user_message=user_message,
             meter=GenerationMeter(started=arrived),  # latencies count from the request

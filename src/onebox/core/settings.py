@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     injection_action: Literal["off", "flag", "strip", "block"] = "flag"
     injection_threshold: float = Field(default=0.5, gt=0, le=1)
     canary_enabled: bool = True
+    prompt_echo_words: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Stop a reply that repeats this many consecutive words of the system "
+        "prompt's instructions (retrieved passages excluded); 0 turns the check off",
+    )
 
     max_message_chars: int = Field(default=32_000, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)

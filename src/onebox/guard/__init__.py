@@ -9,7 +9,10 @@ from onebox.guard.injection import (
     apply,
     fence_untrusted,
     scan,
+    without_fenced_passages,
 )
+from onebox.guard.leak import LeakFilter, PromptSecret
+from onebox.guard.output import OutputFilter
 from onebox.guard.pii import Finding, PiiPolicy, StreamRedactor, redact
 from onebox.guard.pii_rules import PII_TYPES
 from onebox.guard.text import (
@@ -28,8 +31,11 @@ __all__ = [
     "GuardViolation",
     "InjectionPolicy",
     "InjectionReport",
+    "LeakFilter",
     "MessageLimits",
+    "OutputFilter",
     "PiiPolicy",
+    "PromptSecret",
     "StreamRedactor",
     "apply",
     "clean_messages",
@@ -41,4 +47,5 @@ __all__ = [
     "redact",
     "scan",
     "system_prompt_with_canary",
+    "without_fenced_passages",
 ]

@@ -256,6 +256,9 @@ def apply(text: str, policy: InjectionPolicy | None = None) -> GuardResult:
     return GuardResult(text, False, report, flagged)
 
 
+# What fence_untrusted writes around each passage; the body cannot contain the closing line
+# (any copy of the token and any "<<<" in it are defused), so the first one closes it.
+_FENCED_PASSAGE = re.compile(r"<<<(\S+) passage=\d+ [^\n]*>>>\n.*?\n<<<END \1>>>", re.DOTALL)
 _FENCE_MARKS = re.compile(r"<<<|>>>|<\||\|>|<<(/?)sys>>|\[(/?)INST\]", re.IGNORECASE)
 
 
@@ -285,3 +288,9 @@ def fence_untrusted(passages: Sequence[tuple[str, str]], *, boundary: str | None
             f'<<<{token} passage={number} source="{label}">>>\n{content}\n<<<END {token}>>>'
         )
     return "\n\n".join(parts)
+
+
+def without_fenced_passages(text: str) -> str:
+    """``text`` with every passage block that :func:`fence_untrusted` wrote removed (the
+    note that introduces them stays)."""
+    return _FENCED_PASSAGE.sub("", text)

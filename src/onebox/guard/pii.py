@@ -1,7 +1,11 @@
 """PII and secret redaction for model output, for whole texts and for token streams.
 
 ``redact(text, policy)`` and :class:`StreamRedactor` share one left-to-right scanner, so
-feeding a text in any number of pieces emits exactly ``redact(text)``.
+feeding a text in any number of pieces emits exactly ``redact(text)``. The rules match the
+*folded* text (:mod:`onebox.guard.folding`: NFKC, ASCII digits, plain spaces and hyphens),
+so a card in full-width digits or with no-break spaces between its groups is found too;
+each match is mapped back onto the original characters, and everything around the
+placeholders is the original text, unchanged. IBANs match in either case.
 
 How the stream decides what is safe to emit: every rule is built with
 :mod:`onebox.guard._rx`, which also yields the rule's *prefix closure* - a regex matching
@@ -25,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from onebox.guard.folding import fold
 from onebox.guard.pii_rules import PII_TYPES, RULES, WORD_START, Rule
 
 _CONTEXT = 8  # characters kept before the emitted point for look-behinds
@@ -133,12 +138,10 @@ def _hit_at(scanner: _Scanner, match: re.Match[str]) -> _Hit | None:
     return hit
 
 
-def _scan(
-    scanner: _Scanner, policy: PiiPolicy, buf: str, pos: int, cut: int, base: int
-) -> tuple[list[str], int, list[Finding]]:
-    """Emit ``buf[pos:]`` up to ``cut`` (or past it, through a match starting before it)."""
-    out: list[str] = []
-    findings: list[Finding] = []
+def _scan(scanner: _Scanner, buf: str, pos: int, cut: int) -> tuple[list[_Hit], int]:
+    """The hits in ``buf[pos:]`` up to ``cut`` (or past it, through a match starting before
+    it), and the position scanning stopped at."""
+    hits: list[_Hit] = []
     assert scanner.combined is not None
     while pos < cut:
         match = scanner.combined.search(buf, pos)
@@ -146,20 +149,57 @@ def _scan(
             break
         hit = _hit_at(scanner, match)
         if hit is None:
-            out.append(buf[pos : match.start() + 1])
             pos = match.start() + 1
             continue
-        out.append(buf[pos : hit.value_start])
-        out.append(policy.placeholder.format(type=hit.rule.type))
-        out.append(buf[hit.value_end : hit.end])
-        findings.append(
-            Finding(hit.rule.type, hit.rule.name, base + hit.value_start, base + hit.value_end)
-        )
+        hits.append(hit)
         pos = hit.end
-    if pos < cut:
-        out.append(buf[pos:cut])
-        pos = cut
-    return out, pos, findings
+    return hits, max(pos, cut)
+
+
+class _Origins:
+    """Maps positions in a folded buffer back to the original text (see :mod:`folding`)."""
+
+    __slots__ = ("origins", "text_end")
+
+    def __init__(self, origins: list[int] | None, text_end: int) -> None:
+        self.origins = origins  # absolute original offset of each buffer character
+        self.text_end = text_end
+
+    def start(self, index: int) -> int:
+        """Where the original character behind buffer position ``index`` starts."""
+        if self.origins is None:
+            return index
+        return self.origins[index] if index < len(self.origins) else self.text_end
+
+    def end(self, index: int) -> int:
+        """Where the original character behind buffer position ``index - 1`` ends."""
+        if self.origins is None:
+            return index
+        return self.origins[index - 1] + 1
+
+
+def _render(
+    policy: PiiPolicy, text: str, text_base: int, done: int, hits: list[_Hit], upto: int,
+    origins: _Origins,
+) -> tuple[list[str], int, list[Finding]]:  # fmt: skip
+    """The original text from offset ``done`` to where buffer position ``upto`` came from,
+    with each hit's value replaced by its placeholder (``text`` starts at absolute offset
+    ``text_base``). Returns the pieces, the new ``done`` and the findings."""
+    out: list[str] = []
+    findings: list[Finding] = []
+    for hit in hits:
+        start = origins.start(hit.value_start)
+        end = origins.end(hit.value_end)
+        if start > done:
+            out.append(text[done - text_base : start - text_base])
+        out.append(policy.placeholder.format(type=hit.rule.type))
+        findings.append(Finding(hit.rule.type, hit.rule.name, start, end))
+        done = max(done, end)
+    stop = origins.start(upto)
+    if stop > done:
+        out.append(text[done - text_base : stop - text_base])
+        done = stop
+    return out, done, findings
 
 
 def redact(text: str, policy: PiiPolicy | None = None) -> tuple[str, list[Finding]]:
@@ -168,7 +208,9 @@ def redact(text: str, policy: PiiPolicy | None = None) -> tuple[str, list[Findin
     scanner = _scanner(policy.types)
     if scanner.combined is None:
         return text, []
-    out, _, findings = _scan(scanner, policy, text, 0, len(text), 0)
+    folded, origins = fold(text)
+    hits, end = _scan(scanner, folded, 0, len(folded))
+    out, _, findings = _render(policy, text, 0, 0, hits, end, _Origins(origins, len(text)))
     return "".join(out), findings
 
 
@@ -178,18 +220,29 @@ class StreamRedactor:
     The concatenation of everything returned by ``feed`` and ``flush`` equals
     ``redact(full_text, policy)[0]``. ``findings`` collects what was redacted so far, with
     offsets into the whole stream. The held-back text never appears in ``repr``.
+
+    Rules match the folded stream (:mod:`onebox.guard.folding`); ``_origins`` records, for
+    each folded character still buffered, where it came from in the original stream, whose
+    unsent part is kept in ``_text``.
     """
 
-    __slots__ = ("_base", "_buf", "_done", "_open", "_pos", "_scanner", "findings", "policy")
+    __slots__ = (
+        "_base", "_buf", "_done", "_emitted", "_open", "_origins", "_pos", "_scanner",
+        "_text", "_text_base", "findings", "policy",
+    )  # fmt: skip
 
     def __init__(self, policy: PiiPolicy | None = None) -> None:
         self.policy = policy or PiiPolicy()
         self.findings: list[Finding] = []
         self._scanner = _scanner(self.policy.types)
-        self._buf = ""
-        self._base = 0  # absolute offset of _buf[0]
-        self._pos = 0  # absolute offset up to which output has been produced
-        self._open = 0  # first offset that may still start a match; it only moves forward
+        self._buf = ""  # folded
+        self._base = 0  # absolute folded offset of _buf[0]
+        self._origins: list[int] = []  # absolute original offset of each _buf character
+        self._pos = 0  # absolute folded offset up to which output has been produced
+        self._open = 0  # first folded offset that may still start a match; only moves forward
+        self._text = ""  # original text from _text_base on
+        self._text_base = 0
+        self._emitted = 0  # absolute original offset up to which output has been produced
         self._done = False
 
     def __repr__(self) -> str:
@@ -203,30 +256,31 @@ class StreamRedactor:
     @property
     def pending(self) -> int:
         """Characters received but not yet emitted."""
-        return self._base + len(self._buf) - self._pos
+        return self._text_base + len(self._text) - self._emitted
 
     def feed(self, delta: str) -> str:
         if self._done:
             raise RuntimeError("feed() after flush()")
         if not delta:
             return ""
-        self._buf += delta
         if self._scanner.combined is None:
-            return self._emit_all()
+            return delta
+        folded, origins = fold(delta)
+        start = self._text_base + len(self._text)
+        if origins is None:
+            self._origins.extend(range(start, start + len(delta)))
+        else:
+            self._origins.extend(start + origin for origin in origins)
+        self._buf += folded
+        self._text += delta
         return self._advance(self._first_open())
 
     def flush(self) -> str:
         """Emit everything still held; the stream has ended."""
         self._done = True
         if self._scanner.combined is None:
-            return self._emit_all()
+            return ""
         return self._advance(self._base + len(self._buf))
-
-    def _emit_all(self) -> str:
-        out = self._buf[self._pos - self._base :]
-        self._pos = self._base + len(self._buf)
-        self._trim()
-        return out
 
     def _first_open(self) -> int:
         assert self._scanner.prefix is not None
@@ -238,13 +292,10 @@ class StreamRedactor:
     def _advance(self, cut: int) -> str:
         if cut <= self._pos:
             return ""
-        out, pos, findings = _scan(
-            self._scanner,
-            self.policy,
-            self._buf,
-            self._pos - self._base,
-            cut - self._base,
-            self._base,
+        hits, pos = _scan(self._scanner, self._buf, self._pos - self._base, cut - self._base)
+        origins = _Origins(self._origins, self._text_base + len(self._text))
+        out, self._emitted, findings = _render(
+            self.policy, self._text, self._text_base, self._emitted, hits, pos, origins
         )
         self._pos = self._base + pos
         self.findings.extend(findings)
@@ -255,4 +306,8 @@ class StreamRedactor:
         drop = self._pos - self._base - _CONTEXT
         if drop > 256 or (drop > 0 and drop * 2 > len(self._buf)):
             self._buf = self._buf[drop:]
+            del self._origins[:drop]
             self._base += drop
+            sent = self._emitted - self._text_base
+            self._text = self._text[sent:]
+            self._text_base = self._emitted

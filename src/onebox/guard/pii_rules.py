@@ -81,7 +81,8 @@ def _digit_count(lo: int, hi: int) -> Validator:
 
 
 def _iban(value: str) -> int | None:
-    length = IBAN_LENGTHS.get(value[:2])
+    """Letters may come in either case ("de89 3704 ..."); the checks read them upper-cased."""
+    length = IBAN_LENGTHS.get(value[:2].upper())
     if length is None:
         return None
     seen = 0
@@ -92,7 +93,7 @@ def _iban(value: str) -> int | None:
                 end = i + 1
                 if end < len(value) and value[end] != " ":
                     return None
-                return end if iban_valid(value[:end].replace(" ", "")) else None
+                return end if iban_valid(value[:end].replace(" ", "").upper()) else None
     return None
 
 
@@ -177,11 +178,18 @@ RULES: tuple[Rule, ...] = (
     )),
     # --- bank --------------------------------------------------------------------------
     Rule("iban", "iban", seq(
-        Behind("(?<![A-Za-z0-9])"), Cls("[A-Z]", 2, 2), Cls(D, 2, 2),
-        Rep(seq(Cls("[ ]", 0, 1), Cls("[A-Z0-9]")), 11, 30), Ahead("(?![A-Za-z0-9])", 1),
+        Behind("(?<![A-Za-z0-9])"), Cls("[A-Za-z]", 2, 2), Cls(D, 2, 2),
+        Rep(seq(Cls("[ ]", 0, 1), Cls("[A-Za-z0-9]")), 11, 30), Ahead("(?![A-Za-z0-9])", 1),
     ), _iban),
     Rule("card", "card", seq(
         Behind("(?<![A-Za-z0-9_.,+-])"), Cls("[2-6]"), Cls(D, 3, 3), Rep(_SEP_DIGIT, 9, 15),
+        Ahead("(?![A-Za-z0-9_]|[.,][0-9])", 2),
+    ), _card),
+    # dots only between whole groups (4-4-4-4[-1..3] or 4-6-4/5), so decimals stay numbers
+    Rule("card_dotted", "card", seq(
+        Behind("(?<![A-Za-z0-9_.,+-])"), Cls("[2-6]"), Cls(D, 3, 3),
+        alt(seq(Lit("."), Cls(D, 6, 6), Lit("."), Cls(D, 4, 5)),
+            seq(Rep(seq(Lit("."), Cls(D, 4, 4)), 3, 3), opt(seq(Lit("."), Cls(D, 1, 3))))),
         Ahead("(?![A-Za-z0-9_]|[.,][0-9])", 2),
     ), _card),
     # --- national identifiers ----------------------------------------------------------

@@ -11,10 +11,10 @@ from onebox.core.errors import APIError
 from onebox.core.messages import ChatMessage, ProviderError, StreamChunk, TextDelta
 from onebox.core.settings import Settings
 from onebox.guard import (
-    CanaryWatch,
     InjectionPolicy,
+    OutputFilter,
     PiiPolicy,
-    StreamRedactor,
+    PromptSecret,
     apply,
     new_canary,
     redact,
@@ -46,6 +46,7 @@ class Guard:
             )
         )
         self.canary_enabled = settings.canary_enabled
+        self.prompt_echo_words = settings.prompt_echo_words
         if self.pii is not None:
             redact("", self.pii)  # compile the patterns now, not on the first reply
 
@@ -80,37 +81,60 @@ class Guard:
 
     def protect_system_prompt(
         self, messages: Sequence[ChatMessage]
-    ) -> tuple[list[ChatMessage], str | None]:
-        """Adds a canary to the first system message; none without a system message."""
-        if not self.canary_enabled:
+    ) -> tuple[list[ChatMessage], PromptSecret | None]:
+        """Adds a canary to the first system message and returns what the reply must not
+        reveal (pass it to :meth:`filter_output`); none without a system message."""
+        if not self.canary_enabled and not self.prompt_echo_words:
             return list(messages), None
         for index, message in enumerate(messages):
             if message.role == "system":
-                canary = new_canary()
+                canary = new_canary() if self.canary_enabled else None
+                secret = PromptSecret.for_system_prompt(
+                    message.content, canary, self.prompt_echo_words
+                )
+                if canary is None:
+                    return list(messages), secret
                 protected = ChatMessage(
                     "system", system_prompt_with_canary(message.content, canary)
                 )
-                return [*messages[:index], protected, *messages[index + 1 :]], canary
+                return [*messages[:index], protected, *messages[index + 1 :]], secret
         return list(messages), None
 
     async def filter_output(
-        self, stream: AsyncGenerator[StreamChunk], canary: str | None
+        self, stream: AsyncGenerator[StreamChunk], secret: PromptSecret | None
     ) -> AsyncGenerator[StreamChunk]:
-        watch = CanaryWatch(canary) if canary else None
-        redactor = StreamRedactor(self.pii) if self.pii is not None else None
+        output = OutputFilter(secret, self.pii)
         try:
-            async for chunk in stream:
-                if isinstance(chunk, TextDelta):
-                    if watch is not None and watch.feed(chunk.text):
-                        raise OutputBlockedError(
-                            "The reply was stopped: it revealed protected instructions"
-                        )
-                    text = redactor.feed(chunk.text) if redactor else chunk.text
+            try:
+                async for chunk in stream:
+                    if isinstance(chunk, TextDelta):
+                        text, ended = output.feed(chunk.text), None
+                    else:
+                        text, ended = output.finish(), chunk
+                    if output.blocked:
+                        raise _blocked(output)
                     if text:
                         yield TextDelta(text)
-                else:
-                    if redactor is not None and (tail := redactor.flush()):
-                        yield TextDelta(tail)
-                    yield chunk
+                    if ended is not None:
+                        yield ended
+            except ProviderError as exc:
+                if isinstance(exc, OutputBlockedError):
+                    raise
+                text = output.salvage()
+                if output.blocked:
+                    raise _blocked(output) from exc
+                if text:
+                    yield TextDelta(text)
+                raise
+            if tail := output.finish():
+                yield TextDelta(tail)
+            if output.blocked:
+                raise _blocked(output)
         finally:
             await stream.aclose()
+
+
+def _blocked(output: OutputFilter) -> OutputBlockedError:
+    assert output.leak is not None
+    logger.warning("Reply stopped: it leaked the system prompt (%s)", output.leak.reason)
+    return OutputBlockedError("The reply was stopped: it revealed protected instructions")
