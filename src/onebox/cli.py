@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -60,6 +61,10 @@ def serve(
     data_dir: DataDirOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (env ONEBOX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env ONEBOX_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes on this port (each loads its own model)."),
+    ] = 1,
 ) -> None:
     """Serve the web UI and API."""
     import uvicorn
@@ -73,8 +78,16 @@ def serve(
         f"Onebox {__version__} starting on [bold]http://{settings.host}:{settings.port}[/bold] "
         f"(data in {settings.data_dir.resolve()}); loading the model…"
     )
+    if workers > 1:
+        # Each worker process builds its own app from the environment, so the command-line
+        # overrides travel there too.
+        os.environ["ONEBOX_DATA_DIR"] = str(settings.data_dir)
+        os.environ["ONEBOX_HOST"] = settings.host
+        os.environ["ONEBOX_PORT"] = str(settings.port)
     uvicorn.run(
-        create_app(settings),
+        "onebox.app:create_app" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
