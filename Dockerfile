@@ -39,6 +39,7 @@ RUN apt-get update \
  && mkdir -p /data /models /run/onebox-metrics \
  && chown onebox:onebox /data /run/onebox-metrics
 COPY --from=builder /opt/venv /opt/venv
+COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/onebox-entrypoint
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -52,5 +53,5 @@ VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD curl -fsS http://127.0.0.1:${ONEBOX_PORT}/healthz || exit 1
-ENTRYPOINT ["/usr/bin/tini", "--", "onebox"]
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/onebox-entrypoint"]
 CMD ["serve"]
