@@ -83,7 +83,9 @@ class Postgres:
         )
 
     def start(self) -> None:
-        self.server.start()
+        before = self.server.get_uri()
+        self.server.ensure_postgres_running()
+        assert self.server.get_uri() == before, "PostgreSQL came back on another socket"
 
 
 @dataclass
