@@ -6,13 +6,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from onebox import __version__
+
+if TYPE_CHECKING:
+    from onebox.core.settings import Settings
 
 app = typer.Typer(help="Onebox: private AI chat over your own documents.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -78,7 +81,15 @@ def serve(
         f"Onebox {__version__} starting on [bold]http://{settings.host}:{settings.port}[/bold] "
         f"(data in {settings.data_dir.resolve()}); loading the model…"
     )
+    if workers > 1 and settings.vector_backend == "edge":
+        errors.print(
+            "[red]--workers needs a shared vector index[/red]: the embedded Qdrant Edge index "
+            "lives in one process; set ONEBOX_VECTOR_BACKEND=qdrant or pgvector"
+        )
+        raise typer.Exit(2)
     if workers > 1:
+        # Migrate once here: worker processes starting together would race on SQLite.
+        migrate(settings)
         # Each worker process builds its own app from the environment, so the command-line
         # overrides travel there too.
         os.environ["ONEBOX_DATA_DIR"] = str(settings.data_dir)
@@ -103,10 +114,13 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDirOption = None) -> None:
     """Apply database migrations (also done automatically at start)."""
+    migrate(load_settings(data_dir=data_dir))
+    console.print("Database is up to date.")
+
+
+def migrate(settings: Settings) -> None:
     from onebox.core.db import create_engine
     from onebox.core.migrate import upgrade
-
-    settings = load_settings(data_dir=data_dir)
 
     async def run() -> None:
         settings.prepare_data_dir()
@@ -117,7 +131,6 @@ def db_upgrade(data_dir: DataDirOption = None) -> None:
             await engine.dispose()
 
     asyncio.run(run())
-    console.print("Database is up to date.")
 
 
 @app.command()
