@@ -36,8 +36,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Debian chromium drives the browser tests, promtool (Debian's prometheus) checks the
-# deploy/prometheus files and npm fetches TypeScript for the web UI's type check; each
-# installed once if missing and we can.
+# deploy/prometheus files, Debian nginx checks deploy/nginx and fronts the topology test,
+# and npm fetches TypeScript for the web UI's type check; each installed once if missing
+# and we can.
 system-deps:
 	@if ! command -v promtool >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -45,6 +46,14 @@ system-deps:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 		else \
 			echo ">> promtool missing and cannot apt-get: the deploy checks fail in CI, skip elsewhere"; \
+		fi; \
+	fi
+	@if [ ! -x /usr/sbin/nginx ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> Installing Debian nginx for the deploy checks and the topology test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx openssl >/dev/null; \
+		else \
+			echo ">> nginx missing and cannot apt-get: the deploy checks fail in CI, skip elsewhere"; \
 		fi; \
 	fi
 	@if [ ! -x /usr/bin/chromium ]; then \

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from onebox import __version__
+
+if TYPE_CHECKING:
+    from onebox.core.settings import Settings
 
 app = typer.Typer(help="Onebox: private AI chat over your own documents.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -60,6 +64,10 @@ def serve(
     data_dir: DataDirOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (env ONEBOX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env ONEBOX_PORT).")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, help="Worker processes on this port (each loads its own model)."),
+    ] = 1,
 ) -> None:
     """Serve the web UI and API."""
     import uvicorn
@@ -73,8 +81,24 @@ def serve(
         f"Onebox {__version__} starting on [bold]http://{settings.host}:{settings.port}[/bold] "
         f"(data in {settings.data_dir.resolve()}); loading the model…"
     )
+    if workers > 1 and settings.vector_backend == "edge":
+        errors.print(
+            "[red]--workers needs a shared vector index[/red]: the embedded Qdrant Edge index "
+            "lives in one process; set ONEBOX_VECTOR_BACKEND=qdrant or pgvector"
+        )
+        raise typer.Exit(2)
+    if workers > 1:
+        # Migrate once here: worker processes starting together would race on SQLite.
+        migrate(settings)
+        # Each worker process builds its own app from the environment, so the command-line
+        # overrides travel there too.
+        os.environ["ONEBOX_DATA_DIR"] = str(settings.data_dir)
+        os.environ["ONEBOX_HOST"] = settings.host
+        os.environ["ONEBOX_PORT"] = str(settings.port)
     uvicorn.run(
-        create_app(settings),
+        "onebox.app:create_app" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
@@ -90,10 +114,13 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDirOption = None) -> None:
     """Apply database migrations (also done automatically at start)."""
+    migrate(load_settings(data_dir=data_dir))
+    console.print("Database is up to date.")
+
+
+def migrate(settings: Settings) -> None:
     from onebox.core.db import create_engine
     from onebox.core.migrate import upgrade
-
-    settings = load_settings(data_dir=data_dir)
 
     async def run() -> None:
         settings.prepare_data_dir()
@@ -104,7 +131,6 @@ def db_upgrade(data_dir: DataDirOption = None) -> None:
             await engine.dispose()
 
     asyncio.run(run())
-    console.print("Database is up to date.")
 
 
 @app.command()
