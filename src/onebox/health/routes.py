@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from onebox import __version__
 from onebox.core.db import ping
@@ -19,7 +21,19 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Literal["ok", "loading", "unreachable"]]
+
+
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": Readiness, "description": "Ready"},
+        503: {"model": Readiness, "description": "Not ready: see which check failed"},
+    },
+)
 async def readyz(state: StateDep) -> JSONResponse:
     """Readiness: the database and the vector index answer and the model is loaded."""
     checks: dict[str, str] = {}
