@@ -1,7 +1,8 @@
 """``make bench``: runs the benchmarks, prints a table each, writes JSON under bench/results/.
 
 Usage: python -m bench [NAME ...]   (default: all). Targets are reported as ratios against a
-baseline measured in the same run, never asserted: the machine is noisy.
+baseline measured in the same run, never asserted: the machine is noisy. A benchmark that
+judges itself (the soak) reports ``"passed"``; false makes the command exit 1.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
     RESULTS.mkdir(exist_ok=True)
+    failed: list[str] = []
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         started = time.time()
@@ -56,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         out = RESULTS / f"{name}.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"-> {out}")
-    return 0
+        if result.get("passed") is False:
+            failed.append(name)
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from onebox.core.db import create_engine, create_sessionmaker
 from onebox.core.errors import install_error_handlers
 from onebox.core.logging import configure_logging
 from onebox.core.metrics import configure_multiprocess, metrics_directory
-from onebox.core.middleware import JsonBodyGuard, NulInUrlGuard
+from onebox.core.middleware import AllowEveryMethod, JsonBodyGuard, NulInUrlGuard
 from onebox.core.migrate import upgrade
+from onebox.core.openapi import install_openapi
 from onebox.core.security import SecurityHeaders, WidgetCors
 from onebox.core.settings import Settings
 from onebox.documents.routes import router as documents_router
@@ -52,6 +53,7 @@ from onebox.users.repository import UserRepository
 from onebox.users.routes import router as accounts_router
 from onebox.users.service import ensure_local_user
 from onebox.vectors.factory import build_index
+from onebox.web.docs import router as docs_router
 from onebox.web.routes import router as web_router
 from onebox.web.routes import static_files
 from onebox.widget.owner_routes import router as widget_owner_router
@@ -60,6 +62,7 @@ from onebox.widget.routes import router as widget_router
 logger = logging.getLogger(__name__)
 
 UPLOAD_FILES_PER_REQUEST = 4
+API_PREFIXES = ("/api/", "/v1/", "/widget/")
 
 
 def upstream_client(settings: Settings) -> httpx.AsyncClient:
@@ -174,12 +177,22 @@ def create_app(
             finally:
                 await state.sampler.close()
 
-    app = FastAPI(title="Onebox", version=__version__, lifespan=lifespan)
+    # /docs is web/docs.py (served offline); ReDoc is not served.
+    app = FastAPI(
+        title="Onebox",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
     install_error_handlers(app)
+    install_openapi(app, api_prefixes=API_PREFIXES)
+    app.add_middleware(AllowEveryMethod, routes=lambda: app.router.routes)
     app.add_middleware(
         JsonBodyGuard,
         max_bytes=settings.max_request_bytes,
-        prefixes=("/api/", "/v1/", "/widget/"),
+        prefixes=API_PREFIXES,
         upload_suffix="/documents",
         # Several files per request, each up to the per-file limit checked in the route.
         max_upload_bytes=settings.max_upload_bytes * UPLOAD_FILES_PER_REQUEST,
@@ -207,8 +220,9 @@ def create_app(
     app.include_router(observability_router)
     app.include_router(widget_router)
     app.include_router(widget_owner_router)
-    app.router.routes.append(chat_completions_route)
+    app.router.routes.append(chat_completions_route())
     app.include_router(gateway_router)
+    app.include_router(docs_router)
     app.include_router(web_router)
     app.mount("/static", static_files(), name="static")
     return app

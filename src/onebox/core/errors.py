@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onebox.core.inputs import NUL_ERROR_TYPE
@@ -104,6 +105,26 @@ def error_response(status_code: int, message: str, error_type: str, **extra: Any
     return JSONResponse(error_body(message, error_type, **extra), status_code=status_code)
 
 
+# SQLite waits busy_timeout for the write lock, then gives up with this message.
+_LOCK_TIMEOUT_MESSAGES = ("database is locked", "database table is locked")
+
+
+def database_busy(exc: BaseException) -> APIError | None:
+    """A 503 for a database that stayed locked past its wait (an overloaded SQLite), rather
+    than a 500: nothing is wrong with the request, and it may simply be sent again."""
+    if isinstance(exc, OperationalError) and any(
+        text in str(exc.orig) for text in _LOCK_TIMEOUT_MESSAGES
+    ):
+        return APIError(
+            503,
+            "The database is busy; try again shortly",
+            "service_unavailable",
+            code="database_busy",
+            headers={"Retry-After": "1"},
+        )
+    return None
+
+
 def _describe_validation_error(exc: RequestValidationError) -> tuple[int, str, str | None]:
     errors = exc.errors()
     first = errors[0] if errors else {}
@@ -143,6 +164,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.headers:
             response.headers.update(exc.headers)
         return response
+
+    @app.exception_handler(OperationalError)
+    async def _database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        busy = database_busy(exc)
+        if busy is None:
+            return await _unexpected(request, exc)
+        logger.warning("Database busy on %s %s: %s", request.method, request.url.path, exc.orig)
+        return await _app_error(request, busy)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

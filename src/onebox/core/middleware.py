@@ -1,10 +1,13 @@
 """ASGI guards that run before routing: body size (chunked bodies included) and content
-type on the JSON API, and NUL characters in any URL."""
+type on the JSON API, and NUL characters in any URL; and the full ``Allow`` list on 405."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 
+from starlette.datastructures import MutableHeaders
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onebox.core.errors import APIError, error_body
@@ -160,3 +163,52 @@ class NulInUrlGuard:
             )
             return
         await self.app(scope, receive, send)
+
+
+_PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class AllowEveryMethod:
+    """A 405 names every method the path takes in its ``Allow`` header. The router answers
+    with the methods of the first route that matched the path only, so ``PUT`` on a path
+    with separate GET, PATCH and DELETE routes was told ``Allow: GET, HEAD``. Mounted apps
+    (static files) keep their own answer."""
+
+    def __init__(self, app: ASGIApp, *, routes: Callable[[], Sequence[BaseRoute]]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_allow(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = self.allowed_methods(scope)
+                if methods:
+                    headers = MutableHeaders(scope=message)
+                    headers["allow"] = ", ".join(methods)
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
+
+    def allowed_methods(self, scope: Scope) -> list[str]:
+        allowed = []
+        for method in _PROBED_METHODS:
+            probe = {
+                "type": "http",
+                "method": method,
+                "path": scope["path"],
+                "root_path": scope.get("root_path", ""),
+                "headers": [],
+                "query_string": b"",
+            }
+            for route in self.routes():
+                if isinstance(route, Mount):
+                    continue
+                match, _ = route.matches(probe)
+                if match is Match.FULL:
+                    allowed.append(method)
+                    break
+        return allowed

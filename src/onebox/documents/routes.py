@@ -147,7 +147,35 @@ async def _read_upload(upload: UploadFile, name: str, limit: int) -> bytes:
     return data
 
 
-@router.post("/collections/{collection_id}/documents", response_model=IngestResult, status_code=202)
+# The route reads the form itself (streamed, bounded); this tells clients its shape.
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "The files; zip archives expand into theirs",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/collections/{collection_id}/documents",
+    response_model=IngestResult,
+    status_code=202,
+    openapi_extra=UPLOAD_BODY,
+)
 async def upload_documents(
     collection_id: str,
     request: Request,

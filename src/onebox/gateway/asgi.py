@@ -15,7 +15,7 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from onebox.chat.turn import TurnRequest
-from onebox.core.errors import APIError, error_body
+from onebox.core.errors import APIError, database_busy, error_body
 from onebox.gateway.auth import authenticate_v1, check_model_allowed
 from onebox.gateway.service import (
     Completion,
@@ -144,6 +144,8 @@ class ChatCompletionsEndpoint:
             await chat_completions(scope, receive, send)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("Unhandled error in /v1/chat/completions")
-            await _send_error(send, APIError(500, "Internal server error", "api_error"))
+        except Exception as exc:
+            busy = database_busy(exc)
+            if busy is None:
+                logger.exception("Unhandled error in /v1/chat/completions")
+            await _send_error(send, busy or APIError(500, "Internal server error", "api_error"))

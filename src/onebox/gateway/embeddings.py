@@ -19,7 +19,7 @@ from pydantic import JsonValue, ValidationError
 from onebox.core.errors import APIError
 from onebox.embeddings.base import EmbeddingError, InputKind, Vectors
 from onebox.gateway.auth import check_model_allowed
-from onebox.gateway.schemas import EmbeddingRequest
+from onebox.gateway.schemas import MAX_INPUT_CHARS, MAX_INPUTS, EmbeddingRequest
 from onebox.gateway.service import invalid_request
 from onebox.llm.base import Usage
 from onebox.state import AppState
@@ -28,8 +28,6 @@ from onebox.users.auth import Principal
 
 logger = logging.getLogger(__name__)
 
-MAX_INPUTS = 2048  # OpenAI's limit
-MAX_INPUT_CHARS = 32_768  # about OpenAI's 8192-token limit; local models truncate far sooner
 _COUNT_INLINE_CHARS = 20_000  # above this, counting tokens moves off the event loop
 
 

@@ -6,12 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from starlette.routing import Route
 
+from onebox.core.openapi import DocumentedRoute, json_body
 from onebox.deps import StateDep
 from onebox.gateway.asgi import ChatCompletionsEndpoint
 from onebox.gateway.auth import authenticate_v1
 from onebox.gateway.embeddings import create_embeddings
+from onebox.gateway.openapi import UPSTREAM_ERRORS, EmbeddingList, chat_completions_operation
+from onebox.gateway.schemas import EmbeddingRequest
 from onebox.gateway.service import resolve_model
 from onebox.users.auth import Principal
 
@@ -28,9 +30,13 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 
 # POST /v1/chat/completions is the bare ASGI endpoint in gateway/asgi.py (the hot path).
-chat_completions_route = Route(
-    "/v1/chat/completions", endpoint=ChatCompletionsEndpoint(), methods=["POST"]
-)
+def chat_completions_route() -> DocumentedRoute:
+    return DocumentedRoute(
+        "/v1/chat/completions",
+        endpoint=ChatCompletionsEndpoint(),
+        methods=["POST"],
+        operations={"post": chat_completions_operation()},
+    )
 
 
 @router.get("/models")
@@ -55,7 +61,12 @@ async def get_model(model_id: str, state: StateDep, _auth: ApiAuth) -> dict[str,
     }
 
 
-@router.post("/embeddings")
+@router.post(
+    "/embeddings",
+    response_model=None,
+    responses={200: {"model": EmbeddingList}, **UPSTREAM_ERRORS},
+    openapi_extra=json_body(EmbeddingRequest),
+)
 async def embeddings(request: Request, state: StateDep, principal: ApiAuth) -> JSONResponse:
     ip = state.limits.client_ip(request.client.host if request.client else None, request.headers)
     return JSONResponse(await create_embeddings(state, principal, await request.body(), ip))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, WithJsonSchema, field_validator
 
 from onebox.core.inputs import NulFree, Text
 
@@ -51,7 +51,7 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: Annotated[str | list[str] | None, NulFree] = None
     seed: int | None = None
-    n: int = 1
+    n: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 1})
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     user: Text | None = Field(default=None, max_length=256)
@@ -84,12 +84,28 @@ class ChatCompletionRequest(BaseModel):
         return tuple(stop for stop in stops if stop)
 
 
+MAX_INPUTS = 2048  # OpenAI's limit
+MAX_INPUT_CHARS = 32_768  # about OpenAI's 8192-token limit; local models truncate far sooner
+
+_EMBEDDING_TEXT = {"type": "string", "minLength": 1, "maxLength": MAX_INPUT_CHARS, "pattern": r"\S"}
+# What ``input`` takes, for the OpenAPI document; gateway/embeddings.py checks it by hand.
+EMBEDDING_INPUT_SCHEMA = WithJsonSchema(
+    {
+        "anyOf": [
+            _EMBEDDING_TEXT,
+            {"type": "array", "items": _EMBEDDING_TEXT, "minItems": 1, "maxItems": MAX_INPUTS},
+        ],
+        "description": "A text or an array of texts (token-id arrays are not supported)",
+    }
+)
+
+
 class EmbeddingRequest(BaseModel):
     # ``input`` is checked by hand in gateway/embeddings.py: a union's errors read badly.
     model_config = ConfigDict(extra="ignore")
 
     model: Text | None = Field(default=None, min_length=1, max_length=200)
-    input: Annotated[JsonValue, NulFree]
+    input: Annotated[JsonValue, NulFree, EMBEDDING_INPUT_SCHEMA]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
     user: Text | None = Field(default=None, max_length=256)

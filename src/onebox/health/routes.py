@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from onebox import __version__
 from onebox.core.db import ping
@@ -22,7 +23,19 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz")
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, Literal["ok", "loading", "unreachable"]]
+
+
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        200: {"model": Readiness, "description": "Ready"},
+        503: {"model": Readiness, "description": "Not ready: see which check failed"},
+    },
+)
 async def readyz(state: StateDep) -> JSONResponse:
     """Readiness: the database and the vector index answer and the model is loaded. The
     rate-limit storage is reported too, but does not decide readiness (see below)."""

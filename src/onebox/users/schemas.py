@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from onebox.core.inputs import Text
+from onebox.core.inputs import MAX_STORED_INT, Moment, Text
 
 
 class UserOut(BaseModel):
@@ -53,12 +53,12 @@ class KeyCreate(BaseModel):
 
     name: Text = Field(default="", max_length=200)
     kind: Text = Field(default="secret", pattern="^(secret|widget)$")
-    expires_at: datetime | None = None
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_day: int | None = Field(default=None, ge=1)
-    tokens_per_month: int | None = Field(default=None, ge=1)
-    concurrent_streams: int | None = Field(default=None, ge=1)
+    expires_at: Moment | None = None
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
+    tokens_per_day: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
+    tokens_per_month: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
+    concurrent_streams: int | None = Field(default=None, ge=1, le=MAX_STORED_INT)
     models: list[Text] | None = Field(default=None, max_length=100)
     collections: list[Text] | None = Field(default=None, max_length=100)
     allowed_origins: list[Text] | None = Field(default=None, max_length=50)
