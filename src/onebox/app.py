@@ -175,6 +175,9 @@ def create_app(
 
     app.add_middleware(WidgetCors, load_origins=widget_origins)
     app.add_middleware(SecurityHeaders)
+    # The gateway's hot path is matched first: route matching is per request, and the
+    # routers below hold dozens of routes.
+    app.router.routes.append(chat_completions_route)
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)
@@ -183,7 +186,6 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(admin_router)
     app.include_router(usage_router)
-    app.router.routes.append(chat_completions_route)
     app.include_router(gateway_router)
     app.include_router(web_router)
     app.mount("/static", static_files(), name="static")

@@ -60,24 +60,33 @@ def serve(
     data_dir: DataDirOption = None,
     host: Annotated[str | None, typer.Option(help="Bind address (env ONEBOX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env ONEBOX_PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Server processes sharing the port (env ONEBOX_WORKERS); more than one "
+            "needs a shared vector backend and Redis rate limits.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web UI and API."""
-    import uvicorn
+    from onebox import serving
 
-    from onebox.app import create_app
-
-    settings = load_settings(data_dir=data_dir, host=host, port=port)
+    settings = load_settings(data_dir=data_dir, host=host, port=port, workers=workers)
+    count = settings.workers
+    problems = serving.workers_problems(settings, count)
+    if problems:
+        errors.print(f"[red]{count} workers cannot share this configuration[/red]:")
+        for problem in problems:
+            errors.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    for note in serving.workers_warnings(settings, count):
+        errors.print(f"[yellow]Note[/yellow]: {note}")
+    processes = f", {count} workers" if count > 1 else ""
     console.print(
         f"Onebox {__version__} starting on [bold]http://{settings.host}:{settings.port}[/bold] "
-        f"(data in {settings.data_dir.resolve()}); loading the model…"
+        f"(data in {settings.data_dir.resolve()}{processes}); loading the model…"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=10,
-    )
+    serving.run(settings, count)
 
 
 @db_app.command("upgrade")
@@ -140,6 +149,15 @@ def _register_document_commands() -> None:
 
 
 _register_document_commands()
+
+
+def _register_bench_commands() -> None:
+    from onebox.loadtest.cli import register
+
+    register(app)
+
+
+_register_bench_commands()
 
 
 @app.command()

@@ -6,6 +6,7 @@ on loopback; after that every request needs a session or a key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -79,6 +80,7 @@ class Authenticator:
         self._accounts: tuple[float, bool] = (0.0, False)
         self._keys: dict[str, tuple[float, Principal | None]] = {}
         self._touched: dict[str, float] = {}
+        self._pending: dict[str, asyncio.Future[Principal | None]] = {}
 
     # --- cookies ----------------------------------------------------------------------
 
@@ -119,29 +121,50 @@ class Authenticator:
             raise InvalidCredentialsError("Invalid API key")
         digest = token_hash(credential)
         cached = self._keys.get(digest)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+        if cached is not None and time.monotonic() - cached[0] < KEY_CACHE_SECONDS:
             principal = cached[1]
         else:
-            if is_admin_token:
-                principal = await self._admin_token_principal()
-            else:
-                principal = await self._load_key(digest)
-            self._keys[digest] = (now, principal)
+            principal = await self._lookup(digest, is_admin_token)
         if is_admin_token and principal is not None:
             return principal
         if principal is None or principal.key is None:
             raise InvalidCredentialsError("Invalid, expired or revoked API key")
         return principal
 
+    async def _lookup(self, digest: str, is_admin_token: bool) -> Principal | None:
+        """One database lookup per credential at a time: under load the cache entry expires
+        with many requests in flight, and they all wait for the same answer."""
+        pending = self._pending.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._load_and_cache(digest, is_admin_token))
+            self._pending[digest] = pending
+            pending.add_done_callback(lambda done: self._forget_pending(digest, done))
+        return await asyncio.shield(pending)
+
+    def _forget_pending(self, digest: str, done: asyncio.Future[Principal | None]) -> None:
+        if self._pending.get(digest) is done:
+            del self._pending[digest]
+
+    async def _load_and_cache(self, digest: str, is_admin_token: bool) -> Principal | None:
+        now = time.monotonic()
+        if is_admin_token:
+            principal: Principal | None = await self._admin_token_principal()
+        else:
+            principal = await self._load_key(digest)
+        if self._pending.get(digest) is asyncio.current_task():  # not forgotten meanwhile
+            self._keys[digest] = (now, principal)
+        return principal
+
     def forget_key(self, key_hash: str) -> None:
         self._keys.pop(key_hash, None)
+        self._pending.pop(key_hash, None)
 
     def forget_user(self, user_id: str) -> None:
         """Drop cached keys of a user who was just disabled or changed role."""
         for digest, (_, principal) in list(self._keys.items()):
             if principal is not None and principal.user_id == user_id:
                 self._keys.pop(digest, None)
+        self._pending.clear()
 
     async def _load_key(self, digest: str) -> Principal | None:
         async with self.sessionmaker() as session:
