@@ -24,6 +24,7 @@ from onebox.core.settings import Settings
 from onebox.documents.routes import router as documents_router
 from onebox.documents.search.retrieval import Retriever
 from onebox.embeddings.factory import build_embedder
+from onebox.gateway.asgi import GatewayHotPath
 from onebox.gateway.routes import chat_completions_route
 from onebox.gateway.routes import router as gateway_router
 from onebox.guard.service import Guard
@@ -159,6 +160,7 @@ def create_app(
 
     app = FastAPI(title="Onebox", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(GatewayHotPath)  # first added: the innermost
     app.add_middleware(
         JsonBodyGuard,
         max_bytes=settings.max_request_bytes,

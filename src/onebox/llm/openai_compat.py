@@ -454,6 +454,7 @@ class OpenAICompatProvider(ChatProvider):
             extensions={"timeout": timeout.as_dict()},
         )
         response = await transport.handle_async_request(request)
+        response.request = request
         try:
             yield response
         finally:
