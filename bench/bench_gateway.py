@@ -1,163 +1,223 @@
-"""Gateway overhead: identical load straight to an upstream and through Onebox.
+"""Gateway overhead: identical load straight to an upstream and through Onebox, measured
+by an outside load generator (``hey``) and by ``onebox bench``, in the same run.
 
-The upstream is the fake OpenAI server (a real process). Onebox runs as its own process
-with a models file pointing at it, the way a team would put it in front of vLLM. Reported:
-added TTFT and end-to-end latency (p50/p95/p99) at fixed arrival rates, maximum sustained
-req/s, 1,000 concurrent streams, error counts and Onebox's peak RSS.
+The upstream is the fake OpenAI server (a real process) answering 16 tokens after 20 ms.
+Onebox runs as its own process with a models file pointing at it, the way a team puts it in
+front of vLLM. For each of streaming and not, at 50 and 200 requests/s, and repeated
+(medians reported, every run kept):
+
+* ``hey -c C -q R/C``: C workers on the same tick, so bursts of C requests;
+* ``onebox bench --arrival burst --concurrency C``: the same bursts (should agree with hey);
+* ``onebox bench --arrival poisson``: the same rate as independent arrivals, latency from
+  each request's scheduled start (no coordinated omission).
+
+"Added" is Onebox minus direct, per run, for end-to-end latency (hey's response time) and,
+from onebox bench, time to first token. Then the most requests per second with
+``wrk -c64`` (closed loop), straight and through Onebox with 1, 2 and 4 workers.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import Target, closed_loop, concurrent, open_loop, summarize
+from bench.gateway_servers import (
+    TOKEN,
+    hey,
+    onebox,
+    onebox_bench,
+    postgres18,
+    raise_priority,
+    several_workers_env,
+    wrk,
+)
 from bench.table import print_table
 from onebox.testing.fake_upstream import start_fake_upstream
-from onebox.testing.ready import wait_until_ready
 
-TOKEN = "bench-token-" + "x" * 24
-BODY = {
-    "model": "upstream-model",
-    "messages": [{"role": "user", "content": "Say something short."}],
-    "stream": True,
-    "max_tokens": 16,
-}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+RATES = (50, 200)
+# hey's workers, i.e. requests per burst (every BURST/rate seconds). Five is the fewest that
+# still holds 200 req/s against a 20 ms upstream (each worker's tick: 25 ms).
+BURST = 5
+WIDE_BURST = 20  # once more at 200 req/s with bursts this size: how much the shape matters
+WORKER_COUNTS = (1, 2, 4)
+QUANTILES = ("p50", "p95", "p99")
 
 
-@contextlib.contextmanager
-def onebox_server(upstream_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    with tempfile.TemporaryDirectory(prefix="onebox-bench-") as directory:
-        models = Path(directory) / "models.yaml"
-        models.write_text(
-            "models:\n"
-            "  - name: upstream-model\n"
-            "    provider: openai\n"
-            f"    upstream_url: {upstream_url}\n"
-            "    context_window: 8192\n"
-            "    max_retries: 0\n"
-        )
-        port = _free_port()
-        env = {
-            **os.environ,
-            "ONEBOX_MODELS_FILE": str(models),
-            "ONEBOX_API_TOKEN": TOKEN,
-            "ONEBOX_LOG_LEVEL": "WARNING",
+def _machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _added(onebox_run: dict[str, Any], direct_run: dict[str, Any], key: str) -> dict[str, float]:
+    ours, theirs = onebox_run.get(key) or {}, direct_run.get(key) or {}
+    return {q: ours[q] - theirs[q] for q in QUANTILES if q in ours and q in theirs}
+
+
+def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {
+        q: statistics.median(run[q] for run in runs) for q in QUANTILES if runs and q in runs[0]
+    }
+
+
+def _pair(
+    tool: str, upstream: str, gateway: str, stream: bool, rate: int, seconds: float
+) -> dict[str, Any]:
+    if tool.startswith("hey"):
+        burst = WIDE_BURST if tool == "hey-wide" else BURST
+        direct = hey(upstream, stream, rate, burst, seconds, None)
+        through = hey(gateway, stream, rate, burst, seconds, TOKEN)
+        return {
+            "direct": direct,
+            "onebox": through,
+            "added_e2e_ms": _added(through, direct, "e2e_ms"),
         }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "onebox", "serve", "--port", str(port), "--data-dir",
-             str(Path(directory) / "data")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            if not wait_until_ready(url, alive=lambda: process.poll() is None):
-                raise RuntimeError(process.stderr.read().decode() if process.stderr else "")
-            yield url, process
-        finally:
-            process.terminate()
-            process.wait(timeout=15)
+    direct = onebox_bench(upstream, stream, tool, rate, BURST, seconds, None)
+    through = onebox_bench(gateway, stream, tool, rate, BURST, seconds, TOKEN)
+    added = {"added_e2e_ms": _added(through["latency_ms"], direct["latency_ms"], "e2e")}
+    if stream:
+        added["added_ttft_ms"] = _added(through["latency_ms"], direct["latency_ms"], "ttft")
+    return {"direct": direct, "onebox": through, **added}
 
 
-def peak_rss_mb(pid: int) -> float:
+def _overhead(
+    upstream: str,
+    gateway: str,
+    repeats: int,
+    seconds: float,
+    rates: tuple[int, ...] = RATES,
+    tools: tuple[str, ...] = ("hey", "burst", "poisson"),
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for stream in (True, False):
+        for rate in rates:
+            key = f"{'stream' if stream else 'whole'}@{rate}"
+            runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
+            if rate == max(RATES) and "hey" in tools and len(tools) > 2:
+                runs["hey-wide"] = []
+            for _ in range(repeats):
+                for tool in runs:  # interleaved, so drift in the machine's load hits all
+                    runs[tool].append(_pair(tool, upstream, gateway, stream, rate, seconds))
+            results[key] = {
+                tool: {
+                    "median_added_e2e_ms": _median_of([r["added_e2e_ms"] for r in done]),
+                    "median_direct_e2e_ms": _median_of(
+                        [
+                            r["direct"].get("e2e_ms") or r["direct"]["latency_ms"]["e2e"]
+                            for r in done
+                        ]
+                    ),
+                    **(
+                        {"median_added_ttft_ms": _median_of([r["added_ttft_ms"] for r in done])}
+                        if not tool.startswith("hey") and stream
+                        else {}
+                    ),
+                    "runs": done,
+                }
+                for tool, done in runs.items()
+            }
+            print(f"  {key}: " + ", ".join(
+                f"{tool} +p95 {results[key][tool]['median_added_e2e_ms'].get('p95', float('nan')):.1f} ms"
+                for tool in runs
+            ), flush=True)  # fmt: skip
+    return results
+
+
+def _throughput(upstream: str, seconds: float, repeats: int) -> dict[str, Any]:
+    """wrk -c64, streaming: straight, then through Onebox with 1, 2 and 4 workers sharing
+    PostgreSQL 18 (pgvector) and Redis counters (what several workers need)."""
+    results: dict[str, Any] = {"direct": wrk(upstream, True, seconds, 64, None), "workers": {}}
+    with postgres18() as database:
+        shared = several_workers_env(database, upstream)
+        for count in WORKER_COUNTS:
+            with onebox(upstream, count, shared) as (url, _):
+                wrk(f"{url}/v1", True, 2, 64, TOKEN)  # warm every worker's pools
+                results["workers"][str(count)] = wrk(f"{url}/v1", True, seconds, 64, TOKEN)
+                if count == 2 and repeats:
+                    print("  latency with 2 workers:", flush=True)
+                    results["two_workers_overhead"] = _overhead(
+                        upstream, f"{url}/v1", repeats, seconds, (max(RATES),), ("hey", "poisson")
+                    )
+            print(
+                f"  {count} worker(s): {results['workers'][str(count)]['rps']:.0f} req/s",
+                flush=True,
+            )
+    return results
+
+
+def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def _added(onebox: dict[str, Any], direct: dict[str, Any], key: str, q: str) -> float:
-    try:
-        return float(onebox[key][q]) - float(direct[key][q])
-    except KeyError:
-        return float("nan")
-
-
-async def _measure(direct: Target, gateway: Target, quick: bool) -> dict[str, Any]:
-    seconds = 3.0 if quick else 10.0
-    rates = [50, 200] if quick else [50, 200, 500]
-    results: dict[str, Any] = {"rates": {}}
-    # Warm both paths (connection pools, imports, first-request costs).
-    await open_loop(direct, BODY, 50, 1)
-    await open_loop(gateway, BODY, 50, 1)
-    for rate in rates:
-        direct_run = summarize(*await open_loop(direct, BODY, rate, seconds))
-        onebox_run = summarize(*await open_loop(gateway, BODY, rate, seconds))
-        results["rates"][str(rate)] = {"direct": direct_run, "onebox": onebox_run}
-    workers = 32
-    results["max_sustained"] = {
-        "direct": summarize(*await closed_loop(direct, BODY, workers, seconds / 2)),
-        "onebox": summarize(*await closed_loop(gateway, BODY, workers, seconds / 2)),
+def run(quick: bool) -> dict[str, Any]:
+    repeats, seconds = (1, 4.0) if quick else (3, 10.0)
+    results: dict[str, Any] = {
+        "method": {
+            "upstream": "onebox.testing.fake_upstream: 16 tokens after 20 ms (stream and not)",
+            "onebox": "one `onebox serve` process, embedded topology (SQLite, Qdrant Edge, "
+            "in-memory counters), models file pointing at the fake, an API token",
+            "repeats": repeats,
+            "seconds_per_run": seconds,
+            "hey": f"hey -c {BURST} -q RATE/{BURST} (bursts of {BURST}); also -c {WIDE_BURST} "
+            f"at {max(RATES)} req/s",
+            "priority_raised": raise_priority(),
+        },
+        "machine_before": _machine(),
     }
-    streams = 200 if quick else 1000
-    slow = {**BODY, "max_tokens": 32}
-    results["concurrent"] = {
-        "streams": streams,
-        "direct": summarize(*await concurrent(direct, slow, streams)),
-        "onebox": summarize(*await concurrent(gateway, slow, streams)),
-    }
+    with contextlib.ExitStack() as stack:
+        fake = stack.enter_context(start_fake_upstream(ttft_ms=20, tokens=16, tokens_per_second=0))
+        url, process = stack.enter_context(onebox(fake.url))
+        gateway = f"{url}/v1"
+        for stream in (True, False):  # warm both paths: pools, caches, first-request costs
+            hey(fake.url, stream, 100, 4, 2, None)
+            hey(gateway, stream, 100, 4, 2, TOKEN)
+        print("overhead (median of repeats):", flush=True)
+        results["overhead"] = _overhead(fake.url, gateway, repeats, seconds)
+        results["single_process_wrk_c64"] = wrk(gateway, True, seconds, 64, TOKEN)
+        results["onebox_peak_rss_mb"] = _peak_rss_mb(process.pid)
+    with start_fake_upstream(ttft_ms=20, tokens=16, tokens_per_second=0) as fake:
+        print("max throughput, wrk -c64:", flush=True)
+        results["max_throughput"] = _throughput(fake.url, seconds, repeats)
+    results["machine_after"] = _machine()
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _print(results)
     return results
 
 
-def run(quick: bool) -> dict[str, Any]:
-    # 16 tokens streamed back to back after 10 ms: overhead dominates, as in the worst case.
-    with contextlib.ExitStack() as stack:
-        upstream = stack.enter_context(
-            start_fake_upstream(ttft_ms=10, tokens_per_second=0, tokens=16)
-        )
-        url, process = stack.enter_context(onebox_server(upstream.url))
-        direct = Target.from_url(f"{upstream.url}/chat/completions")
-        gateway = Target.from_url(f"{url}/v1/chat/completions", TOKEN)
-        results = asyncio.run(_measure(direct, gateway, quick))
-        results["onebox_peak_rss_mb"] = peak_rss_mb(process.pid)
+_LABELS = {
+    "hey": f"hey -c {BURST}",
+    "burst": f"onebox bench burst {BURST}",
+    "poisson": "onebox bench poisson",
+    "hey-wide": f"hey -c {WIDE_BURST}",
+}
 
+
+def _print(results: dict[str, Any]) -> None:
     rows = []
-    for rate, pair in results["rates"].items():
-        rows.append([
-            f"{rate} req/s",
-            pair["direct"]["achieved_rps"], pair["onebox"]["achieved_rps"],
-            _added(pair["onebox"], pair["direct"], "ttft_ms", "50"),
-            _added(pair["onebox"], pair["direct"], "ttft_ms", "95"),
-            _added(pair["onebox"], pair["direct"], "ttft_ms", "99"),
-            _added(pair["onebox"], pair["direct"], "total_ms", "95"),
-            pair["direct"]["errors"], pair["onebox"]["errors"],
-        ])  # fmt: skip
-    print_table(
-        ["load", "direct rps", "onebox rps", "+TTFT p50", "+TTFT p95", "+TTFT p99",
-         "+e2e p95", "err direct", "err onebox"],
-        rows,
-    )  # fmt: skip
-    sustained = results["max_sustained"]
-    ratio = sustained["onebox"]["achieved_rps"] / max(sustained["direct"]["achieved_rps"], 1e-9)
-    results["max_sustained"]["ratio"] = ratio
-    conc = results["concurrent"]
+    for key, tools in results["overhead"].items():
+        for tool in tools:
+            added = tools[tool]["median_added_e2e_ms"]
+            direct = tools[tool]["median_direct_e2e_ms"]
+            rows.append([key, _LABELS[tool],
+                         direct.get("p95", float("nan")), added.get("p50", float("nan")),
+                         added.get("p95", float("nan")), added.get("p99", float("nan"))])  # fmt: skip
+    for key, tools in results["max_throughput"].get("two_workers_overhead", {}).items():
+        for tool in tools:
+            added = tools[tool]["median_added_e2e_ms"]
+            rows.append([f"{key}, 2 workers", _LABELS[tool],
+                         tools[tool]["median_direct_e2e_ms"].get("p95", float("nan")),
+                         added.get("p50", float("nan")), added.get("p95", float("nan")),
+                         added.get("p99", float("nan"))])  # fmt: skip
+    print_table(["load", "measured by", "direct p95", "+p50", "+p95", "+p99"], rows)
+    throughput = results["max_throughput"]
     print()
     print_table(
-        ["measure", "direct", "onebox", "onebox/direct"],
-        [
-            ["max sustained req/s (32 clients)", sustained["direct"]["achieved_rps"],
-             sustained["onebox"]["achieved_rps"], ratio],
-            [f"{conc['streams']} concurrent streams: errors", conc["direct"]["errors"],
-             conc["onebox"]["errors"], ""],
-            [f"{conc['streams']} concurrent streams: TTFT p95 ms",
-             conc["direct"]["ttft_ms"].get("95", float("nan")),
-             conc["onebox"]["ttft_ms"].get("95", float("nan")), ""],
-            ["onebox peak RSS MB", "", results["onebox_peak_rss_mb"], ""],
-        ],
-    )  # fmt: skip
-    return results
+        ["wrk -c64, streaming", "req/s"],
+        [["direct to the fake", throughput["direct"]["rps"]]]
+        + [[f"onebox, {n} worker(s)", r["rps"]] for n, r in throughput["workers"].items()],
+    )

@@ -27,6 +27,7 @@ from onebox.core.settings import Settings
 from onebox.documents.routes import router as documents_router
 from onebox.documents.search.retrieval import Retriever
 from onebox.embeddings.factory import build_embedder
+from onebox.gateway.asgi import GatewayHotPath
 from onebox.gateway.routes import chat_completions_route
 from onebox.gateway.routes import router as gateway_router
 from onebox.guard.service import Guard
@@ -188,6 +189,7 @@ def create_app(
     )
     install_error_handlers(app)
     install_openapi(app, api_prefixes=API_PREFIXES)
+    app.add_middleware(GatewayHotPath)  # first added: the innermost
     app.add_middleware(AllowEveryMethod, routes=lambda: app.router.routes)
     app.add_middleware(
         JsonBodyGuard,
@@ -209,6 +211,9 @@ def create_app(
     # The request id is set before the routes run and every answer counts.
     app.add_middleware(AccessLog, log=settings.access_log)
     app.add_middleware(DistrustServerProxyHeaders)  # outermost: nothing sees a forged peer
+    # The gateway's hot path is matched first: route matching is per request, and the
+    # routers below hold dozens of routes.
+    app.router.routes.append(chat_completions_route())
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)
@@ -220,7 +225,6 @@ def create_app(
     app.include_router(observability_router)
     app.include_router(widget_router)
     app.include_router(widget_owner_router)
-    app.router.routes.append(chat_completions_route())
     app.include_router(gateway_router)
     app.include_router(docs_router)
     app.include_router(web_router)

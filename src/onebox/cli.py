@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from onebox import __version__
-
-if TYPE_CHECKING:
-    from onebox.core.settings import Settings
 
 app = typer.Typer(help="Onebox: private AI chat over your own documents.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -65,62 +61,41 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (env ONEBOX_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (env ONEBOX_PORT).")] = None,
     workers: Annotated[
-        int,
-        typer.Option(min=1, help="Worker processes on this port (each loads its own model)."),
-    ] = 1,
+        int | None,
+        typer.Option(
+            help="Server processes sharing the port (env ONEBOX_WORKERS); more than one "
+            "needs a shared vector backend and Redis rate limits.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web UI and API."""
-    import uvicorn
+    from onebox import serving
 
-    from onebox.app import create_app
-    from onebox.core.logging import configure_logging
-
-    settings = load_settings(data_dir=data_dir, host=host, port=port)
-    configure_logging(settings.log_level)
+    settings = load_settings(data_dir=data_dir, host=host, port=port, workers=workers)
+    count = settings.workers
+    problems = serving.workers_problems(settings, count)
+    if problems:
+        errors.print(f"[red]{count} workers cannot share this configuration[/red]:")
+        for problem in problems:
+            errors.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    for note in serving.workers_warnings(settings, count):
+        errors.print(f"[yellow]Note[/yellow]: {note}")
+    processes = f", {count} workers" if count > 1 else ""
     console.print(
         f"Onebox {__version__} starting on [bold]http://{settings.host}:{settings.port}[/bold] "
-        f"(data in {settings.data_dir.resolve()}); loading the model…"
+        f"(data in {settings.data_dir.resolve()}{processes}); loading the model…"
     )
-    if workers > 1 and settings.vector_backend == "edge":
-        errors.print(
-            "[red]--workers needs a shared vector index[/red]: the embedded Qdrant Edge index "
-            "lives in one process; set ONEBOX_VECTOR_BACKEND=qdrant or pgvector"
-        )
-        raise typer.Exit(2)
-    if workers > 1:
-        # Migrate once here: worker processes starting together would race on SQLite.
-        migrate(settings)
-        # Each worker process builds its own app from the environment, so the command-line
-        # overrides travel there too.
-        os.environ["ONEBOX_DATA_DIR"] = str(settings.data_dir)
-        os.environ["ONEBOX_HOST"] = settings.host
-        os.environ["ONEBOX_PORT"] = str(settings.port)
-    uvicorn.run(
-        "onebox.app:create_app" if workers > 1 else create_app(settings),
-        factory=workers > 1,
-        workers=workers,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        # uvicorn's loggers go through ours (JSON); the app writes its own access lines.
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        # The client address is Onebox's to work out, from ONEBOX_TRUSTED_PROXIES alone.
-        proxy_headers=False,
-    )
+    serving.run(settings, count)
 
 
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDirOption = None) -> None:
     """Apply database migrations (also done automatically at start)."""
-    migrate(load_settings(data_dir=data_dir))
-    console.print("Database is up to date.")
-
-
-def migrate(settings: Settings) -> None:
     from onebox.core.db import create_engine
     from onebox.core.migrate import upgrade
+
+    settings = load_settings(data_dir=data_dir)
 
     async def run() -> None:
         settings.prepare_data_dir()
@@ -131,6 +106,7 @@ def migrate(settings: Settings) -> None:
             await engine.dispose()
 
     asyncio.run(run())
+    console.print("Database is up to date.")
 
 
 @app.command()
@@ -173,6 +149,15 @@ def _register_document_commands() -> None:
 
 
 _register_document_commands()
+
+
+def _register_bench_commands() -> None:
+    from onebox.loadtest.cli import register
+
+    register(app)
+
+
+_register_bench_commands()
 
 
 @app.command()

@@ -271,12 +271,16 @@ class Turns:
         is stored or started; the caller's session holds the new user message, flushed, for
         the door to commit."""
         arrived = time.perf_counter()
-        if session is None:
+        if session is None and (request.conversation is not None or request.collections):
             async with self.sessionmaker() as own_session:
                 return await self._prepare(own_session, request, arrived)
+        # A turn that reads no stored conversation or collection needs no session (the
+        # gateway's common case: opening and closing one costs more than the rest).
         return await self._prepare(session, request, arrived)
 
-    async def _prepare(self, session: AsyncSession, request: TurnRequest, arrived: float) -> Turn:
+    async def _prepare(
+        self, session: AsyncSession | None, request: TurnRequest, arrived: float
+    ) -> Turn:
         caller, entry = request.caller, request.model
         if caller.key is not None and not caller.key.allows_model(entry.name):
             raise APIError(
@@ -288,6 +292,7 @@ class Turns:
         user_message = None
         conversation = request.conversation
         if conversation is not None:
+            assert session is not None
             chat = ChatService(session)
             user_message = await chat.add_user_message(
                 conversation, messages[-1].content, parent_id=request.parent_id,
@@ -358,16 +363,18 @@ class Turns:
         return messages
 
     async def _retrieve(
-        self, session: AsyncSession, request: TurnRequest, history: list[ChatMessage]
+        self, session: AsyncSession | None, request: TurnRequest, history: list[ChatMessage]
     ) -> list[Source] | None:
         """Passages from the collections the caller may read, or ``None`` when the turn
         reads no collection. Ownership and the API key's allow-list are checked every time."""
+        if request.collections is not None and not request.collections:
+            return []
+        if session is None:  # prepare() opens one whenever a collection may be read
+            return None
         caller = request.caller
         allowed = caller.key.collections if caller.key else None
         documents = DocumentService(session, self.settings)
         if request.collections is not None:
-            if not request.collections:
-                return []
             try:
                 ids = await documents.resolve_collections(
                     caller.user_id, request.collections, allowed

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes sharing the port (onebox serve --workers); more than "
+        "one needs a shared vector backend and Redis rate-limit storage",
+    )
 
     models_file: Path | None = Field(
         default=None,

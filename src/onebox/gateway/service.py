@@ -99,6 +99,7 @@ class Completion:
     turn: Turn
     completion_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
+    ending: bool = False  # sse() is handing out its last piece
 
     async def first_chunk(self) -> StreamChunk:
         """Failures before any output become proper HTTP errors (429, 503, …) instead of a
@@ -125,6 +126,10 @@ class Completion:
         )
 
     async def sse(self, first: StreamChunk) -> AsyncIterator[bytes]:
+        """The stream's frames. Frames ready at the same moment travel as one piece (the
+        opening with the first text, the finish with ``[DONE]``): each piece is a socket
+        write and a trip through every ASGI layer. :attr:`ending` is set while the last
+        piece is handed out, so the server can end the response with it."""
         prefix = self._chunk_prefix()
         include_usage = bool(
             self.request.stream_options and self.request.stream_options.include_usage
@@ -132,26 +137,32 @@ class Completion:
         status: TurnStatus = "cancelled"
         error_type: str | None = "cancelled"
         error_message: str | None = None
+        opening = (
+            f'data: {prefix}[{{"index":0,"delta":{{"role":"assistant","content":""}},'
+            f'"logprobs":null,"finish_reason":null}}]{self._sources_json(answered=False)}}}\n\n'
+        ).encode()
         try:
-            yield (
-                f'data: {prefix}[{{"index":0,"delta":{{"role":"assistant","content":""}},'
-                f'"logprobs":null,"finish_reason":null}}]{self._sources_json(answered=False)}}}\n\n'
-            ).encode()
             async for chunk in self.turn.chunks(first):
                 if isinstance(chunk, TextDelta):
-                    yield (
+                    frame = (
                         f'data: {prefix}[{{"index":0,"delta":{{"content":{json.dumps(chunk.text)}}},'
                         f'"logprobs":null,"finish_reason":null}}]}}\n\n'
                     ).encode()
+                    if opening:
+                        frame, opening = opening + frame, b""
+                    yield frame
             finish = _finish_reason(self.turn.usage)
             used = self._sources_json(answered=True)
-            yield (
+            closing = [
+                opening,
                 f'data: {prefix}[{{"index":0,"delta":{{}},"logprobs":null,'
-                f'"finish_reason":"{finish}"}}]{used}}}\n\n'
-            ).encode()
+                f'"finish_reason":"{finish}"}}]{used}}}\n\n'.encode(),
+            ]
             if include_usage:
-                yield f"data: {prefix}[],{_usage_json(self.turn.usage)[1:]}\n\n".encode()
-            yield b"data: [DONE]\n\n"
+                closing.append(f"data: {prefix}[],{_usage_json(self.turn.usage)[1:]}\n\n".encode())
+            closing.append(b"data: [DONE]\n\n")
+            self.ending = True
+            yield b"".join(closing)
             status, error_type = "complete", None
         except ProviderError as exc:
             status, error_type = "error", type(exc).__name__
@@ -159,7 +170,8 @@ class Completion:
             error = provider_error(exc)
             body = {"error": {"message": error.message, "type": error.error_type,
                               "param": None, "code": error.code}}  # fmt: skip
-            yield f"data: {json.dumps(body)}\n\n".encode()
+            self.ending = True
+            yield opening + f"data: {json.dumps(body)}\n\n".encode()
         finally:
             await self.turn.finish(status, error_type, error_message)
 

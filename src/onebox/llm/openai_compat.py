@@ -35,7 +35,7 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -43,7 +43,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from onebox.core.metrics import metrics
-from onebox.core.requestid import traced_headers
+from onebox.core.requestid import HEADER as REQUEST_ID_HEADER
+from onebox.core.requestid import request_id, traced_headers
 from onebox.llm.base import (
     ChatProvider,
     ChatRequest,
@@ -145,6 +146,23 @@ def _describe_transport_error(exc: httpx.TransportError) -> tuple[UnavailableRea
     return "protocol", f"connection dropped ({exc or type(exc).__name__})"
 
 
+_UNKNOWN = object()
+
+
+def _fast_transport_for(
+    client: httpx.AsyncClient, url: httpx.URL
+) -> httpx.AsyncBaseTransport | None:
+    """The :class:`FastTransport` ``client`` would send ``url`` through (proxies and mounts
+    considered), provided sending to it directly skips nothing the client was set up to do."""
+    from onebox.llm.transport import FastTransport
+
+    pick = getattr(client, "_transport_for_url", None)  # httpx's own choice, if it has one
+    if pick is None or client.auth is not None or any(client.event_hooks.values()):
+        return None
+    transport = pick(url)
+    return transport if isinstance(transport, FastTransport) else None
+
+
 def _map_finish(reason: object) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
@@ -179,6 +197,9 @@ class OpenAICompatProvider(ChatProvider):
     _open_until: float = field(default=0.0, init=False, repr=False)
     _trial: object | None = field(default=None, init=False, repr=False)
     _last_error: str | None = field(default=None, init=False, repr=False)
+    _parsed_url: httpx.URL = field(init=False, repr=False)
+    _direct: object = field(default=None, init=False, repr=False)
+    _direct_headers: httpx.Headers = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -192,6 +213,8 @@ class OpenAICompatProvider(ChatProvider):
         if self.max_retries < 0 or self.retry_backoff < 0:
             raise ValueError("max_retries and retry_backoff must not be negative")
         self._url = f"{self.base_url}/chat/completions"
+        self._parsed_url = httpx.URL(self._url)
+        self._direct = _UNKNOWN
         self._display = _redact_url(self.base_url)
         headers = {"Accept": "text/event-stream", **self.extra_headers}
         if self.api_key:
@@ -215,7 +238,6 @@ class OpenAICompatProvider(ChatProvider):
         deadline = loop.time() + self.total_timeout
         payload = self._payload(request)
         display = self._display
-        headers = traced_headers(self._headers)
         attempt = 0
         streamed = 0  # content deltas yielded
         try:
@@ -224,13 +246,7 @@ class OpenAICompatProvider(ChatProvider):
                 failure: _Failure | None = None
                 parser = _SseParser()
                 try:
-                    async with self.client.stream(
-                        "POST",
-                        self._url,
-                        json=payload,
-                        headers=headers,
-                        timeout=self._timeout(deadline - loop.time()),
-                    ) as response:
+                    async with self._send(payload, deadline - loop.time()) as response:
                         if response.status_code != 200:
                             failure = await self._status_failure(response)
                         elif response.headers.get("content-type", "").startswith(
@@ -417,6 +433,56 @@ class OpenAICompatProvider(ChatProvider):
             completion_tokens=completion,
             finish_reason=_map_finish(parser.finish),
         )
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self, payload: dict[str, Any], remaining: float
+    ) -> AsyncIterator[httpx.Response]:
+        """POSTs ``payload`` and yields the streaming response, closed on exit.
+
+        When the shared client hands this URL to Onebox's own :class:`FastTransport` and has
+        no hooks or auth of its own, the request goes straight to the transport: the
+        client's cookie, auth and redirect layers (none of which an upstream call uses) cost
+        about as much CPU as the rest of the exchange, and its response wrapper is a
+        reference cycle, i.e. garbage-collector work on every request."""
+        timeout = self._timeout(remaining)
+        transport = self._direct_transport()
+        if transport is None:
+            async with self.client.stream(
+                "POST", self._url, json=payload, headers=traced_headers(self._headers),
+                timeout=timeout,
+            ) as response:  # fmt: skip
+                yield response
+            return
+        request = httpx.Request(
+            "POST",
+            self._parsed_url,
+            json=payload,
+            headers=self._traced_direct_headers(),
+            extensions={"timeout": timeout.as_dict()},
+        )
+        response = await transport.handle_async_request(request)
+        response.request = request
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    def _traced_direct_headers(self) -> httpx.Headers:
+        current = request_id.get()
+        if current is None:
+            return self._direct_headers
+        headers = self._direct_headers.copy()
+        headers[REQUEST_ID_HEADER] = current
+        return headers
+
+    def _direct_transport(self) -> httpx.AsyncBaseTransport | None:
+        if self._direct is _UNKNOWN:
+            self._direct = _fast_transport_for(self.client, self._parsed_url)
+            # What the client would have sent: its defaults, then ours.
+            self._direct_headers = httpx.Headers(self.client.headers)
+            self._direct_headers.update(self._headers)
+        return cast("httpx.AsyncBaseTransport | None", self._direct)
 
     def _timeout(self, remaining: float) -> httpx.Timeout:
         remaining = max(remaining, 0.001)

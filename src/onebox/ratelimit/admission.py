@@ -97,8 +97,9 @@ class Admission:
                 if self._refresher is not None:
                     self._refresher.cancel()
                 await quietly(self._limiter.release_slots(self._slots, self.slot_id))
-        subjects = [subject for subject, _ in self.checks]
-        await quietly(self._limiter.record_tokens(subjects, self.tokens_used))
+        if self.checks:
+            subjects = [subject for subject, _ in self.checks]
+            await quietly(self._limiter.record_tokens(subjects, self.tokens_used))
 
     async def usage(self, subject: Subject) -> Usage:
         return await self._limiter.usage(subject)

@@ -37,6 +37,7 @@ def parse_trusted_proxies(trusted: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+@lru_cache(maxsize=4096)  # on every request, mostly for the same few peers
 def parse_ip(value: str) -> IPAddress | None:
     """An address from a header or socket value: ``1.2.3.4``, ``1.2.3.4:5678``, ``::1``,
     ``[2001:db8::1]:443``, quoted forms; IPv4-mapped IPv6 becomes IPv4. None when malformed."""

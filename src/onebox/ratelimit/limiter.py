@@ -122,6 +122,10 @@ class RateLimiter:
         if estimated_tokens < 0:
             raise ValueError("estimated_tokens must not be negative")
         checks = list(checks)
+        if not checks:
+            # Nothing is limited (the common case on a gateway without quotas): no clock,
+            # no id, no storage round trip on the hot path.
+            return Admission(self, (), "", ())
         if len({subject for subject, _ in checks}) != len(checks):
             raise ValueError("a subject appears twice in one admission")
         # Only work that reaches the storage is watched: an empty watch would count as a

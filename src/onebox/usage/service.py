@@ -22,6 +22,8 @@ from onebox.usage.repository import UsageRepository
 
 logger = logging.getLogger(__name__)
 
+INSERT_SLICE = 100  # rows per INSERT statement within one flush
+
 
 @dataclass
 class GenerationMeter:
@@ -134,7 +136,12 @@ class UsageRecorder:
             batch, self._buffer = self._buffer[: self.max_batch], self._buffer[self.max_batch :]
             try:
                 async with self.sessionmaker() as session:
-                    await UsageRepository(session).insert_many(batch)
+                    repository = UsageRepository(session)
+                    # Binding each row's parameters runs on the event loop; in slices, the
+                    # requests in flight get the loop back between them (a batch of 1,000
+                    # rows would hold it for several milliseconds).
+                    for start in range(0, len(batch), INSERT_SLICE):
+                        await repository.insert_many(batch[start : start + INSERT_SLICE])
                     await session.commit()
             except Exception:
                 logger.exception("Could not write %d usage records; will retry", len(batch))

@@ -7,6 +7,7 @@ server was actually told to bind. After that every request needs a session or a 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -106,6 +107,7 @@ class Authenticator:
         self._accounts: tuple[float, bool] = (0.0, False)
         self._keys: TTLCache[str, Principal] = TTLCache(key_cache_entries, key_cache_seconds)
         self._misses: TTLCache[str, bool] = TTLCache(miss_cache_entries, key_cache_seconds)
+        self._pending: dict[str, asyncio.Future[Principal | None]] = {}
         self._touched: dict[str, float] = {}
 
     # --- cookies ----------------------------------------------------------------------
@@ -153,14 +155,7 @@ class Authenticator:
         digest = token_hash(credential)
         principal = self._keys.get(digest)
         if principal is None and self._misses.get(digest) is None:
-            if is_admin_token:
-                principal = await self._admin_token_principal()
-            else:
-                principal = await self._load_key(digest)
-            if principal is None:
-                self._misses.put(digest, True)
-            else:
-                self._keys.put(digest, principal)
+            principal = await self._lookup_once(digest, is_admin_token)
         if is_admin_token and principal is not None:
             return principal
         # Expiry is checked on every request: the cache only saves the lookup.
@@ -168,8 +163,44 @@ class Authenticator:
             raise InvalidCredentialsError("Invalid, expired or revoked API key")
         return principal
 
+    async def _lookup_once(self, digest: str, is_admin_token: bool) -> Principal | None:
+        """One database lookup however many requests miss the cache for the same key at
+        once (a burst on a new or just-expired key would otherwise make one each)."""
+        pending = self._pending.get(digest)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this request was cancelled
+                return await self._lookup_once(digest, is_admin_token)  # the leader was
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._pending[digest] = future
+        try:
+            principal: Principal | None = (
+                await self._admin_token_principal()
+                if is_admin_token
+                else await self._load_key(digest)
+            )
+            if principal is None:
+                self._misses.put(digest, True)
+            else:
+                self._keys.put(digest, principal)
+            future.set_result(principal)
+            return principal
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must log it
+            raise
+        finally:
+            self._pending.pop(digest, None)
+
     def forget_key(self, key_hash: str) -> None:
         self._keys.pop(key_hash)
+        self._pending.pop(key_hash, None)
 
     def forget_user(self, user_id: str) -> None:
         """Drop cached keys of a user who was just disabled or changed role."""
