@@ -173,7 +173,7 @@ class Authenticator:
             except asyncio.CancelledError:
                 if not pending.cancelled():
                     raise  # this request was cancelled
-                return await self._lookup_once(digest, is_admin_token)  # the leader was
+                return await self._lookup_once(digest, is_admin_token)  # the leader was cancelled
         future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
         self._pending[digest] = future
         try:
