@@ -5,8 +5,8 @@ PostgreSQL) and sends every operation generated requests, valid and invalid, as 
 signed-in administrator with an API key; a share of them name resources that exist (a
 collection with a ready document, a conversation, a key, a job...). Every answer must be
 no server error and must match what the document declares: the status code, the content
-type, the headers and the body schema. Examples are bounded and derandomized, so a run is
-repeatable and fits CI.
+type, the headers and the body schema; a request the document calls invalid must be
+refused. Examples are bounded and derandomized, so a run is repeatable and fits CI.
 
 Only ``POST /api/collections/{collection_id}/urls`` is left out: it fetches URLs off the box.
 """
@@ -22,8 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from onebox.app import create_app
 from onebox.core.settings import Settings
@@ -32,10 +30,13 @@ from tests.accounts import PASSWORD
 from tests.conftest import _truncate_postgres, run_live_server
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -46,13 +47,15 @@ EXAMPLES_PER_OPERATION = int(os.environ.get("ONEBOX_CONFORMANCE_EXAMPLES", "40")
 ADMIN_EMAIL = "admin@example.com"
 OFF_THE_BOX = {("POST", "/api/collections/{collection_id}/urls")}
 
-# What the document promises: no 5xx, and status, content type, headers and body as declared.
+# What the document promises: no 5xx, and status, content type, headers and body as declared;
+# and a request the document calls invalid is refused (4xx), never taken.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
 ]
 
 
