@@ -189,7 +189,8 @@ def create_app(
     )
     install_error_handlers(app)
     install_openapi(app, api_prefixes=API_PREFIXES)
-    app.add_middleware(GatewayHotPath)  # first added: the innermost
+    hot_route = chat_completions_route()
+    app.add_middleware(GatewayHotPath, route=hot_route)  # first added: the innermost
     app.add_middleware(AllowEveryMethod, routes=lambda: app.router.routes)
     app.add_middleware(
         JsonBodyGuard,
@@ -213,7 +214,7 @@ def create_app(
     app.add_middleware(DistrustServerProxyHeaders)  # outermost: nothing sees a forged peer
     # The gateway's hot path is matched first: route matching is per request, and the
     # routers below hold dozens of routes.
-    app.router.routes.append(chat_completions_route())
+    app.router.routes.append(hot_route)
     app.include_router(health_router)
     app.include_router(chat_router)
     app.include_router(models_router)

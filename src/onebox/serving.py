@@ -144,11 +144,19 @@ def run(settings: Settings, workers: int = 1) -> None:
         raise ValueError(
             f"{workers} workers cannot share this configuration: " + "; ".join(problems)
         )
+    from onebox.core.logging import configure_logging
+
+    configure_logging(settings.log_level)
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
+        # uvicorn's loggers go through ours (JSON); the app writes its own access lines.
+        "log_config": None,
+        "access_log": False,
         "timeout_graceful_shutdown": 10,
+        # The client address is Onebox's to work out, from ONEBOX_TRUSTED_PROXIES alone.
+        "proxy_headers": False,
     }
     if workers == 1:
         uvicorn.run(serving_app(settings), **options)

@@ -168,9 +168,10 @@ class GatewayHotPath:
     endpoint does not use, cost about a fifth of the gateway's CPU per request. Anything
     else goes on to the app."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, route: object = None) -> None:
         self.app = app
         self.endpoint = ChatCompletionsEndpoint()
+        self.route = route  # marked in the scope, as the router would (access log, metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -179,6 +180,8 @@ class GatewayHotPath:
             if root and path.startswith(root):
                 path = path[len(root) :]
             if path == CHAT_COMPLETIONS_PATH:
+                if self.route is not None:
+                    scope["route"] = self.route
                 await self.endpoint(scope, receive, send)
                 return
         await self.app(scope, receive, send)
