@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_STAMP := node_modules/.installed
 
-.PHONY: run test lint bench install system-deps js-deps clean
+.PHONY: run test lint bench bench-deps install system-deps js-deps clean
 
 run: $(STAMP)
 	$(BIN)/onebox serve
@@ -20,8 +20,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) bench-deps
 	$(BIN)/python -m bench
+
+# hey and wrk, the outside load generators of the gateway benchmark; installed once if missing
+# and we can.
+bench-deps:
+	@for tool in hey wrk; do \
+		if ! command -v $$tool >/dev/null; then \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+				echo ">> Installing $$tool for the gateway benchmark"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null; \
+			else \
+				echo ">> $$tool missing and cannot apt-get: the gateway benchmark will stop"; \
+			fi; \
+		fi; \
+	done
 
 install: $(STAMP)
 

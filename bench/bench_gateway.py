@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -155,6 +156,12 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def run(quick: bool) -> dict[str, Any]:
+    missing = [tool for tool in ("hey", "wrk") if shutil.which(tool) is None]
+    if missing:
+        raise RuntimeError(
+            f"the gateway benchmark measures with {' and '.join(missing)}: "
+            f"apt-get install {' '.join(missing)}"
+        )
     repeats, seconds = (1, 4.0) if quick else (3, 10.0)
     results: dict[str, Any] = {
         "method": {

@@ -12,7 +12,12 @@ decides what is allowed:
 * the in-process job worker runs in every process, which is safe: a job is claimed by one
   conditional UPDATE, and notifications only wake the local loop sooner (the others poll);
 * the database is migrated, the secret key created and the local user added once, by the
-  parent, before any worker starts.
+  parent, before any worker starts;
+* a web UI reply runs in the process that started it: closing its stream stops it there
+  (the UI's stop button does so), while the "already generating" check and
+  ``POST …/stop`` only see their own process's replies;
+* the embedded model and the local embedding model are loaded once per worker (memory and
+  threads times N): several workers pay off in front of remote engines.
 
 Every process moves what start-up built (models, the app, imported libraries) out of the
 garbage collector's sight once it is ready (``gc.freeze``): a full collection would
