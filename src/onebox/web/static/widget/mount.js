@@ -92,14 +92,19 @@ export function mount(options) {
   }
 
   /** @param {boolean} open */
-  function setOpen(open) {
+  /**
+   * @param {boolean} open
+   * @param {boolean} [takeFocus] false for the owner's preview, which must never pull focus
+   *   out of the form being filled in
+   */
+  function setOpen(open, takeFocus = true) {
     panel.hidden = !open;
     launcher.setAttribute("aria-expanded", String(open));
     saved.open = open;
     store.write();
     if (open) {
       log.scrollTop = log.scrollHeight;
-      input.focus({ preventScroll: true });
+      if (takeFocus) input.focus({ preventScroll: true });
     }
   }
 
@@ -245,7 +250,8 @@ export function mount(options) {
     maxQuestions = Number(config.max_visitor_messages) || maxQuestions;
     paint();
     await restore();
-    if (look.open_on_load || saved.open) setOpen(true);
+    // Opened by the page load, not the visitor: the host page keeps its focus.
+    if (look.open_on_load || saved.open) setOpen(true, false);
   }
 
   launcher.addEventListener("click", () => setOpen(panel.hidden));
@@ -280,7 +286,7 @@ export function mount(options) {
       host.dataset.state = "ready";
     });
   } else {
-    setOpen(true);
+    setOpen(true, false);
   }
   return {
     update(next) {
