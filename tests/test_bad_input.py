@@ -268,3 +268,10 @@ async def test_chunked_bodies_within_the_limit_are_read(api: AppUnderTest) -> No
     )
     assert response.status_code == 200, response.text
     assert response.json()["choices"][0]["message"]["content"] == "Echo: hi"
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 10**40])
+async def test_a_seed_wider_than_64_bits_is_a_400(api: AppUnderTest, seed: int) -> None:
+    body = {"model": "fake-echo", "messages": [{"role": "user", "content": "hi"}], "seed": seed}
+    error = _assert_error(await api.client.post("/v1/chat/completions", json=body), 400)
+    assert error["param"] == "seed"

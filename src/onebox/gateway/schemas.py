@@ -50,7 +50,8 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: Annotated[str | list[str] | None, NulFree] = None
-    seed: int | None = None
+    # Upstreams (vLLM, OpenAI) take a signed 64-bit seed; anything wider is refused here, not there.
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     n: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 1})
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
