@@ -1,0 +1,187 @@
+"""LaTeX in model output, rendered to MathML (which browsers draw natively) by latex2mathml.
+
+Delimiters: ``$...$`` and ``\\(...\\)`` inline; ``$$...$$`` and ``\\[...\\]`` display, as
+blocks of their own or inside a paragraph. A single ``$`` only opens math when a non-space
+follows it and only closes it after a non-space, not before a digit, so "$5 and $10" stays
+text. LaTeX that does not convert is shown as its source in code, never an error.
+The MathML goes through the same sanitiser as everything else (``rendering.py``)."""
+
+from __future__ import annotations
+
+import contextlib
+from html import escape
+
+from latex2mathml.converter import convert
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_block import StateBlock
+from markdown_it.rules_inline import StateInline
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
+
+from onebox.chat.highlighting import render_code_block
+
+MAX_LATEX_CHARS = 4000
+# Display delimiters: opener -> closer.
+DISPLAY = {"$$": "$$", "\\[": "\\]"}
+INLINE_OPENERS = (("$$", "$$", True), ("\\[", "\\]", True), ("\\(", "\\)", False))
+
+# MathML elements and attributes latex2mathml writes (presentation MathML only; no href).
+MATH_TAGS = {
+    "math", "menclose", "merror", "mfenced", "mfrac", "mi", "mmultiscripts", "mn", "mo",
+    "mover", "mpadded", "mphantom", "mprescripts", "mroot", "mrow", "ms", "mspace", "msqrt",
+    "mstyle", "msub", "msubsup", "msup", "mtable", "mtd", "mtext", "mtr", "munder",
+    "munderover", "none", "semantics", "annotation",
+}  # fmt: skip
+_PRESENTATION = {"mathvariant", "displaystyle", "scriptlevel"}
+MATH_ATTRIBUTES: dict[str, set[str]] = {
+    "math": {"display", "xmlns"},
+    "mo": {"stretchy", "fence", "separator", "lspace", "rspace", "form", "largeop",
+           "movablelimits", "minsize", "maxsize", "symmetric", "accent"},
+    "mover": {"accent"},
+    "munder": {"accentunder"},
+    "munderover": {"accent", "accentunder"},
+    "mfrac": {"linethickness", "bevelled"},
+    "mspace": {"width", "height", "depth"},
+    "mpadded": {"width", "height", "depth", "lspace", "voffset"},
+    "menclose": {"notation"},
+    "mfenced": {"open", "close", "separators"},
+    "mtable": {"columnalign", "rowalign", "columnspacing", "rowspacing", "columnlines",
+               "rowlines", "frame", "framespacing", "equalrows", "equalcolumns"},
+    "mtr": {"columnalign", "rowalign"},
+    "mtd": {"columnalign", "rowalign", "columnspan", "rowspan"},
+    "annotation": {"encoding"},
+}  # fmt: skip
+for _tag in ("mi", "mn", "mtext", "ms", "mstyle", "mrow", "mo"):
+    MATH_ATTRIBUTES.setdefault(_tag, set()).update(_PRESENTATION)
+
+
+def latex_to_html(latex: str, *, display: bool, source: str) -> str:
+    """MathML for ``latex``; ``source`` as code when it does not convert."""
+    if latex.strip() and len(latex) <= MAX_LATEX_CHARS:
+        with contextlib.suppress(Exception):  # latex2mathml raises many kinds of error
+            return convert(latex, display="block" if display else "inline")
+    if display:
+        return render_code_block(source, "latex")
+    return f"<code>{escape(source, quote=False)}</code>"
+
+
+def display_opener(line: str) -> str | None:
+    """The closer a line (stripped) needs when it opens a display block left open."""
+    for opener, closer in DISPLAY.items():
+        if line.startswith(opener) and closer not in line[len(opener) :]:
+            return closer
+    return None
+
+
+def _closes_dollar(src: str, at: int, limit: int) -> bool:
+    before = src[at - 1]
+    after = src[at + 1] if at + 1 < limit else ""
+    return not before.isspace() and before != "\\" and not after.isdigit()
+
+
+def find_inline(src: str, pos: int, limit: int | None = None) -> tuple[int, str, bool] | None:
+    """Where the math that opens at ``pos`` ends (looking no further than ``limit``):
+    (end, latex, display), or None."""
+    limit = len(src) if limit is None else limit
+    for opener, closer, display in INLINE_OPENERS:
+        if src.startswith(opener, pos, limit):
+            start = pos + len(opener)
+            end = src.find(closer, start, limit)
+            if end == -1 or not src[start:end].strip():
+                return None
+            return end + len(closer), src[start:end], display
+    if not src.startswith("$", pos, limit) or pos + 1 >= limit or src[pos + 1].isspace():
+        return None
+    at = src.find("$", pos + 1, limit)
+    while at != -1:
+        if _closes_dollar(src, at, limit):
+            return at + 1, src[pos + 1 : at], False
+        at = src.find("$", at + 1, limit)
+    return None
+
+
+def _inline_rule(state: StateInline, silent: bool) -> bool:
+    if state.src[state.pos] not in "$\\":
+        return False
+    found = find_inline(state.src, state.pos, state.posMax)
+    if found is None:
+        return False
+    end, latex, display = found
+    if not silent:
+        token = state.push("math_inline", "math", 0)
+        token.content = latex
+        token.info = "display" if display else ""
+        token.markup = state.src[state.pos : end]
+    state.pos = end
+    return True
+
+
+def _block_rule(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+    if state.sCount[start] - state.blkIndent >= 4:
+        return False  # an indented code block
+    first = state.src[state.bMarks[start] + state.tShift[start] : state.eMarks[start]].rstrip()
+    opener = next((o for o in DISPLAY if first.startswith(o)), None)
+    if opener is None:
+        return False
+    closer = DISPLAY[opener]
+    rest = first[len(opener) :]
+    if closer in rest:
+        # One line: only a block when the closer ends it and appears nowhere else.
+        inner = rest[: -len(closer)]
+        if not rest.endswith(closer) or closer in inner or not inner.strip():
+            return False
+        parts, last = [inner], start
+    else:
+        parts, last = [rest], start + 1
+        while last < end:
+            line = state.src[state.bMarks[last] + state.tShift[last] : state.eMarks[last]]
+            line = line.rstrip()
+            if line.endswith(closer):
+                parts.append(line[: -len(closer)])
+                break
+            parts.append(line)
+            last += 1
+        else:
+            return False  # never closed: not math
+    if silent:
+        return True
+    latex = "\n".join(parts).strip("\n")
+    source = f"{opener}{latex}{closer}" if last == start else f"{opener}\n{latex}\n{closer}"
+    token = state.push("math_block", "math", 0)
+    token.block = True
+    token.content = latex
+    token.markup = source
+    token.map = [start, last + 1]
+    state.line = last + 1
+    return True
+
+
+def _render_inline(
+    self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    token = tokens[idx]
+    # Mid-stream, math that does not convert yet is still being written: no delimiters.
+    source = token.content if env.get("streaming") else token.markup
+    return latex_to_html(token.content, display=token.info == "display", source=source)
+
+
+def _render_block(
+    self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
+) -> str:
+    token = tokens[idx]
+    source = token.content if env.get("streaming") else token.markup
+    return latex_to_html(token.content, display=True, source=source) + "\n"
+
+
+def math_plugin(md: MarkdownIt) -> None:
+    # Before "escape", so "\(" and "\[" are delimiters rather than escaped brackets.
+    md.inline.ruler.before("escape", "math_inline", _inline_rule)
+    md.block.ruler.before(
+        "fence",
+        "math_block",
+        _block_rule,
+        {"alt": ["paragraph", "reference", "blockquote", "list"]},
+    )
+    md.add_render_rule("math_inline", _render_inline)
+    md.add_render_rule("math_block", _render_block)
