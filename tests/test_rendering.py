@@ -254,3 +254,15 @@ def _text(html: str) -> str:
 
     Texts().feed(html)
     return "".join(parts)
+
+
+def test_math_being_written_shows_as_math_not_source() -> None:
+    reply = (
+        "So\n\n$$\n\\frac{a}{b} = \\sqrt{x^2 + \\left( y_1 \\right)}\n"
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix} \\sum_{i=1}^{n} \\mathbf{v}\n$$\n\n"
+        "and inline \\(\\frac{1}{2}\\) too."
+    )
+    for end in range(1, len(reply) + 1):
+        html = render_streaming(reply[:end])
+        assert "\\" not in _text(html), (end, html)
+    assert render_markdown(reply).count("<math") == 2

@@ -9,6 +9,7 @@ The MathML goes through the same sanitiser as everything else (``rendering.py``)
 from __future__ import annotations
 
 import contextlib
+import re
 from html import escape
 
 from latex2mathml.converter import convert
@@ -56,8 +57,43 @@ for _tag in ("mi", "mn", "mtext", "ms", "mstyle", "mrow", "mo"):
     MATH_ATTRIBUTES.setdefault(_tag, set()).update(_PRESENTATION)
 
 
-def latex_to_html(latex: str, *, display: bool, source: str) -> str:
-    """MathML for ``latex``; ``source`` as code when it does not convert."""
+_CUT_SHORT = re.compile(r"(?:(?<!\\)\\[A-Za-z]*|\\(?:begin|end)\{[A-Za-z*]*|[\^_&])\s*$")
+_ENVIRONMENT = re.compile(r"\\(begin|end)\{([A-Za-z*]{1,20})\}")
+_LEFT_RIGHT = re.compile(r"\\(left|right)(?![A-Za-z])")
+
+
+def complete_latex(latex: str) -> str:
+    """LaTeX still being written, closed so it converts: a command or operator cut
+    short goes, open groups, ``\\left`` and environments are closed."""
+    text = _CUT_SHORT.sub("", latex)
+    depth, escaped = 0, False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "{":
+            depth += 1
+        elif char == "}":
+            depth = max(0, depth - 1)
+    environments: list[str] = []
+    for kind, name in _ENVIRONMENT.findall(text):
+        if kind == "begin":
+            environments.append(name)
+        elif environments and environments[-1] == name:
+            environments.pop()
+    lefts = sum(1 if side == "left" else -1 for side in _LEFT_RIGHT.findall(text))
+    closing = "}" * depth + "\\right." * max(0, lefts)
+    return text + closing + "".join(f"\\end{{{name}}}" for name in reversed(environments))
+
+
+def latex_to_html(latex: str, *, display: bool, source: str, streaming: bool = False) -> str:
+    """MathML for ``latex``; ``source`` as code when it does not convert. Mid-stream the
+    LaTeX is completed first (``complete_latex``), so math being written shows as math."""
+    if streaming:
+        latex = complete_latex(latex)
+        if not latex.strip():
+            return ""
     if latex.strip() and len(latex) <= MAX_LATEX_CHARS:
         with contextlib.suppress(Exception):  # latex2mathml raises many kinds of error
             return convert(latex, display="block" if display else "inline")
@@ -162,16 +198,19 @@ def _render_inline(
 ) -> str:
     token = tokens[idx]
     # Mid-stream, math that does not convert yet is still being written: no delimiters.
-    source = token.content if env.get("streaming") else token.markup
-    return latex_to_html(token.content, display=token.info == "display", source=source)
+    streaming = bool(env.get("streaming"))
+    source = token.content if streaming else token.markup
+    display = token.info == "display"
+    return latex_to_html(token.content, display=display, source=source, streaming=streaming)
 
 
 def _render_block(
     self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType
 ) -> str:
     token = tokens[idx]
-    source = token.content if env.get("streaming") else token.markup
-    return latex_to_html(token.content, display=True, source=source) + "\n"
+    streaming = bool(env.get("streaming"))
+    source = token.content if streaming else token.markup
+    return latex_to_html(token.content, display=True, source=source, streaming=streaming) + "\n"
 
 
 def math_plugin(md: MarkdownIt) -> None:

@@ -184,6 +184,8 @@ def _cut_open_inline(line: str) -> str:
             pos = found[0]
             continue
         if char == "\\":
+            if pos == len(line) - 1:
+                return line[:pos]  # the start of an escape or of "\(" / "\["
             pos += 2  # an escaped character
             continue
         if char == "$" and pos + 1 < len(line) and not line[pos + 1].isspace():
