@@ -102,11 +102,15 @@ def test_a_streaming_reply_never_shows_raw_markdown(
     expect(body).to_contain_text("Prices like $5 and $10 stay text.")
     expect(body.locator("strong")).to_have_text("all")
     expect(body.get_by_test_id("copy-code")).to_have_count(1)
-    # The Pygments stylesheets are served and colour the tokens.
+    # The Pygments stylesheets are served and colour the tokens, one set per colour scheme.
     keyword = body.locator("pre.highlight span.k").first
     colour = keyword.evaluate("el => getComputedStyle(el).color")
     plain = body.locator("pre.highlight").evaluate("el => getComputedStyle(el).color")
     assert colour != plain
+    page.screenshot(path="/tmp/onebox-rendering-light.png")
+    page.emulate_media(color_scheme="dark")
+    expect(keyword).not_to_have_css("color", colour)
+    page.screenshot(path="/tmp/onebox-rendering-dark.png")
 
     # Reloaded, the stored html looks the same.
     page.reload()

@@ -100,3 +100,13 @@ async def test_a_stopped_reply_still_ends_on_its_stored_rendering(api: AppUnderT
     assert names[-1] == "error"
     last_delta = max(i for i, name in enumerate(names) if name == "delta")
     assert "render" in names[last_delta + 1 :]
+
+
+async def test_code_stylesheets_are_served(api: AppUnderTest) -> None:
+    for theme in ("light", "dark"):
+        response = await api.client.get(f"/styles/code-{theme}.css")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/css")
+        assert ".highlight .k {" in response.text
+    index = (await api.client.get("/")).text
+    assert 'href="/styles/code-dark.css" media="(prefers-color-scheme: dark)"' in index
