@@ -21,6 +21,7 @@ from pygments.util import ClassNotFound
 LANGUAGE_NAME = re.compile(r"[A-Za-z0-9_+#.-]{1,40}")
 # Bigger blocks are shown as plain text: highlighting cost grows with them.
 MAX_HIGHLIGHTED_CHARS = 100_000
+MAX_CACHED_CHARS = 20_000
 # The container class the stylesheets are scoped to.
 SCOPE = "highlight"
 THEMES: dict[str, str] = {"light": "default", "dark": "github-dark"}
@@ -46,7 +47,15 @@ def _lexer_class(name: str) -> type[Lexer] | None:
 
 
 def render_code_block(code: str, language: str | None) -> str:
-    """``<pre class="highlight"><code class="language-x">`` with Pygments spans inside."""
+    """``<pre class="highlight"><code class="language-x">`` with Pygments spans inside.
+    Blocks up to a modest size are cached: a streaming reply is rendered again and again,
+    and only its last block changes."""
+    if len(code) <= MAX_CACHED_CHARS:
+        return _cached_code_block(code, language)
+    return _code_block(code, language)
+
+
+def _code_block(code: str, language: str | None) -> str:
     lexer_class = _lexer_class(language.lower()) if language else None
     if lexer_class is not None and len(code) <= MAX_HIGHLIGHTED_CHARS:
         lexer = lexer_class(stripnl=False, ensurenl=False)
@@ -55,6 +64,9 @@ def render_code_block(code: str, language: str | None) -> str:
         body = escape(code, quote=False)
     code_class = f' class="language-{language}"' if language else ""
     return f'<pre class="{SCOPE}"><code{code_class}>{body}</code></pre>\n'
+
+
+_cached_code_block = lru_cache(maxsize=256)(_code_block)
 
 
 @lru_cache(maxsize=2)

@@ -8,8 +8,8 @@ The MathML goes through the same sanitiser as everything else (``rendering.py``)
 
 from __future__ import annotations
 
-import contextlib
 import re
+from functools import lru_cache
 from html import escape
 
 from latex2mathml.converter import convert
@@ -87,6 +87,16 @@ def complete_latex(latex: str) -> str:
     return text + closing + "".join(f"\\end{{{name}}}" for name in reversed(environments))
 
 
+@lru_cache(maxsize=512)
+def _mathml(latex: str, display: bool) -> str | None:
+    """latex2mathml's MathML, None when it cannot convert (cached: a streaming reply is
+    rendered again and again)."""
+    try:
+        return convert(latex, display="block" if display else "inline")
+    except Exception:  # latex2mathml raises many kinds of error on malformed input
+        return None
+
+
 def latex_to_html(latex: str, *, display: bool, source: str, streaming: bool = False) -> str:
     """MathML for ``latex``; ``source`` as code when it does not convert. Mid-stream the
     LaTeX is completed first (``complete_latex``), so math being written shows as math."""
@@ -94,9 +104,8 @@ def latex_to_html(latex: str, *, display: bool, source: str, streaming: bool = F
         latex = complete_latex(latex)
         if not latex.strip():
             return ""
-    if latex.strip() and len(latex) <= MAX_LATEX_CHARS:
-        with contextlib.suppress(Exception):  # latex2mathml raises many kinds of error
-            return convert(latex, display="block" if display else "inline")
+    if latex.strip() and len(latex) <= MAX_LATEX_CHARS and (mathml := _mathml(latex, display)):
+        return mathml
     if display:
         return render_code_block(source, "latex")
     return f"<code>{escape(source, quote=False)}</code>"
