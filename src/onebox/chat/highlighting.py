@@ -21,7 +21,7 @@ from pygments.util import ClassNotFound
 LANGUAGE_NAME = re.compile(r"[A-Za-z0-9_+#.-]{1,40}")
 # Bigger blocks are shown as plain text: highlighting cost grows with them.
 MAX_HIGHLIGHTED_CHARS = 100_000
-MAX_CACHED_CHARS = 20_000
+MAX_CACHED_CHARS = 10_000
 # The container class the stylesheets are scoped to.
 SCOPE = "highlight"
 THEMES: dict[str, str] = {"light": "default", "dark": "github-dark"}
@@ -66,7 +66,7 @@ def _code_block(code: str, language: str | None) -> str:
     return f'<pre class="{SCOPE}"><code{code_class}>{body}</code></pre>\n'
 
 
-_cached_code_block = lru_cache(maxsize=256)(_code_block)
+_cached_code_block = lru_cache(maxsize=128)(_code_block)
 
 
 @lru_cache(maxsize=2)

@@ -87,7 +87,7 @@ def complete_latex(latex: str) -> str:
     return text + closing + "".join(f"\\end{{{name}}}" for name in reversed(environments))
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=256)
 def _mathml(latex: str, display: bool) -> str | None:
     """latex2mathml's MathML, None when it cannot convert (cached: a streaming reply is
     rendered again and again)."""

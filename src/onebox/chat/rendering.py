@@ -100,7 +100,7 @@ def _render(text: str, *, streaming: bool = False) -> str:
     )
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=32)
 def render_markdown(text: str) -> str:
     """The final rendering of a message (cached: a reply is rendered for its last live
     frame, its ``done`` event and every later read of the conversation)."""
