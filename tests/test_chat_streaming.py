@@ -42,7 +42,7 @@ async def test_reply_streams_typed_events_and_is_stored(api: AppUnderTest) -> No
     names = [event.name for event in events]
     assert names[0] == "message"
     assert names[-2:] == ["usage", "done"]
-    assert set(names[1:-2]) == {"delta"}
+    assert set(names[1:-2]) == {"delta", "render"}
     assert [int(event.id) for event in events] == list(range(len(events)))
 
     opening = events[0].data

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onebox.chat.models import Message
+from onebox.chat.rendering import LiveRender, render_markdown
 from onebox.chat.schemas import MessageOut
 from onebox.chat.turn import Turn, TurnStatus
 from onebox.llm.base import ProviderError, TextDelta, Usage
@@ -94,11 +95,14 @@ class GenerationManager:
         status: TurnStatus = "complete"
         error: str | None = None
         error_type: str | None = None
+        live = LiveRender()  # "render" events: the reply so far as html, now and then
         try:
             async with contextlib.aclosing(turn.chunks()) as chunks:
                 async for chunk in chunks:
                     if isinstance(chunk, TextDelta):
                         run.events.put_nowait(RunEvent("delta", {"text": chunk.text}))
+                        if (html := live.feed(chunk.text)) is not None:
+                            run.events.put_nowait(RunEvent("render", {"html": html}))
         except asyncio.CancelledError:
             status, error_type = "cancelled", "cancelled"
             error = "Stopped before the reply was complete"
@@ -120,6 +124,8 @@ class GenerationManager:
             )
         else:
             assert message is not None
+            # The last frame is the stored message's own html, so nothing moves at the end.
+            run.events.put_nowait(RunEvent("render", {"html": render_markdown(message.content)}))
             if turn.usage is not None:
                 run.events.put_nowait(RunEvent("usage", _usage_event(turn.usage, message)))
             if status == "complete":

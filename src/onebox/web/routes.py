@@ -6,8 +6,10 @@ from importlib.resources import files
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from onebox.chat.highlighting import code_stylesheet
 
 STATIC_DIR = Path(str(files("onebox.web") / "static"))
 
@@ -35,6 +37,23 @@ async def index() -> FileResponse:
 @router.get("/c/{conversation_id}")
 async def conversation_page(conversation_id: str) -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers=HTML_HEADERS)
+
+
+@router.get("/styles/code-light.css")
+async def code_light() -> Response:
+    """Colours for highlighted code (Pygments classes) in light mode."""
+    return _stylesheet(code_stylesheet("light"))
+
+
+@router.get("/styles/code-dark.css")
+async def code_dark() -> Response:
+    """Colours for highlighted code in dark mode."""
+    return _stylesheet(code_stylesheet("dark"))
+
+
+def _stylesheet(css: str) -> Response:
+    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    return Response(css, media_type="text/css", headers=headers)
 
 
 def static_files() -> StaticFiles:

@@ -7,12 +7,13 @@
 // sources are listed as "Sources"; the rest go in a collapsed "Also retrieved (not cited)"
 // list, unnumbered, so nothing suggests the model used them. A click opens the passage.
 //
-// Everything from a document (names, headings, snippets) is written with textContent.
+// Everything from a document (names, headings, snippets) is written with textContent
+// (snippets' inline markdown as strong/em/code elements holding text: inlineMarkdown).
 
 "use strict";
 
 import { h } from "./core.js";
-import { openPassage } from "./passage.js";
+import { inlineMarkdown, openPassage } from "./passage.js";
 
 // Same shapes the server counts as citations: [2], [1, 3], [2; 4] (and [2][3] as two).
 const CITATION = /\[(\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*)\]/g;
@@ -80,7 +81,7 @@ function sourceCard(source, { numbered }) {
       source.page !== null && source.page !== undefined ? h("span", { className: "source-page", text: pageLabel(source.page) }) : null,
     ]),
     source.heading ? h("span", { className: "source-heading", text: source.heading }) : null,
-    source.snippet ? h("span", { className: "source-snippet", text: source.snippet }) : null,
+    source.snippet ? h("span", { className: "source-snippet" }, [inlineMarkdown(source.snippet)]) : null,
   ]);
   card.addEventListener("click", () => openPassage(source, { showNumber: numbered }));
   return card;

@@ -68,7 +68,7 @@ export function finishLoading() {
  * Copy buttons on code blocks, scrollable tables, links that open in a new tab.
  * @param {HTMLElement} root
  */
-function enhanceRenderedHtml(root) {
+export function enhanceRenderedHtml(root) {
   for (const pre of root.querySelectorAll("pre")) {
     if (pre.parentElement && pre.parentElement.classList.contains("code-block")) continue;
     const code = pre.querySelector("code");

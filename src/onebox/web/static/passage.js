@@ -1,7 +1,8 @@
 // @ts-check
 // The passage dialog: the exact text a citation points at (GET /api/chunks/{id}), with its
 // file name, page and heading path. A native <dialog>: Escape closes it, focus stays inside
-// while it is open and goes back to the button that opened it. Text only (textContent).
+// while it is open and goes back to the button that opened it. Text only (textContent;
+// inline markdown becomes strong/em/code elements built from text, see inlineMarkdown).
 
 "use strict";
 
@@ -64,6 +65,36 @@ function build() {
   return { dialog, parts };
 }
 
+// Inline markdown in passages: `code`, **bold** / __bold__, *em* / _em_.
+const INLINE = /(`+)([^`]+?)\1|\*\*(?=\S)([^*\n]+?)\*\*|__(?=\S)([^_\n]+?)__|\*(?=[^*\s])([^*\n]+?)\*|(?<![\p{L}\p{N}_])_(?=[^_\s])([^_\n]+?)_(?![\p{L}\p{N}_])/gu;
+
+/**
+ * A passage's text with its inline markdown shown as such (strong, em, code elements
+ * built with textContent, never parsed as html); stray markers and heading marks go.
+ * @param {string} text
+ * @returns {DocumentFragment}
+ */
+export function inlineMarkdown(text) {
+  const fragment = document.createDocumentFragment();
+  /** @param {string} plain */
+  const addText = (plain) => {
+    const cleaned = plain.replace(/\*\*|__/g, "").replace(/^[ \t]{0,3}#{1,6}[ \t]+/gm, "");
+    if (cleaned) fragment.append(cleaned);
+  };
+  let last = 0;
+  INLINE.lastIndex = 0;
+  for (let match = INLINE.exec(text); match; match = INLINE.exec(text)) {
+    addText(text.slice(last, match.index));
+    const [, , code, strong, strongUnderscore, em, emUnderscore] = match;
+    if (code !== undefined) fragment.append(h("code", { text: code }));
+    else if (strong !== undefined || strongUnderscore !== undefined) fragment.append(h("strong", { text: strong ?? strongUnderscore }));
+    else fragment.append(h("em", { text: em ?? emUnderscore }));
+    last = match.index + match[0].length;
+  }
+  addText(text.slice(last));
+  return fragment;
+}
+
 /** @param {{page: number | string | null | undefined, headings: string[]}} where */
 function describeMeta({ page, headings }) {
   const bits = [];
@@ -95,7 +126,7 @@ export async function openPassage(source, { showNumber = true } = {}) {
   parts.meta.hidden = !parts.meta.textContent;
   parts.status.textContent = "Loading the full passage…";
   parts.status.hidden = false;
-  parts.text.textContent = source.snippet || "";
+  parts.text.replaceChildren(inlineMarkdown(source.snippet || ""));
   dialog.dataset.chunkId = source.chunk_id || "";
   dialog.dataset.loaded = "false";
   if (!dialog.open) dialog.showModal();
@@ -114,7 +145,7 @@ export async function openPassage(source, { showNumber = true } = {}) {
     const headings = Array.isArray(chunk.heading_path) && chunk.heading_path.length ? chunk.heading_path : source.heading ? [source.heading] : [];
     parts.meta.textContent = describeMeta({ page: chunk.page ?? source.page, headings });
     parts.meta.hidden = !parts.meta.textContent;
-    parts.text.textContent = chunk.text || "";
+    parts.text.replaceChildren(inlineMarkdown(chunk.text || ""));
     parts.status.textContent = "";
     parts.status.hidden = true;
     dialog.dataset.loaded = "true";

@@ -22,6 +22,7 @@ import {
   setStats,
   updateEmptyState,
 } from "./messages.js";
+import { showRendering, showTail } from "./liveview.js";
 import { navigate } from "./navigation.js";
 import { renderSidebar, upsertConversation } from "./sidebar.js";
 import { conversationPath, state } from "./state.js";
@@ -50,6 +51,7 @@ export function startReply(conversationId, text) {
     userRow,
     assistantRow,
     text: "",
+    tail: "",
     userMessageId: null,
     assistantId: null,
     stopped: false,
@@ -160,7 +162,17 @@ function handleStreamEvent(stream, event, data, visible) {
       if (typeof data.text !== "string") break;
       const stick = visible() && isNearBottom();
       stream.text += data.text;
-      part(row, "body").textContent = stream.text;
+      stream.tail += data.text;
+      showTail(row, stream.tail);
+      if (stick) scrollToBottom();
+      break;
+    }
+    case "render": {
+      // The server's rendering of every delta so far; later deltas show after it.
+      if (typeof data.html !== "string") break;
+      const stick = visible() && isNearBottom();
+      stream.tail = "";
+      showRendering(row, data.html, stream.text);
       if (stick) scrollToBottom();
       break;
     }

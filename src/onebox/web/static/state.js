@@ -58,6 +58,7 @@
  * @property {HTMLElement} userRow
  * @property {HTMLElement} assistantRow
  * @property {string} text what has streamed in so far
+ * @property {string} tail what has streamed in since the server's last rendering of it
  * @property {string | null} userMessageId
  * @property {string | null} assistantId
  * @property {boolean} stopped the user stopped it
