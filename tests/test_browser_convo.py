@@ -196,7 +196,19 @@ def test_presets_and_system_prompt(owner: Any, server: LiveServer, problems: Pag
     try:
         name = f"Pirate {XSS}"
         prompt = f"Talk like a pirate. {XSS}"
-        menu(owner, "menu-presets")
+        # The menu works from the keyboard (no conversation open: presets and import).
+        button = owner.get_by_test_id("convo-menu")
+        button.focus()
+        owner.keyboard.press("Enter")
+        expect(owner.get_by_test_id("menu-presets")).to_be_focused()
+        owner.keyboard.press("ArrowDown")
+        expect(owner.get_by_test_id("menu-import")).to_be_focused()
+        owner.keyboard.press("Escape")
+        expect(button).to_be_focused()
+        expect(owner.locator("#convo-menu-popup")).to_be_hidden()
+        owner.keyboard.press("Enter")
+        owner.keyboard.press("Enter")  # "Presets…"
+        expect(owner.get_by_test_id("presets-dialog")).to_be_visible()
         owner.get_by_test_id("preset-name-input").fill(name)
         owner.get_by_test_id("preset-system-prompt").fill(prompt)
         owner.get_by_test_id("preset-temperature").fill("0.4")
