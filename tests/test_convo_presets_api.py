@@ -94,6 +94,20 @@ async def test_a_reply_reciting_the_conversation_prompt_is_stopped(api: AppUnder
     assert "bluebird" not in stored["messages"][-1]["content"]
 
 
+async def test_a_long_system_prompt_still_has_to_fit_the_context(api: AppUnderTest) -> None:
+    api.provider.context_size = 1200  # type: ignore[attr-defined]
+    conversation = (
+        await api.client.post("/api/conversations", json={"system_prompt": "word " * 800})
+    ).json()
+    path = f"/api/conversations/{conversation['id']}"
+    refused = await api.client.post(f"{path}/messages", json={"content": "hello"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "context_length_exceeded"
+    assert (await api.client.get(path)).json()["messages"] == []  # nothing stored
+    await api.client.patch(path, json={"system_prompt": "Be brief."})
+    await _send(api, conversation["id"])
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
