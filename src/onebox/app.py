@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from onebox import __version__
 from onebox.chat.generation import GenerationManager
 from onebox.chat.routes import router as chat_router
+from onebox.chat.transfer_routes import router as chat_transfer_router
 from onebox.chat.turn import Turns
 from onebox.core.access import AccessLog
 from onebox.core.db import create_engine, create_sessionmaker
@@ -42,9 +43,12 @@ from onebox.llm.registry import ModelRegistry
 from onebox.llm.routes import router as models_router
 from onebox.observability.routes import router as observability_router
 from onebox.observability.sampler import Sampler
+from onebox.presets.routes import router as presets_router
 from onebox.ratelimit import RateLimiter
 from onebox.ratelimit.proxy_trust import DistrustServerProxyHeaders
 from onebox.ratelimit.requests import RequestLimiter, limits_config
+from onebox.sharing.routes import page_router as share_page_router
+from onebox.sharing.routes import router as sharing_router
 from onebox.state import AppState
 from onebox.usage.routes import router as usage_router
 from onebox.usage.service import UsageRecorder
@@ -217,6 +221,10 @@ def create_app(
     app.router.routes.append(hot_route)
     app.include_router(health_router)
     app.include_router(chat_router)
+    app.include_router(chat_transfer_router)
+    app.include_router(sharing_router)
+    app.include_router(presets_router)
+    app.include_router(share_page_router)
     app.include_router(models_router)
     app.include_router(documents_router)
     app.include_router(jobs_router)

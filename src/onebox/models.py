@@ -7,6 +7,8 @@ def import_all_models() -> None:
     import onebox.chat.models
     import onebox.documents.models
     import onebox.jobs.models
+    import onebox.presets.models
+    import onebox.sharing.models
     import onebox.usage.models
     import onebox.users.models
     import onebox.widget.models  # noqa: F401

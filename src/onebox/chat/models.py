@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from onebox.core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -43,6 +43,10 @@ class Conversation(IdMixin, TimestampMixin, Base):
     # (SQLite cannot add a foreign key to an existing table without rebuilding it).
     widget_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
     visitor_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The owner's own instructions for this conversation (added after the deployment's
+    # system prompt) and sampling temperature; None: the defaults.
+    system_prompt: Mapped[str | None] = mapped_column(Text, default=None)
+    temperature: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class Message(IdMixin, Base):

@@ -67,7 +67,12 @@ async def create_conversation(
         user_id, body.collection_ids
     )
     conversation = await ChatService(session).create_conversation(
-        user_id, body.title, model, collection_ids
+        user_id,
+        body.title,
+        model,
+        collection_ids,
+        system_prompt=body.system_prompt,
+        temperature=body.temperature,
     )
     await session.commit()
     return ConversationOut.model_validate(conversation)

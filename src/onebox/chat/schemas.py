@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from onebox.chat.rendering import render_markdown
 from onebox.core.inputs import Text
 
+SYSTEM_PROMPT_MAX_CHARS = 4000
+
 
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -19,6 +21,14 @@ class ConversationCreate(BaseModel):
     collection_ids: list[Text] = Field(
         default_factory=list, max_length=50, description="Collections answers draw on"
     )
+    system_prompt: Text | None = Field(
+        default=None,
+        max_length=SYSTEM_PROMPT_MAX_CHARS,
+        description="Instructions added after the deployment's system prompt",
+    )
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="Sampling temperature; default if unset"
+    )
 
 
 class ConversationUpdate(BaseModel):
@@ -29,6 +39,14 @@ class ConversationUpdate(BaseModel):
     archived: bool | None = None
     model: Text | None = Field(default=None, min_length=1, max_length=200)
     collection_ids: list[Text] | None = Field(default=None, max_length=50)
+    system_prompt: Text | None = Field(
+        default=None,
+        max_length=SYSTEM_PROMPT_MAX_CHARS,
+        description="Instructions added after the deployment's; empty or null clears them",
+    )
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=2.0, description="null (sent explicitly) clears it"
+    )
 
 
 class ConversationOut(BaseModel):
@@ -40,6 +58,8 @@ class ConversationOut(BaseModel):
     archived: bool
     model: str | None
     collection_ids: list[str] = Field(default_factory=list)
+    system_prompt: str | None = None
+    temperature: float | None = None
     created_at: datetime
     updated_at: datetime
 

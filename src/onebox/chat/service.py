@@ -25,6 +25,21 @@ def title_from(content: str) -> str:
     return first_line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
+def clean_system_prompt(text: str | None) -> str | None:
+    """The owner's system prompt as stored: control and invisible characters removed (as
+    for every message), ``None`` when nothing is left."""
+    cleaned = clean_text(text or "").strip()
+    return cleaned or None
+
+
+def system_prompt_for(conversation: Conversation, deployment_prompt: str) -> str:
+    """The deployment's system prompt, then the conversation's own instructions."""
+    own = conversation.system_prompt
+    if not own:
+        return deployment_prompt
+    return f"{deployment_prompt}\n\n{own}" if deployment_prompt else own
+
+
 class ChatService:
     def __init__(self, session: AsyncSession) -> None:
         self.repository = ChatRepository(session)
@@ -35,12 +50,17 @@ class ChatService:
         title: str = "",
         model: str | None = None,
         collection_ids: list[str] | None = None,
+        *,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
     ) -> Conversation:
         conversation = Conversation(
             owner_id=owner_id,
             title=title.strip(),
             model=model,
             collection_ids=list(collection_ids or []),
+            system_prompt=clean_system_prompt(system_prompt),
+            temperature=temperature,
         )
         await self.repository.add(conversation)
         return conversation
@@ -75,6 +95,10 @@ class ChatService:
             conversation.model = update.model
         if update.collection_ids is not None:
             conversation.collection_ids = list(update.collection_ids)
+        if "system_prompt" in update.model_fields_set:
+            conversation.system_prompt = clean_system_prompt(update.system_prompt)
+        if "temperature" in update.model_fields_set:
+            conversation.temperature = update.temperature
         conversation.updated_at = utcnow()
         await self.repository.session.flush()
         return conversation

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
@@ -22,7 +23,7 @@ from typing import Any, Literal
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onebox.chat.models import Conversation, Message, MessageStatus, Role
-from onebox.chat.service import ChatService
+from onebox.chat.service import ChatService, system_prompt_for
 from onebox.chat.turn_metrics import observe_turn
 from onebox.core.db import new_id
 from onebox.core.errors import APIError, AppError
@@ -291,6 +292,13 @@ class Turns:
         params = generation_params(entry, self.settings, request.overrides)
         user_message = None
         conversation = request.conversation
+        # The conversation's own temperature, unless the request names one.
+        if (
+            conversation is not None
+            and conversation.temperature is not None
+            and (request.overrides is None or request.overrides.temperature is None)
+        ):
+            params = dataclasses.replace(params, temperature=conversation.temperature)
         if conversation is not None:
             assert session is not None
             chat = ChatService(session)
@@ -299,7 +307,9 @@ class Turns:
                 max_chars=self.settings.max_message_chars,
             )  # fmt: skip
             history = await chat.history_for(
-                conversation, user_message, self.settings.system_prompt
+                conversation,
+                user_message,
+                system_prompt_for(conversation, self.settings.system_prompt),
             )
         else:
             history = messages

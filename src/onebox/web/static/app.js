@@ -23,6 +23,7 @@ import { autosize, bindComposer, focusComposer, updateComposer } from "./compose
 import { bindDrawer, closeSidebar } from "./drawer.js";
 import { updateEmptyState } from "./messages.js";
 import { bindModelPicker, loadModels } from "./models.js";
+import { initConversationMenu } from "./convomenu.js";
 import { bindHistory, idFromLocation, navigate, updateTitle } from "./navigation.js";
 import { bindSidebar, loadConversations, renderSidebar, upsertConversation } from "./sidebar.js";
 import { state } from "./state.js";
@@ -53,6 +54,7 @@ function bindEvents() {
   bindBanner();
   bindDrawer();
   bindHistory();
+  initConversationMenu();
 }
 
 // ---------------------------------------------------------------------------

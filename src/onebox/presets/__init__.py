@@ -1,0 +1,1 @@
+"""Saved chat presets: a name with a system prompt, model, collections and temperature."""

@@ -1,0 +1,1 @@
+"""Read-only share links for a conversation, opened without signing in at ``/s/{token}``."""
