@@ -4,6 +4,7 @@ and then following live (real uvicorn server on loopback, in-memory event log)."
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,20 +18,34 @@ from onebox.core.settings import Settings
 from onebox.llm.fake import FakeProvider
 from tests.conftest import LiveServer, api_settings, run_live_server
 from tests.sse import Event, parse_events
+from tests.test_rate_limits_api import REDIS_URL, _redis_ping
 
 pytestmark = pytest.mark.timeout(120)
 
 WORDS = " ".join(f"w{i}" for i in range(150))  # 151 chunks, 20 ms apart: about 3 s
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One server per event-log backend: this process's memory, or Redis."""
+    events_url = "memory://"
+    if request.param == "redis":
+        try:
+            _redis_ping(REDIS_URL)
+        except OSError as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+        events_url = REDIS_URL
     yield from run_live_server(
         Settings(
             _env_file=None,  # type: ignore[call-arg]
             data_dir=tmp_path_factory.mktemp("resume"),
             llm_provider="fake",
             model_name="fake-echo",
+            events_url=events_url,
         ),
         FakeProvider(model_name="fake-echo", context_size=4096, token_delay=0.02),
     )
