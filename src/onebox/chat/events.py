@@ -96,14 +96,17 @@ class MemoryEventLog:
         self._logs: dict[str, _MemoryLog] = {}
         self._in_flight: dict[str, InFlight] = {}
         self._on_stop: StopHandler = lambda _conversation_id: None
+        self._next_sweep = 0.0
 
     async def start(self, on_stop: StopHandler) -> None:
         self._on_stop = on_stop
 
     def _log(self, reply_id: str) -> _MemoryLog:
         now = time.monotonic()
-        for key in [k for k, log in self._logs.items() if log.expires and log.expires < now]:
-            del self._logs[key]
+        if now >= self._next_sweep:  # at most once a second, however many replies run
+            self._next_sweep = now + 1.0
+            for key in [k for k, log in self._logs.items() if log.expires and log.expires < now]:
+                del self._logs[key]
         log = self._logs.get(reply_id)
         if log is None:
             # A reader may come first (it checked the reply is running): it waits here.
