@@ -1,12 +1,15 @@
 """A reply outlives the page: a client that goes away does not stop it, and any client
 reattaches to its event stream (``Last-Event-ID`` or ``?after=``), replaying what it missed
-and then following live (real uvicorn server on loopback, in-memory event log)."""
+and then following live (real uvicorn server on loopback; memory and Redis event logs)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import pytest
 
 from onebox.app import create_app
 from onebox.core.settings import Settings
+from onebox.llm.base import ChatRequest, StreamChunk
 from onebox.llm.fake import FakeProvider
 from tests.conftest import LiveServer, api_settings, run_live_server
 from tests.sse import Event, parse_events
@@ -23,6 +27,26 @@ from tests.test_rate_limits_api import REDIS_URL, _redis_ping
 pytestmark = pytest.mark.timeout(120)
 
 WORDS = " ".join(f"w{i}" for i in range(150))  # 151 chunks, 20 ms apart: about 3 s
+
+
+HELD_AFTER = 20  # chunks a "HOLD" message streams before it waits for the gate
+
+
+@dataclass
+class GatedProvider(FakeProvider):
+    """The fake model; a message containing HOLD pauses after ``HELD_AFTER`` chunks until
+    the test opens ``gate`` (so a test knows which events came before and which after)."""
+
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    async def stream_chat(self, request: ChatRequest) -> AsyncGenerator[StreamChunk]:
+        held = "HOLD" in request.messages[-1].content
+        sent = 0
+        async for chunk in super().stream_chat(request):
+            if held and sent == HELD_AFTER:
+                await asyncio.to_thread(self.gate.wait, 60)
+            sent += 1
+            yield chunk
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
@@ -47,7 +71,7 @@ def server(
             model_name="fake-echo",
             events_url=events_url,
         ),
-        FakeProvider(model_name="fake-echo", context_size=4096, token_delay=0.02),
+        GatedProvider(model_name="fake-echo", context_size=4096, token_delay=0.02),
     )
 
 
@@ -115,27 +139,48 @@ def test_reply_continues_after_the_client_leaves(server: LiveServer) -> None:
 
 
 def test_last_event_id_replays_the_missed_events_then_follows_live(server: LiveServer) -> None:
+    provider = server.provider
+    assert isinstance(provider, GatedProvider)
     conversation_id = new_conversation(server.url)
-    seen = read_then_leave(server.url, conversation_id, WORDS, deltas=10)
+    content = f"HOLD {WORDS}"
+    seen = read_then_leave(server.url, conversation_id, content, deltas=10)
     message_id = seen[0].data["assistant_message_id"]
     last = int(seen[-1].id or 0)
     assert [int(event.id or 0) for event in seen] == list(range(1, last + 1))
 
-    started = time.monotonic()
-    rest = follow(server.url, conversation_id, message_id, headers={"Last-Event-ID": str(last)})
-    # It followed the reply live until it ended, not just a replay of what was there.
-    assert time.monotonic() - started > 1.0
+    held = 1 + HELD_AFTER  # the opening event and the chunks before the model waits
+    body = ""
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "GET",
+            f"{server.url}/api/conversations/{conversation_id}/messages/{message_id}/events",
+            headers={"Last-Event-ID": str(last)},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.iter_text()
+        for chunk in chunks:  # the replay: exactly what was missed, while the reply waits
+            body += chunk
+            if f"id: {held}\n" in body and body.endswith("\n\n"):
+                break
+        replayed = parse_events(body)
+        assert [int(event.id or 0) for event in replayed] == list(range(last + 1, held + 1))
+        provider.gate.set()  # then the rest, live
+        body += "".join(chunks)
+    rest = parse_events(body)
     assert [int(event.id or 0) for event in rest] == list(range(last + 1, last + 1 + len(rest)))
+    assert len(rest) > len(replayed)
     assert [event.name for event in rest][-2:] == ["usage", "done"]
-    assert text_of(seen) + text_of(rest) == f"Echo: {WORDS}"
-    assert rest[-1].data["message"]["content"] == f"Echo: {WORDS}"
+    assert text_of(seen) + text_of(rest) == f"Echo: {content}"
+    assert rest[-1].data["message"]["content"] == f"Echo: {content}"
     assert rest[-1].data["message"]["status"] == "complete"
 
     # A finished reply replays in full (its log is kept a while), ?after= as well as the header.
     everything = follow(server.url, conversation_id, message_id, params={"after": 0})
     assert everything[0].name == "message"
     assert [event.id for event in everything[last:]] == [event.id for event in rest]
-    assert text_of(everything) == f"Echo: {WORDS}"
+    assert text_of(everything) == f"Echo: {content}"
     tail = follow(server.url, conversation_id, message_id, params={"after": last + 3})
     assert [event.id for event in tail] == [event.id for event in rest[3:]]
 
