@@ -20,6 +20,7 @@ from onebox.app import create_app
 from onebox.core.settings import Settings
 from onebox.llm.base import ChatRequest, StreamChunk
 from onebox.llm.fake import FakeProvider
+from onebox.serving import workers_warnings
 from tests.conftest import LiveServer, api_settings, run_live_server
 from tests.sse import Event, parse_events
 from tests.test_rate_limits_api import REDIS_URL, _redis_ping
@@ -263,3 +264,14 @@ async def test_the_time_limit_ends_a_reply_that_runs_too_long(tmp_path: Path) ->
             detail = (await client.get(f"/api/conversations/{conversation['id']}")).json()
             assert detail["messages"][-1]["status"] == "partial"
             assert detail["generating"] is None
+
+
+def test_several_workers_are_told_to_share_the_event_log() -> None:
+    def settings(**values: object) -> Settings:
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
+
+    notes = workers_warnings(settings(), 2)
+    assert any("ONEBOX_EVENTS_URL=memory://" in note for note in notes)
+    shared = workers_warnings(settings(events_url="redis://127.0.0.1:6379/2"), 2)
+    assert not any("ONEBOX_EVENTS_URL" in note for note in shared)
+    assert workers_warnings(settings(), 1) == []

@@ -166,6 +166,7 @@ export function resumeReply(conversationId, generating) {
     lastEventId: 0,
   };
   state.streams.set(conversationId, stream);
+  renderSidebar(); // the conversation shows as generating
   followReply(stream, null).finally(() => finishStream(stream));
   return stream;
 }
