@@ -25,7 +25,7 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 TERMINAL_EVENTS = frozenset({"done", "error"})
-MARKER_TTL = 30.0  # seconds a marker outlives its owner's last refresh (a crashed replica)
+MARKER_TTL = 15.0  # seconds a marker outlives its owner's last refresh (a crashed replica)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,9 +251,8 @@ class RedisEventLog:
             for event in events:
                 fields = {"e": event.name, "d": json.dumps(event.data, default=str)}
                 pipe.xadd(key, fields, id=f"{event.id}-0", maxlen=self.max_events)
-            if events and events[0].id == 1:
-                # A replica that dies mid-reply leaves a log that still goes away.
-                pipe.expire(key, int(self.running_seconds + self.keep_seconds))
+            # A replica that dies mid-reply leaves a log that still goes away.
+            pipe.expire(key, int(self.running_seconds + self.keep_seconds))
             await pipe.execute()
 
     async def finish(self, reply_id: str) -> None:
