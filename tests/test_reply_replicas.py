@@ -162,3 +162,39 @@ def test_start_on_one_replica_reattach_and_stop_on_the_other(two_apps: tuple[App
     assert httpx.post(f"{a.url}/api/conversations/{conversation_id}/stop").json() == {
         "stopped": True
     }
+
+
+def test_a_replica_that_dies_mid_reply_frees_the_conversation(two_apps: tuple[App, App]) -> None:
+    a, b = two_apps
+    conversation_id = httpx.post(f"{b.url}/api/conversations", json={}).json()["id"]
+    messages = f"api/conversations/{conversation_id}/messages"
+    received = ""
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{a.url}/{messages}", json={"content": "a long story"}) as r,
+    ):
+        for chunk in r.iter_text():
+            received += chunk
+            if received.count("event: delta") >= 40 and received.endswith("\n\n"):
+                break
+    reply_id = parse_events(received)[0].data["assistant_message_id"]
+    a.process.send_signal(signal.SIGKILL)  # no goodbye: its marker simply stops being renewed
+    a.process.wait(timeout=10)
+
+    # B replays everything A logged, then, once A's marker has expired, ends the stream
+    # with what A had saved (its last checkpoint).
+    events = parse_events(httpx.get(f"{b.url}/{messages}/{reply_id}/events", timeout=60).text)
+    assert events[0].name == "message"
+    assert events[-1].name == "error"
+    saved = events[-1].data["message"]
+    assert saved["status"] == "partial"
+    assert saved["content"]
+    streamed = "".join(e.data["text"] for e in events if e.name == "delta")
+    assert streamed.startswith(saved["content"])
+    assert httpx.get(f"{b.url}/api/conversations/{conversation_id}").json()["generating"] is None
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{b.url}/{messages}", json={"content": "again"}) as r,
+    ):
+        assert r.status_code == 200
+    assert httpx.post(f"{b.url}/api/conversations/{conversation_id}/stop").json()["stopped"]
