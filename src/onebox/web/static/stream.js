@@ -121,13 +121,9 @@ export async function* readEvents(response) {
       const event = processLine(line);
       if (event) yield event;
     }
-    if (buffer) {
-      const event = processLine(buffer);
-      if (event) yield event;
-      buffer = "";
-    }
-    const tail = processLine("");
-    if (tail) yield tail;
+    // An event the stream ended in the middle of is not dispatched (as EventSource does):
+    // a cut connection must not pass half an event off as whole, since the next request
+    // resumes after the last id seen.
   } finally {
     try {
       reader.releaseLock();
