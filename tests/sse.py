@@ -23,6 +23,8 @@ def parse_events(body: str) -> list[Event]:
         for line in frame.split("\n"):
             key, _, value = line.partition(":")
             fields[key] = value[1:] if value.startswith(" ") else value
+        if "data" not in fields:
+            continue  # a comment (keep-alive) or an empty frame: no event
         events.append(
             Event(fields.get("id"), fields.get("event", "message"), json.loads(fields["data"]))
         )

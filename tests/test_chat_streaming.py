@@ -43,7 +43,7 @@ async def test_reply_streams_typed_events_and_is_stored(api: AppUnderTest) -> No
     assert names[0] == "message"
     assert names[-2:] == ["usage", "done"]
     assert set(names[1:-2]) == {"delta", "render"}
-    assert [int(event.id) for event in events] == list(range(len(events)))
+    assert [int(event.id) for event in events] == list(range(1, len(events) + 1))
 
     opening = events[0].data
     assert opening["user_message"]["content"] == "Hello there, **model**"

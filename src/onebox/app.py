@@ -11,6 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from onebox import __version__
+from onebox.chat.events import MARKER_TTL, build_event_log
 from onebox.chat.generation import GenerationManager
 from onebox.chat.routes import router as chat_router
 from onebox.chat.transfer_routes import router as chat_transfer_router
@@ -116,7 +117,16 @@ async def open_state(
         limiter = await RateLimiter.from_config(config)
         stack.push_async_callback(limiter.aclose)
         guard = Guard(settings)
-        generations = GenerationManager()
+        generations = GenerationManager(
+            build_event_log(
+                settings.events_url,
+                max_events=settings.reply_events_max,
+                keep_seconds=settings.reply_events_keep_seconds,
+                running_seconds=settings.reply_max_seconds + MARKER_TTL,
+            ),
+            max_seconds=settings.reply_max_seconds,
+        )
+        await generations.open()
         stack.push_async_callback(generations.shutdown)
         embedder = build_embedder(settings, http)
         await embedder.start()

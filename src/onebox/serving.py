@@ -78,6 +78,12 @@ def workers_warnings(settings: Settings, workers: int) -> list[str]:
             f"every worker loads its own copy of the embedded model ({settings.threads} "
             "threads each); several workers pay off in front of remote inference engines"
         )
+    if settings.events_url.startswith("memory:"):
+        notes.append(
+            "ONEBOX_EVENTS_URL=memory:// keeps running replies inside one worker: a page "
+            "that reattaches, a Stop or a second message may reach another; set it to "
+            "redis://host:6379/0"
+        )
     if settings.embedding_provider == "local":
         notes.append("every worker loads its own copy of the local embedding model")
     return notes

@@ -38,7 +38,7 @@ async def _reply(
             ),
         )
         await session.commit()
-    run = state.generations.start(turn)
+    run = await state.generations.start(turn)
     try:
         async for event in run.stream():
             if event.name == "delta":

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from onebox.chat.events import LoggedEvent
 from onebox.chat.generation import message_out
+from onebox.chat.models import Message
 from onebox.chat.schemas import (
     ConversationCreate,
     ConversationDetail,
     ConversationOut,
     ConversationUpdate,
+    Generating,
     MessageCreate,
 )
 from onebox.chat.service import ChatService
 from onebox.chat.turn import TurnRequest
-from onebox.core.errors import BadRequestError, ConflictError
+from onebox.core.errors import BadRequestError, ConflictError, NotFoundError
 from onebox.core.inputs import PageOffset
 from onebox.core.pagination import Page
 from onebox.core.sse import SSE_HEADERS, format_event
@@ -80,15 +84,19 @@ async def create_conversation(
 
 @router.get("/{conversation_id}", response_model=ConversationDetail)
 async def get_conversation(
-    conversation_id: str, session: SessionDep, user_id: CurrentUserId
+    conversation_id: str, session: SessionDep, user_id: CurrentUserId, state: StateDep
 ) -> ConversationDetail:
     service = ChatService(session)
     conversation = await service.get_conversation(user_id, conversation_id)
     messages = await service.list_messages(conversation)
+    running = await state.generations.in_flight(conversation.id)
     return ConversationDetail.model_validate(
         {
             **ConversationOut.model_validate(conversation).model_dump(),
             "messages": [message_out(message) for message in messages],
+            "generating": Generating(message_id=running.message_id, parent_id=running.parent_id)
+            if running and running.message_id
+            else None,
         }
     )
 
@@ -116,8 +124,8 @@ async def update_conversation(
 async def delete_conversation(
     conversation_id: str, session: SessionDep, user_id: CurrentUserId, state: StateDep
 ) -> Response:
-    if state.generations.is_running(conversation_id):
-        state.generations.stop(conversation_id)
+    await ChatService(session).get_conversation(user_id, conversation_id)
+    await state.generations.stop(conversation_id)
     await ChatService(session).delete_conversation(user_id, conversation_id)
     await session.commit()
     return Response(status_code=204)
@@ -128,7 +136,7 @@ async def stop_generation(
     conversation_id: str, session: SessionDep, user_id: CurrentUserId, state: StateDep
 ) -> dict[str, bool]:
     await ChatService(session).get_conversation(user_id, conversation_id)
-    return {"stopped": state.generations.stop(conversation_id)}
+    return {"stopped": await state.generations.stop(conversation_id)}
 
 
 @router.post(
@@ -146,48 +154,96 @@ async def post_message(
 ) -> StreamingResponse:
     """Store the user's message, then stream the reply as Server-Sent Events."""
     conversation = await ChatService(session).get_conversation(principal.user_id, conversation_id)
-    if state.generations.is_running(conversation.id):
+    if not await state.generations.claim(conversation.id):
         raise ConflictError("A reply is already being generated in this conversation")
     try:
-        entry = state.models.resolve(conversation.model)
-    except UnknownModelError as exc:
-        raise BadRequestError(
-            f"{exc} any more; choose another model for this conversation", param="model"
-        ) from exc
-    turn = await state.turns.prepare(
-        session,
-        TurnRequest(
-            caller=principal,
-            model=entry,
-            messages=[ChatMessage("user", body.content)],
-            door="ui",
-            ip=state.limits.client_ip(
-                request.client.host if request.client else None, request.headers
+        try:
+            entry = state.models.resolve(conversation.model)
+        except UnknownModelError as exc:
+            raise BadRequestError(
+                f"{exc} any more; choose another model for this conversation", param="model"
+            ) from exc
+        turn = await state.turns.prepare(
+            session,
+            TurnRequest(
+                caller=principal,
+                model=entry,
+                messages=[ChatMessage("user", body.content)],
+                door="ui",
+                ip=state.limits.client_ip(
+                    request.client.host if request.client else None, request.headers
+                ),
+                conversation=conversation,
+                parent_id=body.parent_id,
+                audit_target=conversation.id,
             ),
-            conversation=conversation,
-            parent_id=body.parent_id,
-            audit_target=conversation.id,
-        ),
-    )
-    await session.commit()
-    run = state.generations.start(turn)
+        )
+        await session.commit()
+    except BaseException:
+        await asyncio.shield(state.generations.release(conversation.id))
+        raise
     assert turn.user_message is not None
     opening = {
         "user_message": message_out(turn.user_message),
-        "assistant_message_id": run.message_id,
+        "assistant_message_id": turn.message_id,
         "conversation": ConversationOut.model_validate(conversation).model_dump(mode="json"),
     }
+    run = await state.generations.start(turn, opening)
+    # The reply outlives this response: a client that goes away reattaches with
+    # GET .../messages/{id}/events; only Stop or the time limit ends it early.
+    return _event_stream(run.follow(0))
 
-    async def events() -> AsyncIterator[bytes]:
-        event_id = 0
+
+@router.get(
+    "/{conversation_id}/messages/{message_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def follow_reply(
+    conversation_id: str,
+    message_id: str,
+    session: SessionDep,
+    user_id: CurrentUserId,
+    state: StateDep,
+    after: int | None = Query(
+        default=None, ge=0, description="Replay the events after this id (as Last-Event-ID)"
+    ),
+    last_event_id: str | None = Header(default=None, alias="Last-Event-ID"),
+) -> StreamingResponse:
+    """A reply's events: those after ``Last-Event-ID`` (or ``?after=``) first, then live ones
+    until it ends. A reply that has ended gives its final event, the stored message."""
+    conversation = await ChatService(session).get_conversation(user_id, conversation_id)
+    if last_event_id is not None and last_event_id.strip():
         try:
-            yield format_event("message", opening, event_id)
-            async for event in run.stream():
-                event_id += 1
-                yield format_event(event.name, event.data, event_id)
-        finally:
-            # Reached early only when the client went away: stop the model and let the
-            # run store what it has as a partial message.
-            run.stop()
+            after = int(last_event_id)
+        except ValueError:
+            raise BadRequestError(
+                "Last-Event-ID must be an event id from this stream", param="Last-Event-ID"
+            ) from None
+        if after < 0:
+            raise BadRequestError("Last-Event-ID must not be negative", param="Last-Event-ID")
+    running = await state.generations.in_flight(conversation.id)
+    if running is None or running.message_id != message_id:
+        message = await ChatService(session).get_message(conversation, message_id)
+        if message is None or message.role != "assistant":
+            raise NotFoundError(
+                f"Reply {message_id!r} not found in this conversation", param="message_id"
+            )
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+    async def stored() -> Message | None:
+        async with state.sessionmaker() as own:
+            return await ChatService(own).get_message(conversation, message_id)
+
+    events = state.generations.follow(conversation.id, message_id, after or 0, stored)
+    return _event_stream(events)
+
+
+def _event_stream(events: AsyncIterator[LoggedEvent | None]) -> StreamingResponse:
+    async def frames() -> AsyncIterator[bytes]:
+        async for event in events:
+            if event is None:
+                yield b": keep-alive\n\n"
+            else:
+                yield format_event(event.name, event.data, event.id)
+
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=SSE_HEADERS)

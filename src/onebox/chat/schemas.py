@@ -103,5 +103,15 @@ class MessageOut(BaseModel):
         return render_markdown(self.content)
 
 
+class Generating(BaseModel):
+    message_id: str = Field(description="The reply being generated (it may not be stored yet)")
+    parent_id: str = Field(description="The user message it answers")
+
+
 class ConversationDetail(ConversationOut):
     messages: list[MessageOut]
+    generating: Generating | None = Field(
+        default=None,
+        description="The reply still being generated, if any: follow it with "
+        "GET /api/conversations/{id}/messages/{message_id}/events",
+    )

@@ -107,6 +107,9 @@ class ChatService:
         conversation = await self.get_conversation(owner_id, conversation_id)
         await self.repository.delete_conversation(conversation)
 
+    async def get_message(self, conversation: Conversation, message_id: str) -> Message | None:
+        return await self.repository.get_message(conversation.id, message_id)
+
     async def list_messages(self, conversation: Conversation) -> Sequence[Message]:
         return await self.repository.list_messages(conversation.id)
 

@@ -76,6 +76,31 @@ class Settings(BaseSettings):
         description="A reply being generated is saved this often, so a crash loses at most "
         "this much of it",
     )
+    reply_max_seconds: float = Field(
+        default=600,
+        gt=0,
+        le=86_400,
+        description="A web UI reply keeps generating when the browser goes away; it ends "
+        "when it completes, on Stop, or after this many seconds",
+    )
+    events_url: str = Field(
+        default="memory://",
+        description="Where running replies keep their event logs, in-flight markers and "
+        "Stop requests: memory:// for one process; redis://host:6379/0 so any replica can "
+        "replay a reply, stop it and refuse a second one (set it with several replicas)",
+    )
+    reply_events_max: int = Field(
+        default=10_000,
+        ge=10,
+        le=1_000_000,
+        description="Events kept per running reply for replay (older ones are trimmed)",
+    )
+    reply_events_keep_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="How long a finished reply's events stay available for replay",
+    )
     max_batch_sequences: int = Field(
         default=4,
         ge=1,

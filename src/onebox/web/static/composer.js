@@ -10,9 +10,9 @@ import { hideError, showError } from "./banner.js";
 import { updateModelPicker } from "./models.js";
 import { navigate } from "./navigation.js";
 import { clearCollectionDraft, collectionsSaving, draftCollectionIds } from "./picker.js";
-import { startReply, streamReply } from "./reply.js";
+import { startReply, stopReply, streamReply } from "./reply.js";
 import { renderSidebar } from "./sidebar.js";
-import { conversationPath, state } from "./state.js";
+import { state } from "./state.js";
 
 const el = {
   form: /** @type {HTMLFormElement} */ (document.getElementById("composer-form")),
@@ -105,14 +105,8 @@ async function stopGenerating() {
   const id = state.currentId;
   const stream = id ? state.streams.get(id) : null;
   if (!id || !stream) return;
-  stream.stopped = true;
-  stream.controller.abort();
   el.composer.focus();
-  try {
-    await api("POST", `${conversationPath(id)}/stop`);
-  } catch {
-    // Aborting the request already stops the reply on the server; this is a backstop.
-  }
+  await stopReply(stream); // the reply goes on without the page: the server must stop it
 }
 
 export function bindComposer() {

@@ -12,6 +12,7 @@ import { focusComposer, updateComposer } from "./composer.js";
 import { closeSidebar } from "./drawer.js";
 import { clearMessages, finishLoading, renderConversation, startLoading, updateEmptyState } from "./messages.js";
 import { updateModelPicker } from "./models.js";
+import { resumeReply } from "./reply.js";
 import { renderSidebar, upsertConversation } from "./sidebar.js";
 import { conversationPath, displayTitle, state } from "./state.js";
 
@@ -70,9 +71,11 @@ export async function navigate(id, { push = false, replace = false, fresh = fals
     /** @type {import("./state.js").ConversationDetail} */
     const detail = await api("GET", conversationPath(id));
     if (token !== state.viewToken) return;
-    const { messages: _messages, ...conversation } = detail;
+    const { messages: _messages, generating: _generating, ...conversation } = detail;
     upsertConversation(conversation);
+    if (detail.generating) resumeReply(id, detail.generating); // still running: reattach
     renderConversation(detail);
+    updateComposer();
   } catch (error) {
     if (token !== state.viewToken) return;
     if (error instanceof ApiError && error.status === 404) {

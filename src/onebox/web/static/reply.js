@@ -1,7 +1,9 @@
 // @ts-check
 // One reply, from the POST that asks for it to its last event: the live rows, the events
-// that fill them, and what happens when the stream stops early (Stop, a dropped
-// connection): the rows show what arrived, then the copy the server stored.
+// that fill them, and what happens when the stream stops early. The server goes on
+// generating when the page goes away: a dropped connection resumes from the last event
+// id, and a page opened on a reply still running reattaches to it (resumeReply). Stop
+// asks the server; the rows then show the copy it stored.
 
 "use strict";
 
@@ -26,7 +28,7 @@ import { showRendering, showTail } from "./liveview.js";
 import { navigate } from "./navigation.js";
 import { renderSidebar, upsertConversation } from "./sidebar.js";
 import { conversationPath, state } from "./state.js";
-import { postForEvents, readEvents } from "./stream.js";
+import { getEvents, postForEvents, readEvents } from "./stream.js";
 
 /** @typedef {import("./state.js").Reply} Reply */
 
@@ -56,6 +58,7 @@ export function startReply(conversationId, text) {
     assistantId: null,
     stopped: false,
     finished: false,
+    lastEventId: 0,
   };
   state.streams.set(conversationId, stream);
 
@@ -112,21 +115,134 @@ export async function streamReply(stream, text, restoreText) {
   }
 
   try {
-    for await (const { event, data } of readEvents(response)) {
+    for await (const { event, data, id } of readEvents(response)) {
+      noteEventId(stream, id);
       handleStreamEvent(stream, event, data, visible);
     }
     if (!stream.finished) {
-      // The connection closed without a final event: ask the server what it stored.
-      await reconcile(stream, "The connection closed before the reply finished.");
+      // The connection closed without a final event; the reply goes on: follow it again.
+      await followReply(stream, "The connection closed before the reply finished.");
     }
   } catch (error) {
-    if (stream.stopped || (error && /** @type {Error} */ (error).name === "AbortError")) {
+    if (stream.controller.signal.aborted) {
       await reconcile(stream, null);
     } else {
-      await reconcile(stream, describeError(error));
+      await followReply(stream, describeError(error));
     }
   } finally {
     finishStream(stream);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reattaching to a reply the server is still generating
+
+const RESUME_ATTEMPTS = 8;
+
+/**
+ * A reply still running on the server (after a reload, a dropped connection, another
+ * tab): registers live rows for it and follows its events from the first one. The
+ * conversation's stored messages render around the rows (renderConversation).
+ * @param {string} conversationId
+ * @param {import("./state.js").Generating} generating
+ * @returns {Reply}
+ */
+export function resumeReply(conversationId, generating) {
+  const running = state.streams.get(conversationId);
+  if (running) return running;
+  // The question is stored and shown from the conversation; this row only stands in.
+  const userRow = messageRow("user", { id: generating.parent_id, status: "complete" });
+  const assistantRow = messageRow("assistant", { id: generating.message_id, status: "streaming" });
+  part(assistantRow, "body").classList.add("plain", "streaming");
+  /** @type {Reply} */
+  const stream = {
+    conversationId,
+    controller: new AbortController(),
+    userRow,
+    assistantRow,
+    text: "",
+    userMessageId: generating.parent_id,
+    assistantId: generating.message_id,
+    stopped: false,
+    finished: false,
+    lastEventId: 0,
+  };
+  state.streams.set(conversationId, stream);
+  renderSidebar(); // the conversation shows as generating
+  followReply(stream, null).finally(() => finishStream(stream));
+  return stream;
+}
+
+/**
+ * Follows a running reply's events after the last one seen (Last-Event-ID), retrying a
+ * dropped connection with a growing pause; gives up into a reconcile.
+ * @param {Reply} stream
+ * @param {string | null} reason why the previous stream ended early
+ */
+async function followReply(stream, reason) {
+  if (!stream.assistantId) {
+    await reconcile(stream, reason);
+    return;
+  }
+  const path = `${conversationPath(stream.conversationId)}/messages/${encodeURIComponent(stream.assistantId)}/events`;
+  const visible = () => state.currentId === stream.conversationId;
+  const signal = stream.controller.signal;
+  let failure = reason;
+  for (let attempt = 0; !stream.finished; attempt += 1) {
+    if (attempt >= RESUME_ATTEMPTS) {
+      await reconcile(stream, failure);
+      return;
+    }
+    if (failure) await new Promise((resolve) => window.setTimeout(resolve, Math.min(4000, 250 * 2 ** attempt)));
+    if (signal.aborted) break;
+    try {
+      const response = await getEvents(path, stream.lastEventId, signal);
+      if (!response.ok) {
+        const error = await ApiError.fromResponse(response);
+        if (error.status === 401) reportUnauthorized(error);
+        await reconcile(stream, describeError(error));
+        return;
+      }
+      for await (const { event, data, id } of readEvents(response)) {
+        if (noteEventId(stream, id)) attempt = -1; // progress: the next drop starts afresh
+        handleStreamEvent(stream, event, data, visible);
+      }
+      failure = stream.finished ? null : "The connection closed before the reply finished.";
+    } catch (error) {
+      if (signal.aborted) break;
+      failure = describeError(error);
+    }
+  }
+  if (!stream.finished) await reconcile(stream, signal.aborted ? null : failure);
+}
+
+/**
+ * Remembers the id of the last event received; true when it moved on.
+ * @param {Reply} stream
+ * @param {string | null} id
+ */
+function noteEventId(stream, id) {
+  const value = id === null ? NaN : Number(id);
+  if (!Number.isInteger(value) || value <= stream.lastEventId) return false;
+  stream.lastEventId = value;
+  return true;
+}
+
+/**
+ * Stop: the server ends the reply and sends its stored copy as the last event. Without an
+ * answer (offline, or nothing arrives) the stream is let go and the rows reconciled.
+ * @param {Reply} stream
+ */
+export async function stopReply(stream) {
+  stream.stopped = true;
+  if (!stream.assistantId) return; // asked again once the opening event names the reply
+  window.setTimeout(() => {
+    if (!stream.finished) stream.controller.abort();
+  }, 5000);
+  try {
+    await api("POST", `${conversationPath(stream.conversationId)}/stop`);
+  } catch {
+    stream.controller.abort();
   }
 }
 
@@ -145,8 +261,10 @@ function handleStreamEvent(stream, event, data, visible) {
         stream.userRow.dataset.id = data.user_message.id;
       }
       if (data.assistant_message_id) {
+        const named = !stream.assistantId;
         stream.assistantId = data.assistant_message_id;
         row.dataset.id = data.assistant_message_id;
+        if (named && stream.stopped) stopReply(stream); // Stop came before the reply began
       }
       if (data.conversation) upsertConversation(data.conversation);
       break;

@@ -38,7 +38,12 @@
  */
 /** @typedef {MessageFields & ReplyStats} Message */
 
-/** @typedef {Conversation & {messages?: Message[]}} ConversationDetail */
+/**
+ * The reply still being generated in a conversation (it outlives the page that asked).
+ * @typedef {{message_id: string, parent_id: string}} Generating
+ */
+
+/** @typedef {Conversation & {messages?: Message[], generating?: Generating | null}} ConversationDetail */
 
 /**
  * A model the server offers (GET /api/models).
@@ -63,6 +68,7 @@
  * @property {string | null} assistantId
  * @property {boolean} stopped the user stopped it
  * @property {boolean} finished a final event (or a reconcile) has settled it
+ * @property {number} lastEventId the id of the last event received (resumes the stream)
  */
 
 export const state = {

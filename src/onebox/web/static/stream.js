@@ -1,5 +1,6 @@
 // @ts-check
-// The stream client: Server-Sent Events read over fetch (EventSource cannot POST).
+// The stream client: Server-Sent Events read over fetch (EventSource cannot POST), and
+// the GET that reattaches to a running reply.
 
 "use strict";
 
@@ -24,6 +25,21 @@ export function postForEvents(path, body, signal) {
     body: JSON.stringify(body),
     signal,
   });
+}
+
+/**
+ * GETs a reply's event stream from after event `lastId` (0: from its start). Every event
+ * has an id, so a stream that drops is resumed from the last one seen (Last-Event-ID).
+ * @param {string} path
+ * @param {number} lastId
+ * @param {AbortSignal} signal
+ * @returns {Promise<Response>}
+ */
+export function getEvents(path, lastId, signal) {
+  /** @type {Record<string, string>} */
+  const headers = { Accept: "text/event-stream", ...authHeaders("GET") };
+  if (lastId > 0) headers["Last-Event-ID"] = String(lastId);
+  return fetch(path, { method: "GET", headers, signal, cache: "no-store" });
 }
 
 /**
@@ -105,13 +121,9 @@ export async function* readEvents(response) {
       const event = processLine(line);
       if (event) yield event;
     }
-    if (buffer) {
-      const event = processLine(buffer);
-      if (event) yield event;
-      buffer = "";
-    }
-    const tail = processLine("");
-    if (tail) yield tail;
+    // An event the stream ended in the middle of is not dispatched (as EventSource does):
+    // a cut connection must not pass half an event off as whole, since the next request
+    // resumes after the last id seen.
   } finally {
     try {
       reader.releaseLock();
