@@ -16,6 +16,7 @@ from typing import Any
 
 from onebox.chat.models import Message
 from onebox.chat.schemas import MessageOut
+from onebox.chat.titles import TitleWriter
 from onebox.chat.turn import Turn, TurnStatus
 from onebox.llm.base import ProviderError, TextDelta, Usage
 
@@ -61,6 +62,7 @@ class GenerationManager:
 
     def __init__(self) -> None:
         self.runs: dict[str, GenerationRun] = {}
+        self.titles = TitleWriter()  # after a first exchange: the model names the chat
 
     def is_running(self, conversation_id: str) -> bool:
         return conversation_id in self.runs
@@ -88,6 +90,7 @@ class GenerationManager:
         tasks = [run.task for run in runs if run.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        await self.titles.shutdown()
 
     async def _run(self, run: GenerationRun) -> None:
         turn = run.turn
@@ -124,6 +127,7 @@ class GenerationManager:
                 run.events.put_nowait(RunEvent("usage", _usage_event(turn.usage, message)))
             if status == "complete":
                 run.events.put_nowait(RunEvent("done", {"message": message_out(message)}))
+                self.titles.after_reply(turn, message)
             else:
                 run.events.put_nowait(
                     RunEvent(

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         description="A reply being generated is saved this often, so a crash loses at most "
         "this much of it",
     )
+    auto_titles: bool = Field(
+        default=True,
+        description="After a conversation's first exchange, ask its model for a short title "
+        "(in the background; a title the user set is never replaced)",
+    )
     max_batch_sequences: int = Field(
         default=4,
         ge=1,

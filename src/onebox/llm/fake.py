@@ -63,6 +63,9 @@ class FakeProvider(ChatProvider):
     def reply_for(self, request: ChatRequest) -> str:
         if self.reply is not None:
             return self.reply
+        if request.purpose == "title":
+            # A stand-in for a model that names the conversation: its first question.
+            return next((m.content for m in request.messages if m.role == "user"), "")
         if self.cite and (quoted := _first_passage_sentence(request)):
             return f"According to the documents, {quoted} [1]"
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
