@@ -17,7 +17,6 @@ from onebox.chat.schemas import (
     SearchHitOut,
     SearchResults,
 )
-from onebox.chat.search import ConversationSearch, parse_query
 from onebox.chat.service import ChatService
 from onebox.chat.turn import TurnRequest
 from onebox.core.errors import BadRequestError, ConflictError
@@ -67,7 +66,7 @@ async def search_conversations(
     limit: int = Query(default=20, ge=1, le=50),
 ) -> SearchResults:
     """The caller's conversations whose title or messages match ``q`` (archived ones too)."""
-    hits = await ConversationSearch(session).search(user_id, parse_query(q), limit=limit)
+    hits = await ChatService(session).search(user_id, q, limit=limit)
     return SearchResults(hits=[SearchHitOut.model_validate(hit) for hit in hits])
 
 

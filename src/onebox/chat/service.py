@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from onebox.chat.models import Conversation, Message, MessageStatus, Role
 from onebox.chat.repository import ChatRepository
 from onebox.chat.schemas import ConversationUpdate
+from onebox.chat.search import ConversationSearch, SearchHit, parse_query
 from onebox.chat.titles import title_from
 from onebox.core.db import utcnow
 from onebox.core.errors import BadRequestError, NotFoundError
@@ -51,6 +52,14 @@ class ChatService:
             owner_id, limit=limit, offset=offset, include_archived=include_archived,
             archived_only=archived_only,
         )  # fmt: skip
+
+    async def search(self, owner_id: str, query: str, *, limit: int) -> list[SearchHit]:
+        """The owner's conversations whose title or messages match ``query`` (a 400 when it
+        has no word to look for)."""
+        parsed = parse_query(query)
+        return await ConversationSearch(self.repository.session).search(
+            owner_id, parsed, limit=limit
+        )
 
     async def get_conversation(self, owner_id: str, conversation_id: str) -> Conversation:
         conversation = await self.repository.get_conversation(owner_id, conversation_id)
