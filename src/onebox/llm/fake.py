@@ -37,6 +37,8 @@ def _first_passage_sentence(request: ChatRequest) -> str | None:
 class FakeProvider(ChatProvider):
     """Replies ``reply`` (default: echoes the last user message), one word a chunk.
 
+    Asked for a conversation's title (``purpose="title"``), it answers with the first user
+    message, as a model naming the conversation after its question would.
     ``cite``: when the prompt carries retrieved passages, reply with the first sentence of
     passage 1 followed by ``[1]`` (an extractive stand-in for a model that cites).
     ``token_delay`` seconds pass between chunks; ``repeat`` repeats the reply that many
