@@ -95,6 +95,8 @@ def make_box(tmp_path: Path, upstream: FakeUpstream, injection_action: str) -> B
         "ONEBOX_EMBEDDING_PROVIDER": "openai",
         "ONEBOX_EMBEDDING_BASE_URL": upstream.url,
         "ONEBOX_INJECTION_ACTION": injection_action,
+        # The upstream's last request must be the turn's, not a title asked in background.
+        "ONEBOX_AUTO_TITLES": "false",
     }
     return Box(data_dir, env, upstream)
 

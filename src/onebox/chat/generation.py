@@ -29,6 +29,7 @@ from onebox.chat.events import (
 from onebox.chat.models import Message
 from onebox.chat.rendering import LiveRender, render_markdown
 from onebox.chat.schemas import MessageOut
+from onebox.chat.titles import TitleWriter
 from onebox.chat.turn import Turn, TurnStatus
 from onebox.llm.base import ProviderError, TextDelta, Usage
 
@@ -135,6 +136,7 @@ class GenerationManager:
             heartbeat(self.log, lambda: list(self.claims), MARKER_TTL / 3),
             name="reply-markers",
         )
+        self.titles = TitleWriter()  # after a first exchange: the model names the chat
 
     def is_running(self, conversation_id: str) -> bool:
         """Running in this process."""
@@ -292,6 +294,7 @@ class GenerationManager:
             finally:
                 waiter.cancel()
                 stopper.cancel()
+        await self.titles.shutdown()
 
     async def _run(self, run: GenerationRun) -> None:
         stop_writing = asyncio.Event()
@@ -362,6 +365,8 @@ class GenerationManager:
         if status != "complete":
             data["error"]["message"] = error
         run.emit(name, data, local=False)
+        if status == "complete":
+            self.titles.after_reply(turn, message)
 
 
 def _usage_event(usage: Usage, message: Message) -> dict[str, Any]:

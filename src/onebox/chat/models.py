@@ -32,6 +32,9 @@ class Conversation(IdMixin, TimestampMixin, Base):
 
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200), default="")
+    # "auto" (the first message's first line; the model may replace it), "model" or
+    # "user" (named by the user: never overwritten).
+    title_source: Mapped[str] = mapped_column(String(16), default="auto", server_default="auto")
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     model: Mapped[str | None] = mapped_column(String(200), default=None)

@@ -25,12 +25,20 @@ class ChatRepository:
         return result.scalar_one_or_none()
 
     async def list_conversations(
-        self, owner_id: str, *, limit: int, offset: int, include_archived: bool
+        self,
+        owner_id: str,
+        *,
+        limit: int,
+        offset: int,
+        include_archived: bool,
+        archived_only: bool = False,
     ) -> Sequence[Conversation]:
         query = select(Conversation).where(
             Conversation.owner_id == owner_id, Conversation.widget_key_id.is_(None)
         )
-        if not include_archived:
+        if archived_only:
+            query = query.where(Conversation.archived.is_(True))
+        elif not include_archived:
             query = query.where(Conversation.archived.is_(False))
         query = query.order_by(
             Conversation.pinned.desc(), Conversation.updated_at.desc(), Conversation.id.desc()

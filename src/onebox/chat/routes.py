@@ -18,6 +18,8 @@ from onebox.chat.schemas import (
     ConversationUpdate,
     Generating,
     MessageCreate,
+    SearchHitOut,
+    SearchResults,
 )
 from onebox.chat.service import ChatService
 from onebox.chat.turn import TurnRequest
@@ -50,12 +52,26 @@ async def list_conversations(
     limit: int = Query(default=50, ge=1, le=200),
     offset: PageOffset = 0,
     include_archived: bool = False,
+    archived: bool = Query(default=False, description="Only the archived conversations"),
 ) -> Page[ConversationOut]:
     rows = await ChatService(session).list_conversations(
-        user_id, limit=limit + 1, offset=offset, include_archived=include_archived
-    )
+        user_id, limit=limit + 1, offset=offset, include_archived=include_archived,
+        archived_only=archived,
+    )  # fmt: skip
     items = [ConversationOut.model_validate(row) for row in rows]
     return Page[ConversationOut].from_rows(items, limit, offset)
+
+
+@router.get("/search", response_model=SearchResults)
+async def search_conversations(
+    session: SessionDep,
+    user_id: CurrentUserId,
+    q: str = Query(min_length=1, description='Words, "phrases", -excluded, or'),
+    limit: int = Query(default=20, ge=1, le=50),
+) -> SearchResults:
+    """The caller's conversations whose title or messages match ``q`` (archived ones too)."""
+    hits = await ChatService(session).search(user_id, q, limit=limit)
+    return SearchResults(hits=[SearchHitOut.model_validate(hit) for hit in hits])
 
 
 @router.post("", response_model=ConversationOut, status_code=201)

@@ -54,6 +54,11 @@ class ConversationOut(BaseModel):
 
     id: str
     title: str
+    title_source: str = Field(
+        default="auto",
+        description="Where the title came from: `auto` (the first message; the model may "
+        "still name the conversation), `model` or `user`",
+    )
     pinned: bool
     archived: bool
     model: str | None
@@ -115,3 +120,22 @@ class ConversationDetail(ConversationOut):
         description="The reply still being generated, if any: follow it with "
         "GET /api/conversations/{id}/messages/{message_id}/events",
     )
+
+
+class SearchHitOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    conversation_id: str
+    title: str
+    archived: bool
+    message_id: str | None = Field(description="The matching message; null when the title matched")
+    role: str | None
+    snippet: str = Field(
+        description="Safe HTML: the text around the match, escaped, with each matched word in "
+        "`<mark>`"
+    )
+    created_at: datetime
+
+
+class SearchResults(BaseModel):
+    hits: list[SearchHitOut]

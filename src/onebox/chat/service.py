@@ -10,19 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from onebox.chat.models import Conversation, Message, MessageStatus, Role
 from onebox.chat.repository import ChatRepository
 from onebox.chat.schemas import ConversationUpdate
+from onebox.chat.search import ConversationSearch, SearchHit, parse_query
+from onebox.chat.titles import title_from
 from onebox.core.db import utcnow
 from onebox.core.errors import BadRequestError, NotFoundError
 from onebox.guard import clean_text
 from onebox.llm.base import ChatMessage
-
-TITLE_LENGTH = 80
-
-
-def title_from(content: str) -> str:
-    first_line = next((line.strip() for line in content.splitlines() if line.strip()), "")
-    if len(first_line) <= TITLE_LENGTH:
-        return first_line
-    return first_line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
 def clean_system_prompt(text: str | None) -> str | None:
@@ -57,6 +50,7 @@ class ChatService:
         conversation = Conversation(
             owner_id=owner_id,
             title=title.strip(),
+            title_source="user" if title.strip() else "auto",
             model=model,
             collection_ids=list(collection_ids or []),
             system_prompt=clean_system_prompt(system_prompt),
@@ -66,10 +60,25 @@ class ChatService:
         return conversation
 
     async def list_conversations(
-        self, owner_id: str, *, limit: int, offset: int, include_archived: bool = False
+        self,
+        owner_id: str,
+        *,
+        limit: int,
+        offset: int,
+        include_archived: bool = False,
+        archived_only: bool = False,
     ) -> Sequence[Conversation]:
         return await self.repository.list_conversations(
-            owner_id, limit=limit, offset=offset, include_archived=include_archived
+            owner_id, limit=limit, offset=offset, include_archived=include_archived,
+            archived_only=archived_only,
+        )  # fmt: skip
+
+    async def search(self, owner_id: str, query: str, *, limit: int) -> list[SearchHit]:
+        """The owner's conversations whose title or messages match ``query`` (a 400 when it
+        has no word to look for)."""
+        parsed = parse_query(query)
+        return await ConversationSearch(self.repository.session).search(
+            owner_id, parsed, limit=limit
         )
 
     async def get_conversation(self, owner_id: str, conversation_id: str) -> Conversation:
@@ -87,6 +96,7 @@ class ChatService:
             if not title:
                 raise BadRequestError("title must not be blank", param="title")
             conversation.title = title
+            conversation.title_source = "user"  # the model's title never replaces it
         if update.pinned is not None:
             conversation.pinned = update.pinned
         if update.archived is not None:

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         le=86_400,
         description="How long a finished reply's events stay available for replay",
     )
+    auto_titles: bool = Field(
+        default=True,
+        description="After a conversation's first exchange, ask its model for a short title "
+        "(in the background; a title the user set is never replaced)",
+    )
     max_batch_sequences: int = Field(
         default=4,
         ge=1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from onebox.core.messages import ChatMessage as ChatMessage
 from onebox.core.messages import ChatRole as ChatRole
@@ -33,6 +34,8 @@ class GenerationParams:
 class ChatRequest:
     messages: Sequence[ChatMessage]
     params: GenerationParams
+    # "title": a conversation's title is being asked for (chat/titles.py), not a reply.
+    purpose: Literal["chat", "title"] = "chat"
 
 
 @dataclass(frozen=True, slots=True)

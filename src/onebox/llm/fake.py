@@ -37,6 +37,8 @@ def _first_passage_sentence(request: ChatRequest) -> str | None:
 class FakeProvider(ChatProvider):
     """Replies ``reply`` (default: echoes the last user message), one word a chunk.
 
+    Asked for a conversation's title (``purpose="title"``), it answers with the first user
+    message, as a model naming the conversation after its question would.
     ``cite``: when the prompt carries retrieved passages, reply with the first sentence of
     passage 1 followed by ``[1]`` (an extractive stand-in for a model that cites).
     ``token_delay`` seconds pass between chunks; ``repeat`` repeats the reply that many
@@ -63,6 +65,9 @@ class FakeProvider(ChatProvider):
     def reply_for(self, request: ChatRequest) -> str:
         if self.reply is not None:
             return self.reply
+        if request.purpose == "title":
+            # A stand-in for a model that names the conversation: its first question.
+            return next((m.content for m in request.messages if m.role == "user"), "")
         if self.cite and (quoted := _first_passage_sentence(request)):
             return f"According to the documents, {quoted} [1]"
         last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")

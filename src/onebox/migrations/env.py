@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from onebox.chat.search import is_search_object
 from onebox.core.db import Base, create_engine
 from onebox.models import import_all_models
 
@@ -21,6 +22,8 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The search tables, columns and indexes are the migrations' own (not in the models).
+        include_name=lambda name, kind, _parent: not is_search_object(name, kind),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -10,6 +10,8 @@
  * @property {string} id
  * @property {string} title
  * @property {boolean} pinned
+ * @property {boolean} [archived]
+ * @property {string} [title_source] "auto" (first line; the model may still name it), "model" or "user"
  * @property {string} updated_at
  * @property {string | null} model
  * @property {string[]} collection_ids
