@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import pytest
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import Connection
 
 from onebox.chat.models import Conversation, Message
-from onebox.core.db import Base, create_engine
+from onebox.core.db import create_engine
 from onebox.core.migrate import alembic_config, upgrade
-from onebox.models import import_all_models
+from onebox.models import import_all_models, schema_differences
 from onebox.sharing.models import ConversationShare
 from onebox.users.models import User
 
@@ -77,9 +75,7 @@ async def test_0009_downgrades_and_upgrades(database_url: str) -> None:
             tables, columns = await connection.run_sync(_shape)
             assert {"presets", "conversation_shares"} <= tables
             assert {"system_prompt", "temperature"} <= columns
-            differences = await connection.run_sync(
-                lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
-            )
+            differences = await connection.run_sync(schema_differences)
             assert differences == []
             row = await connection.execute(text("SELECT system_prompt FROM conversations"))
             assert row.all() == [(None,)]

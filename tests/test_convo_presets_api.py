@@ -18,14 +18,15 @@ pytestmark = pytest.mark.anyio
 
 
 class Recorder:
-    """Keeps every request the fake model is sent."""
+    """Keeps every chat request the fake model is sent (not the background title requests)."""
 
     def __init__(self, api: AppUnderTest) -> None:
         self.requests: list[ChatRequest] = []
         original = api.provider.stream_chat
 
         def recording(request: ChatRequest):  # type: ignore[no-untyped-def]
-            self.requests.append(request)
+            if request.purpose == "chat":
+                self.requests.append(request)
             return original(request)
 
         api.provider.stream_chat = recording  # type: ignore[method-assign]

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from onebox.chat.search import is_search_object
-from onebox.core.db import Base, create_engine
+from onebox.core.db import create_engine
 from onebox.core.migrate import upgrade
-from onebox.models import import_all_models
+from onebox.models import import_all_models, schema_differences
 
 pytestmark = pytest.mark.anyio
 
@@ -23,17 +20,7 @@ async def test_migrations_match_models_and_are_idempotent(database_url: str) -> 
         await upgrade(engine)  # a second run is a no-op
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
-            differences = await connection.run_sync(
-                lambda c: compare_metadata(
-                    MigrationContext.configure(
-                        c,
-                        opts={
-                            "include_name": lambda name, kind, _: not is_search_object(name, kind)
-                        },
-                    ),
-                    Base.metadata,
-                )
-            )
+            differences = await connection.run_sync(schema_differences)
         assert {"users", "conversations", "messages", "alembic_version"} <= tables
         assert differences == []
     finally:

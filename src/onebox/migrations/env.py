@@ -7,9 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from onebox.chat.search import is_search_object
 from onebox.core.db import Base, create_engine
-from onebox.models import import_all_models
+from onebox.models import import_all_models, modelled
 
 import_all_models()
 target_metadata = Base.metadata
@@ -23,7 +22,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         # The search tables, columns and indexes are the migrations' own (not in the models).
-        include_name=lambda name, kind, _parent: not is_search_object(name, kind),
+        include_name=modelled,
     )
     with context.begin_transaction():
         context.run_migrations()
