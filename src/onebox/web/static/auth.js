@@ -120,12 +120,19 @@ function adopt(me) {
 /**
  * Resolves with /api/auth/me once someone may use the app: at once in single-user mode or
  * with a live session, else after the sign-in screen succeeds.
- * @param {{beforePanel?: () => void}} [options] beforePanel runs before the account menu opens a panel
+ * @param {{beforePanel?: () => void, boot?: {config: {signup_open: boolean, anonymous: boolean}, me: Me | null} | null}} [options]
+ *   beforePanel runs before the account menu opens a panel; boot is GET /api/bootstrap's answer
  * @returns {Promise<Me>}
  */
 export async function startAuth(options = {}) {
-  hooks = { ...hooks, ...options };
+  const { boot, ...rest } = options;
+  hooks = { ...hooks, ...rest };
   bindEvents();
+  if (boot) {
+    // GET /api/bootstrap already said it: no round trip of our own.
+    session.config = boot.config;
+    return boot.me ? adopt(boot.me) : requireSignIn();
+  }
   let configKnown = true;
   try {
     session.config = await fetchJson("/api/auth/config");
@@ -368,6 +375,12 @@ function bindEvents() {
     if (!item) return;
     if (item === el.menuLogout) {
       signOut();
+      return;
+    }
+    if (!item.dataset.panel) {
+      // Theme choices (theme.js) leave the menu open to show the tick; the shortcuts
+      // sheet (shortcuts.js) opens over it.
+      if (!item.hasAttribute("data-theme-option")) closeMenu();
       return;
     }
     closeMenu();

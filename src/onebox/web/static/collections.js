@@ -36,12 +36,16 @@ export const collectionsLoaded = () => loaded;
 /** @param {string} id */
 export const findCollection = (id) => items.find((item) => item.id === id) || null;
 
-/** Fetches the list again (concurrent callers share one request) and tells listeners. */
-export function loadCollections() {
+/**
+ * Fetches the list again (concurrent callers share one request) and tells listeners;
+ * `preloaded` is the list when already fetched (GET /api/bootstrap).
+ * @param {Collection[]} [preloaded]
+ */
+export function loadCollections(preloaded) {
   if (pending) return pending;
   pending = (async () => {
     try {
-      const page = await api("GET", "/api/collections");
+      const page = preloaded ? { items: preloaded } : await api("GET", "/api/collections");
       items = Array.isArray(page && page.items) ? page.items : [];
       loaded = true;
       notify();
