@@ -295,10 +295,6 @@ function renderAccount() {
     el.accountRole.textContent = user.role === "admin" ? "Admin" : "User";
     el.accountRole.className = `badge ${user.role === "admin" ? "badge-accent" : "badge-neutral"}`;
   }
-  el.accountButton.setAttribute(
-    "aria-label",
-    anonymous ? "Account: single-user mode" : `Account: ${user.email} (${user.role})`,
-  );
   el.accountHint.hidden = !anonymous;
   const session_ = Boolean(me && me.mode === "session");
   el.menuPassword.hidden = !session_;

@@ -57,7 +57,7 @@ export function renderSidebar() {
   for (const conversation of sortedConversations()) {
     const group = groupLabel(conversation, now);
     if (group !== lastGroup) {
-      fragment.append(h("li", { className: "conversation-group", text: group, attrs: { role: "presentation" } }));
+      fragment.append(h("li", { className: "conversation-group", text: group }));
       lastGroup = group;
     }
     fragment.append(conversationItem(conversation));
