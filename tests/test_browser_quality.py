@@ -110,7 +110,7 @@ def test_the_greeting_is_centred_over_the_message_box_with_one_focus_ring(page: 
 
     composer_area = page.get_by_test_id("composer")
     expect(composer_area).to_be_focused()
-    rings = page.evaluate(
+    rings = page.wait_for_function(
         """() => {
             const area = document.getElementById("composer");
             const ring = (node) => {
@@ -118,9 +118,10 @@ def test_the_greeting_is_centred_over_the_message_box_with_one_focus_ring(page: 
                 const outline = style.outlineStyle !== "none" && parseFloat(style.outlineWidth) > 0;
                 return outline || style.boxShadow.includes("0px 0px 0px 3px");
             };
-            return {area: ring(area), box: ring(area.closest(".composer-box"))};
+            const box = ring(area.closest(".composer-box"));  // once its transition is over
+            return box && {area: ring(area), box};
         }"""
-    )
+    ).json_value()
     assert rings == {"area": False, "box": True}
 
 
@@ -229,6 +230,7 @@ def test_skip_link_and_keyboard_shortcuts(page: Any) -> None:
     long_question = "Tell me everything " + " ".join(f"w{i}" for i in range(150))
     reply = send(page, long_question)
     expect(page.get_by_test_id("stop")).to_be_visible()
+    expect(reply.get_by_test_id("message-body")).to_contain_text("Echo: Tell me")
     page.keyboard.press("Escape")
     expect(reply).to_have_attribute("data-status", "partial")
     assert page.url.rsplit("/", 2)[-2] == "c"

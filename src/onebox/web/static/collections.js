@@ -42,10 +42,16 @@ export const findCollection = (id) => items.find((item) => item.id === id) || nu
  * @param {Collection[]} [preloaded]
  */
 export function loadCollections(preloaded) {
+  if (preloaded) {
+    items = preloaded;
+    loaded = true;
+    notify();
+    return Promise.resolve(items);
+  }
   if (pending) return pending;
   pending = (async () => {
     try {
-      const page = preloaded ? { items: preloaded } : await api("GET", "/api/collections");
+      const page = await api("GET", "/api/collections");
       items = Array.isArray(page && page.items) ? page.items : [];
       loaded = true;
       notify();
