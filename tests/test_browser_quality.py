@@ -278,6 +278,17 @@ def test_attached_files_are_indexed_and_cited_by_the_next_answer(
     expect(reply.locator(".citation")).not_to_have_count(0)
     expect(reply.get_by_test_id("source-document").first).to_have_text("owls.md")
 
+    # On a phone the citation and the chip's ✕ are 44 px targets (the chip stays small).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for target in (
+        reply.locator(".citation").first,
+        page.get_by_test_id("active-collection-remove"),
+    ):
+        size = box(target)
+        assert min(size["width"], size["height"]) >= 44, size
+    assert box(chip)["height"] < 44
+    page.set_viewport_size({"width": 1280, "height": 820})
+
     # A file dropped on the chat goes to the same collection, and is used from then on.
     transfer = page.evaluate_handle(
         """() => {
