@@ -95,8 +95,8 @@ def test_stylesheets_are_scoped_token_colours() -> None:
     from onebox.chat.highlighting import code_stylesheet
 
     light, dark = code_stylesheet("light"), code_stylesheet("dark")
-    assert ".highlight .k {" in light
-    assert ".highlight .k {" in dark
+    assert ':root:not([data-theme="dark"]) .highlight .k {' in light
+    assert ':root[data-theme="dark"] .highlight .k {' in dark
     assert light != dark
 
 

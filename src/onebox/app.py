@@ -59,6 +59,7 @@ from onebox.users.repository import UserRepository
 from onebox.users.routes import router as accounts_router
 from onebox.users.service import ensure_local_user
 from onebox.vectors.factory import build_index
+from onebox.web.bootstrap import router as bootstrap_router
 from onebox.web.docs import router as docs_router
 from onebox.web.routes import router as web_router
 from onebox.web.routes import static_files
@@ -239,6 +240,7 @@ def create_app(
     app.include_router(documents_router)
     app.include_router(jobs_router)
     app.include_router(accounts_router)
+    app.include_router(bootstrap_router)
     app.include_router(admin_router)
     app.include_router(usage_router)
     app.include_router(observability_router)

@@ -71,7 +71,10 @@ _cached_code_block = lru_cache(maxsize=128)(_code_block)
 
 @lru_cache(maxsize=2)
 def code_stylesheet(theme: Theme) -> str:
-    """The token colours for ``theme`` (backgrounds come from the app's own stylesheet)."""
+    """The token colours for ``theme`` (backgrounds come from the app's own stylesheet),
+    keyed on the page's ``data-theme`` (set by theme.js from the user's choice or the
+    system's), so both sheets load and exactly one applies."""
     formatter = HtmlFormatter(style=THEMES[theme])
-    rules = "\n".join(formatter.get_token_style_defs(f".{SCOPE}"))  # type: ignore[no-untyped-call]
+    root = ':root[data-theme="dark"]' if theme == "dark" else ':root:not([data-theme="dark"])'
+    rules = "\n".join(formatter.get_token_style_defs(f"{root} .{SCOPE}"))  # type: ignore[no-untyped-call]
     return f"/* Pygments style {THEMES[theme]!r}, for code blocks in {theme} mode. */\n{rules}\n"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.chat.events import LoggedEvent
 from onebox.chat.generation import message_out
@@ -54,6 +55,15 @@ async def list_conversations(
     include_archived: bool = False,
     archived: bool = Query(default=False, description="Only the archived conversations"),
 ) -> Page[ConversationOut]:
+    return await conversation_page(
+        session, user_id, limit=limit, offset=offset, include_archived=include_archived
+    )
+
+
+async def conversation_page(
+    session: AsyncSession, user_id: str, *, limit: int, offset: int, include_archived: bool = False
+) -> Page[ConversationOut]:
+    """One page of the caller's conversations (also part of ``GET /api/bootstrap``)."""
     rows = await ChatService(session).list_conversations(
         user_id, limit=limit + 1, offset=offset, include_archived=include_archived,
         archived_only=archived,

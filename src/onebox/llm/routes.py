@@ -6,6 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from onebox.deps import CurrentPrincipal, StateDep
+from onebox.state import AppState
+from onebox.users.auth import Principal
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -19,8 +21,8 @@ class ModelOut(BaseModel):
     ready: bool
 
 
-@router.get("", response_model=list[ModelOut])
-async def list_models(state: StateDep, principal: CurrentPrincipal) -> list[ModelOut]:
+def models_for(state: AppState, principal: Principal) -> list[ModelOut]:
+    """The models this caller may use (also part of ``GET /api/bootstrap``)."""
     return [
         ModelOut(
             id=entry.name,
@@ -33,3 +35,8 @@ async def list_models(state: StateDep, principal: CurrentPrincipal) -> list[Mode
         for entry in state.models.entries()
         if principal.key is None or principal.key.allows_model(entry.name)
     ]
+
+
+@router.get("", response_model=list[ModelOut])
+async def list_models(state: StateDep, principal: CurrentPrincipal) -> list[ModelOut]:
+    return models_for(state, principal)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.errors import APIError, NotFoundError
 from onebox.deps import CurrentPrincipal, SessionDep, StateDep, require_csrf
 from onebox.state import AppState
-from onebox.users.auth import CSRF_COOKIE, SESSION_COOKIE
+from onebox.users.auth import CSRF_COOKIE, SESSION_COOKIE, Principal
 from onebox.users.keys import KeyLimits, KeyService
 from onebox.users.repository import UserRepository
 from onebox.users.schemas import (
@@ -52,11 +53,26 @@ def _set_session_cookies(
     )  # fmt: skip
 
 
-@router.get("/auth/config", response_model=AuthConfigOut)
-async def auth_config(request: Request, state: StateDep) -> AuthConfigOut:
+async def auth_config_out(request: Request, state: AppState) -> AuthConfigOut:
+    """What the sign-in screen needs to know (also part of ``GET /api/bootstrap``)."""
     peer = request.client.host if request.client else None
     anonymous = await state.auth.anonymous_allowed(peer, request.headers)
     return AuthConfigOut(signup_open=state.settings.signup_open, anonymous=anonymous)
+
+
+async def me_out(principal: Principal, session: AsyncSession) -> MeOut:
+    """Who is calling (also part of ``GET /api/bootstrap``)."""
+    user = await UserRepository(session).get(principal.user_id)
+    return MeOut(
+        mode=principal.method,
+        user=UserOut.model_validate(user) if user and user.is_account else None,
+        csrf_token=principal.csrf_token,
+    )
+
+
+@router.get("/auth/config", response_model=AuthConfigOut)
+async def auth_config(request: Request, state: StateDep) -> AuthConfigOut:
+    return await auth_config_out(request, state)
 
 
 @router.post("/auth/login", response_model=MeOut)
@@ -118,12 +134,7 @@ async def signup(
 
 @router.get("/auth/me", response_model=MeOut)
 async def me(principal: CurrentPrincipal, session: SessionDep) -> MeOut:
-    user = await UserRepository(session).get(principal.user_id)
-    return MeOut(
-        mode=principal.method,
-        user=UserOut.model_validate(user) if user and user.is_account else None,
-        csrf_token=principal.csrf_token,
-    )
+    return await me_out(principal, session)
 
 
 @router.post("/auth/password", status_code=204)

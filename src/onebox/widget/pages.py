@@ -50,7 +50,7 @@ def demo_page(key: str | None) -> tuple[int, str]:
         "<p>This page stands in for your site. The chat button in the corner is the widget, "
         "with the key's current settings: what your visitors will see.</p>"
         "<p>The line that adds it:</p>"
-        f'<pre class="demo-snippet">{html.escape(script_tag("", key))}</pre>'
+        f'<pre class="demo-snippet" tabindex="0">{html.escape(script_tag("", key))}</pre>'
     )
     script = f'<script src="/widget.js" data-key="{safe}" async></script>'
     return 200, _PAGE.format(body=body, script=script)

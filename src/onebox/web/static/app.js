@@ -20,6 +20,8 @@ import { loadCollections } from "./collections.js";
 import { closePopup as closeCollectionPicker, initCollectionPicker } from "./picker.js";
 import { bindBanner, hideError, showError } from "./banner.js";
 import { autosize, bindComposer, focusComposer, updateComposer } from "./composer.js";
+import { bindAttachments } from "./attach.js";
+import { bindShortcuts } from "./shortcuts.js";
 import { bindDrawer, closeSidebar } from "./drawer.js";
 import { updateEmptyState } from "./messages.js";
 import { bindModelPicker, loadModels } from "./models.js";
@@ -27,6 +29,15 @@ import { initConversationMenu } from "./convomenu.js";
 import { bindHistory, idFromLocation, navigate, updateTitle } from "./navigation.js";
 import { bindSidebar, loadConversations, renderSidebar, upsertConversation } from "./sidebar.js";
 import { state } from "./state.js";
+
+/**
+ * @typedef {object} Bootstrap
+ * @property {{signup_open: boolean, anonymous: boolean}} config
+ * @property {import("./auth.js").Me | null} me
+ * @property {unknown[]} models
+ * @property {{items: import("./state.js").Conversation[], next_offset?: number | null} | null} conversations
+ * @property {import("./collections.js").Collection[]} collections
+ */
 
 const el = {
   brand: /** @type {HTMLAnchorElement} */ (document.getElementById("brand")),
@@ -36,6 +47,8 @@ const el = {
 
 function bindEvents() {
   bindComposer();
+  bindAttachments();
+  bindShortcuts();
   bindModelPicker();
   el.newChat.addEventListener("click", () => {
     hideError();
@@ -98,6 +111,21 @@ function resumeAfterSignIn(previousUserId, me) {
   updateComposer();
 }
 
+/**
+ * GET /api/bootstrap: sign-in configuration, who is signed in, models, the first page of
+ * conversations and the collections in one request (null when it fails: then each part is
+ * asked for on its own).
+ * @returns {Promise<Bootstrap | null>}
+ */
+async function bootstrap() {
+  try {
+    const response = await fetch("/api/bootstrap", { headers: { Accept: "application/json" } });
+    return response.ok ? await response.json() : null;
+  } catch {
+    return null;
+  }
+}
+
 async function init() {
   bindEvents();
   initPanels({
@@ -120,8 +148,11 @@ async function init() {
     onUpdated: (conversation) => upsertConversation(conversation),
     onError: (error) => showError(error),
   });
+  const boot = await bootstrap();
+  /** @type {import("./auth.js").Me | null} */
+  let me = null;
   try {
-    await startAuth({ beforePanel: closeSidebar });
+    me = await startAuth({ beforePanel: closeSidebar, boot });
   } catch (error) {
     showError(error); // the server is unreachable or failing: the app says so
   }
@@ -129,9 +160,11 @@ async function init() {
   autosize();
   updateComposer();
   const initialId = idFromLocation();
-  const listing = loadConversations().catch((error) => showError(error));
-  const models = loadModels().catch((error) => showError(error));
-  const documents = loadCollections().catch(() => {}); // the picker shows "none" until it can
+  // Signed in by the bootstrap itself: its lists are this user's, no more requests needed.
+  const data = boot && boot.me && me === boot.me ? boot : null;
+  const listing = loadConversations({ first: data && data.conversations }).catch((error) => showError(error));
+  const models = loadModels(data ? data.models : undefined).catch((error) => showError(error));
+  const documents = loadCollections(data ? data.collections : undefined).catch(() => {}); // the picker shows "none" until it can
   if (initialId) {
     await navigate(initialId, { replace: true });
   } else {

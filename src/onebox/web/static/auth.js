@@ -120,12 +120,19 @@ function adopt(me) {
 /**
  * Resolves with /api/auth/me once someone may use the app: at once in single-user mode or
  * with a live session, else after the sign-in screen succeeds.
- * @param {{beforePanel?: () => void}} [options] beforePanel runs before the account menu opens a panel
+ * @param {{beforePanel?: () => void, boot?: {config: {signup_open: boolean, anonymous: boolean}, me: Me | null} | null}} [options]
+ *   beforePanel runs before the account menu opens a panel; boot is GET /api/bootstrap's answer
  * @returns {Promise<Me>}
  */
 export async function startAuth(options = {}) {
-  hooks = { ...hooks, ...options };
+  const { boot, ...rest } = options;
+  hooks = { ...hooks, ...rest };
   bindEvents();
+  if (boot) {
+    // GET /api/bootstrap already said it: no round trip of our own.
+    session.config = boot.config;
+    return boot.me ? adopt(boot.me) : requireSignIn();
+  }
   let configKnown = true;
   try {
     session.config = await fetchJson("/api/auth/config");
@@ -288,10 +295,6 @@ function renderAccount() {
     el.accountRole.textContent = user.role === "admin" ? "Admin" : "User";
     el.accountRole.className = `badge ${user.role === "admin" ? "badge-accent" : "badge-neutral"}`;
   }
-  el.accountButton.setAttribute(
-    "aria-label",
-    anonymous ? "Account: single-user mode" : `Account: ${user.email} (${user.role})`,
-  );
   el.accountHint.hidden = !anonymous;
   const session_ = Boolean(me && me.mode === "session");
   el.menuPassword.hidden = !session_;
@@ -368,6 +371,12 @@ function bindEvents() {
     if (!item) return;
     if (item === el.menuLogout) {
       signOut();
+      return;
+    }
+    if (!item.dataset.panel) {
+      // Theme choices (theme.js) leave the menu open to show the tick; the shortcuts
+      // sheet (shortcuts.js) opens over it.
+      if (!item.hasAttribute("data-theme-option")) closeMenu();
       return;
     }
     closeMenu();

@@ -69,12 +69,13 @@ const pageLabel = (page) => (page !== null && page !== undefined && page !== "" 
  */
 function sourceCard(source, { numbered }) {
   const where = [pageLabel(source.page), source.heading || ""].filter(Boolean).join(" · ");
-  const label = `${numbered ? `Source ${source.number}: ` : "Not cited: "}${source.document || "Untitled"}${where ? `, ${where}` : ""}. Show the passage.`;
+  // Named by what it shows (no aria-label that would leave the visible text out).
   const card = h("button", {
     className: `source-card${numbered ? "" : " is-uncited"}`,
-    attrs: { type: "button", "aria-label": label },
+    attrs: { type: "button", title: `${source.document || "Untitled"}${where ? `, ${where}` : ""}: show the passage` },
     dataset: { testid: "source-card", number: String(source.number), chunkId: source.chunk_id },
   }, [
+    h("span", { className: "visually-hidden", text: numbered ? `Source ${source.number}:` : "Not cited:" }),
     h("span", { className: "source-top" }, [
       numbered ? h("span", { className: "source-number", text: String(source.number), attrs: { "aria-hidden": "true" } }) : null,
       h("span", { className: "source-document", text: source.document || "Untitled", dataset: { testid: "source-document" } }),

@@ -36,8 +36,18 @@ export const collectionsLoaded = () => loaded;
 /** @param {string} id */
 export const findCollection = (id) => items.find((item) => item.id === id) || null;
 
-/** Fetches the list again (concurrent callers share one request) and tells listeners. */
-export function loadCollections() {
+/**
+ * Fetches the list again (concurrent callers share one request) and tells listeners;
+ * `preloaded` is the list when already fetched (GET /api/bootstrap).
+ * @param {Collection[]} [preloaded]
+ */
+export function loadCollections(preloaded) {
+  if (preloaded) {
+    items = preloaded;
+    loaded = true;
+    notify();
+    return Promise.resolve(items);
+  }
   if (pending) return pending;
   pending = (async () => {
     try {

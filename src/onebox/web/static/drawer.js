@@ -28,6 +28,9 @@ export function bindDrawer() {
   el.sidebarClose.addEventListener("click", closeSidebar);
   el.backdrop.addEventListener("click", closeSidebar);
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && el.app.classList.contains("sidebar-open")) closeSidebar();
+    if (event.key === "Escape" && el.app.classList.contains("sidebar-open")) {
+      event.preventDefault(); // this Escape is spent (it does not also stop a reply)
+      closeSidebar();
+    }
   });
 }

@@ -63,9 +63,10 @@ export function updateModelPicker() {
   picker.title = wanted ? `Model: ${wanted}` : "Model";
 }
 
-export async function loadModels() {
+/** @param {unknown} [preloaded] the list when already fetched (GET /api/bootstrap) */
+export async function loadModels(preloaded) {
   /** @type {unknown} */
-  const models = await api("GET", "/api/models");
+  const models = preloaded || (await api("GET", "/api/models"));
   state.models = Array.isArray(models) ? models.filter((m) => m && typeof m.id === "string") : [];
   const preferred = state.models.find((m) => m.default) || state.models[0];
   state.defaultModel = preferred ? preferred.id : null;

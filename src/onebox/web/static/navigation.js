@@ -10,6 +10,7 @@ import { syncCollectionPicker } from "./picker.js";
 import { hideError, showError } from "./banner.js";
 import { focusComposer, updateComposer } from "./composer.js";
 import { closeSidebar } from "./drawer.js";
+import { clearAttachments } from "./attach.js";
 import { clearMessages, finishLoading, renderConversation, startLoading, updateEmptyState } from "./messages.js";
 import { updateModelPicker } from "./models.js";
 import { resumeReply } from "./reply.js";
@@ -48,6 +49,7 @@ export function idFromLocation() {
  */
 export async function navigate(id, { push = false, replace = false, fresh = false } = {}) {
   const token = ++state.viewToken;
+  if (!fresh) clearAttachments(); // a new chat keeps the files it was started with
   closePanel();
   state.currentId = id;
   const url = id ? `/c/${encodeURIComponent(id)}` : "/";

@@ -48,6 +48,13 @@ export function clearCollectionDraft() {
   draft = [];
   syncCollectionPicker();
 }
+/** The collections the open conversation (or the new chat) draws on. */
+export const activeCollectionIds = () => [...activeIds()];
+/**
+ * Makes the open conversation (or the new chat) draw on collection `id` too.
+ * @param {string} id
+ */
+export const useCollection = (id) => (activeIds().includes(id) ? Promise.resolve() : setIds([...activeIds(), id]));
 /** A change being saved (sending a message waits for it), or null. */
 export const collectionsSaving = () => saving;
 

@@ -242,11 +242,15 @@ async function showArchived(show) {
   renderSidebar();
 }
 
-/** Loads the first page of the list, or (append) the next one. */
-export async function loadConversations({ append = false } = {}) {
+/**
+ * Loads the first page of the list, or (append) the next one; `first` is a first page
+ * already fetched (GET /api/bootstrap).
+ * @param {{append?: boolean, first?: {items: Conversation[], next_offset?: number | null} | null}} [options]
+ */
+export async function loadConversations({ append = false, first = null } = {}) {
   const offset = append ? state.nextOffset || 0 : 0;
   /** @type {{items: Conversation[], next_offset?: number | null}} */
-  const page = await api("GET", `/api/conversations?limit=${PAGE_SIZE}&offset=${offset}`);
+  const page = first || (await api("GET", `/api/conversations?limit=${PAGE_SIZE}&offset=${offset}`));
   for (const item of page.items) state.conversations.set(item.id, item);
   state.nextOffset = page.next_offset ?? null;
   renderSidebar();

@@ -10,7 +10,7 @@ import { ApiError, api, authHeaders, describeError, h, isUnauthorized, reportUna
 import { collectionPath, formatBytes, plural } from "./collections.js";
 import { button, field, textInput, uniqueId, whileBusy } from "./ui.js";
 
-const ACCEPT = ".txt,.md,.markdown,.html,.htm,.pdf,.docx,.csv,.json,.zip";
+export const ACCEPT = ".txt,.md,.markdown,.html,.htm,.pdf,.docx,.csv,.json,.zip";
 // Big drops go up in several requests, so no single request outgrows the server's limit.
 const BATCH_FILES = 20;
 const BATCH_BYTES = 20 * 1024 * 1024;
@@ -181,7 +181,9 @@ export function addSources(id, { alive, onAdded }) {
         if (cancelled || !alive()) break;
         const size = batch.reduce((sum, file) => sum + file.size, 0);
         try {
-          answers.push(await send(id, batch, (loaded, all) => show(done + (all ? (loaded / all) * size : 0))));
+          answers.push(await sendFiles(id, batch, (loaded, all) => show(done + (all ? (loaded / all) * size : 0)), (xhr) => {
+            current = xhr;
+          }));
         } catch (error) {
           if (error && /** @type {Error} */ (error).name === "AbortError") break;
           if (isUnauthorized(error)) {
@@ -206,56 +208,6 @@ export function addSources(id, { alive, onAdded }) {
     if (cancelled) summary.errors.push({ heading: "Cancelled", message: "The upload was cancelled; files sent before that were kept." });
     showResult(summary);
     if (answers.length) onAdded();
-  }
-
-  /**
-   * @param {string} collectionId
-   * @param {File[]} files
-   * @param {(loaded: number, total: number) => void} onProgress
-   * @param {boolean} [retried] true on the second try after a stale CSRF token
-   * @returns {Promise<IngestAnswer>}
-   */
-  function send(collectionId, files, onProgress, retried = false) {
-    const form = new FormData();
-    for (const file of files) form.append("files", file, file.name);
-    return new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      current = xhr;
-      xhr.open("POST", `${collectionPath(collectionId)}/documents`);
-      xhr.setRequestHeader("Accept", "application/json");
-      for (const [name, value] of Object.entries(authHeaders("POST"))) xhr.setRequestHeader(name, value);
-      xhr.upload.addEventListener("progress", (event) => {
-        if (event.lengthComputable) onProgress(event.loaded, event.total);
-      });
-      xhr.addEventListener("load", async () => {
-        let body = null;
-        try {
-          body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
-        } catch {
-          body = null;
-        }
-        if (xhr.status >= 200 && xhr.status < 300) {
-          resolve(body || {});
-          return;
-        }
-        const detail = (body && body.error) || {};
-        const error = new ApiError(
-          typeof detail.message === "string" ? detail.message : `The server answered ${xhr.status} ${xhr.statusText}`.trim(),
-          detail.type || "api_error",
-          xhr.status,
-          detail.code ?? null,
-          detail.param ?? null,
-        );
-        if (xhr.status === 403 && error.code === "csrf_failed" && !retried && (await freshCsrf())) {
-          send(collectionId, files, onProgress, true).then(resolve, reject);
-          return;
-        }
-        reject(error);
-      });
-      xhr.addEventListener("error", () => reject(new TypeError("The upload could not reach the server.")));
-      xhr.addEventListener("abort", () => reject(new DOMException("The upload was cancelled.", "AbortError")));
-      xhr.send(form);
-    });
   }
 
   /**
@@ -300,6 +252,59 @@ export function addSources(id, { alive, onAdded }) {
 }
 
 /**
+ * Uploads `files` to collection `collectionId` in one multipart request (XMLHttpRequest, so
+ * `onProgress` sees the bytes sent); rejects with an ApiError the server explained.
+ * @param {string} collectionId
+ * @param {File[]} files
+ * @param {(loaded: number, total: number) => void} onProgress
+ * @param {(xhr: XMLHttpRequest) => void} [onStart] gets the request (to abort it)
+ * @param {boolean} [retried] true on the second try after a stale CSRF token
+ * @returns {Promise<IngestAnswer>}
+ */
+export function sendFiles(collectionId, files, onProgress, onStart = () => {}, retried = false) {
+  const form = new FormData();
+  for (const file of files) form.append("files", file, file.name);
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    onStart(xhr);
+    xhr.open("POST", `${collectionPath(collectionId)}/documents`);
+    xhr.setRequestHeader("Accept", "application/json");
+    for (const [name, value] of Object.entries(authHeaders("POST"))) xhr.setRequestHeader(name, value);
+    xhr.upload.addEventListener("progress", (event) => {
+      if (event.lengthComputable) onProgress(event.loaded, event.total);
+    });
+    xhr.addEventListener("load", async () => {
+      let body = null;
+      try {
+        body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) {
+        resolve(body || {});
+        return;
+      }
+      const detail = (body && body.error) || {};
+      const error = new ApiError(
+        typeof detail.message === "string" ? detail.message : `The server answered ${xhr.status} ${xhr.statusText}`.trim(),
+        detail.type || "api_error",
+        xhr.status,
+        detail.code ?? null,
+        detail.param ?? null,
+      );
+      if (xhr.status === 403 && error.code === "csrf_failed" && !retried && (await freshCsrf())) {
+        sendFiles(collectionId, files, onProgress, onStart, true).then(resolve, reject);
+        return;
+      }
+      reject(error);
+    });
+    xhr.addEventListener("error", () => reject(new TypeError("The upload could not reach the server.")));
+    xhr.addEventListener("abort", () => reject(new DOMException("The upload was cancelled.", "AbortError")));
+    xhr.send(form);
+  });
+}
+
+/**
  * @param {string} title
  * @param {string} testid
  * @param {[string, string][]} entries [name, reason] pairs
@@ -315,7 +320,7 @@ function resultList(title, testid, entries) {
 
 /** Splits a drop into requests of at most BATCH_FILES files and about BATCH_BYTES. */
 /** @param {File[]} files */
-function batches(files) {
+export function batches(files) {
   const out = [];
   /** @type {File[]} */
   let batch = [];
