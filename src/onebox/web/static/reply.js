@@ -161,6 +161,7 @@ export function resumeReply(conversationId, generating) {
     userRow,
     assistantRow,
     text: "",
+    tail: "",
     userMessageId: generating.parent_id,
     assistantId: generating.message_id,
     stopped: false,
