@@ -56,17 +56,24 @@ async def list_conversations(
     archived: bool = Query(default=False, description="Only the archived conversations"),
 ) -> Page[ConversationOut]:
     return await conversation_page(
-        session, user_id, limit=limit, offset=offset, include_archived=include_archived
-    )
+        session, user_id, limit=limit, offset=offset, include_archived=include_archived,
+        archived_only=archived,
+    )  # fmt: skip
 
 
 async def conversation_page(
-    session: AsyncSession, user_id: str, *, limit: int, offset: int, include_archived: bool = False
+    session: AsyncSession,
+    user_id: str,
+    *,
+    limit: int,
+    offset: int,
+    include_archived: bool = False,
+    archived_only: bool = False,
 ) -> Page[ConversationOut]:
     """One page of the caller's conversations (also part of ``GET /api/bootstrap``)."""
     rows = await ChatService(session).list_conversations(
         user_id, limit=limit + 1, offset=offset, include_archived=include_archived,
-        archived_only=archived,
+        archived_only=archived_only,
     )  # fmt: skip
     items = [ConversationOut.model_validate(row) for row in rows]
     return Page[ConversationOut].from_rows(items, limit, offset)
