@@ -203,11 +203,17 @@ class Settings(BaseSettings):
     retrieval_candidates: int = Field(
         default=40, ge=1, le=1000, description="Candidates per retriever before fusion"
     )
+    hybrid_fusion: Literal["minmax", "zscore", "rrf"] = Field(
+        default="minmax",
+        description="How hybrid search fuses dense and keyword results: min-max or z-score "
+        "normalised scores in a convex combination, or weighted reciprocal rank fusion",
+    )
     hybrid_keyword_weight: float = Field(
         default=0.3,
         ge=0,
         le=10,
-        description="Weight of keyword (BM25) ranks against dense ones (1.0) in the fusion",
+        description="The keyword (BM25) side's share of the fused score (0-1 for minmax and "
+        "zscore); for rrf, its rank weight against dense (1.0)",
     )
     rerank: bool = Field(default=False, description="Rerank fused candidates (cross-scoring)")
 
@@ -266,6 +272,10 @@ class Settings(BaseSettings):
     def _consistent_documents(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("ONEBOX_CHUNK_OVERLAP must be smaller than ONEBOX_CHUNK_SIZE")
+        if self.hybrid_fusion != "rrf" and self.hybrid_keyword_weight > 1:
+            raise ValueError(
+                "ONEBOX_HYBRID_KEYWORD_WEIGHT is a share between 0 and 1 for minmax and zscore"
+            )
         if self.jobs_backend == "celery" and self.vector_backend == "edge":
             raise ValueError(
                 "ONEBOX_JOBS_BACKEND=celery runs ingestion in other processes, but Qdrant Edge "

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.fetching import FetchError, FetchPolicy, fetch_url
-from onebox.documents.ingestion.indexing import embed_and_index
+from onebox.documents.ingestion.indexing import document_title, embed_and_index
 from onebox.documents.ingestion.parsing import ParseError, detect_media_type
 from onebox.documents.ingestion.preparing import prepare_document
 from onebox.documents.models import Document, DocumentStatus
@@ -77,6 +77,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         document.error = None
         await session.commit()
         data = await repository.blob(document_id)
+        common_lines = await repository.common_lines(document.collection_id)
 
     if data is None:
         if document.source != "url":
@@ -96,6 +97,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         parse_limits(settings),
         settings.chunk_size,
         settings.chunk_overlap,
+        common_lines,
     )
     drafts = prepared.drafts
     if not drafts:
@@ -116,6 +118,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         index=services.index,
         batch_size=settings.embedding_batch_size,
         on_batch=embedded,
+        title=document_title(prepared.title, document.filename),
     )
     async with services.sessionmaker() as session:
         repository = DocumentRepository(session)
@@ -126,6 +129,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
             return
         await repository.delete_chunks(document_id)
         await repository.add_chunks(rows)
+        await repository.count_lines(current.collection_id, prepared.lines)
         current.status = DocumentStatus.READY
         current.error = None
         current.chunk_count = len(rows)

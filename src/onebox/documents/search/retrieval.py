@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.metrics import metrics
 from onebox.core.settings import Settings
-from onebox.documents.ingestion.indexing import HEADING_JOINER, embedding_text
+from onebox.documents.ingestion.indexing import HEADING_JOINER, document_title, embedding_text
 from onebox.documents.repository import DocumentRepository
 from onebox.documents.search.rerank import rerank
 from onebox.embeddings.base import Embedder
@@ -133,7 +133,11 @@ class Retriever:
         hits = [hit for hit in hits if hit.chunk_id in rows]
         if reranking and dense is not None and len(hits) > 1:
             texts = [
-                embedding_text(rows[h.chunk_id][0].heading_path or [], rows[h.chunk_id][0].text)
+                embedding_text(
+                    rows[h.chunk_id][0].heading_path or [],
+                    rows[h.chunk_id][0].text,
+                    document_title(None, rows[h.chunk_id][1].filename),
+                )
                 for h in hits
             ]
             order = await rerank(self.embedder, query, dense, texts, limit)
