@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from onebox.core.settings import Settings
 from onebox.documents.ingestion.chunking import chunk_document
 from onebox.documents.ingestion.indexing import (
     HEADING_JOINER,
@@ -19,7 +20,12 @@ from onebox.documents.ingestion.indexing import (
     embedding_text,
 )
 from onebox.documents.ingestion.parsing import parse_document
+from onebox.documents.models import Chunk
+from onebox.documents.search.answering import with_sources
+from onebox.documents.search.retrieval import Retriever, Source
 from onebox.embeddings.base import Embedder, InputKind, Vectors
+from onebox.guard.service import Guard
+from onebox.llm.base import ChatMessage
 from onebox.vectors.edge import EdgeIndex
 
 
@@ -125,3 +131,30 @@ async def test_indexed_text_has_context_but_stored_text_does_not(tmp_path: Path)
     assert not rows[0].text.startswith("11.6. Unique Indexes\n11.6")
     assert embedder.seen[0].startswith("11.6. Unique Indexes\n")  # title == heading: named once
     assert [hit.chunk_id for hit in hits] == [rows[0].id]
+
+
+def _chunk(ordinal: int, text: str, start: int) -> Chunk:
+    return Chunk(
+        id=f"c{ordinal}", document_id="d", collection_id="k", ordinal=ordinal, text=text,
+        page=None, heading_path=[], start_offset=start, end_offset=start + len(text),
+    )  # fmt: skip
+
+
+def test_the_model_reads_the_passage_with_its_neighbours_once() -> None:
+    document = "Alpha one. Alpha two. Beta one. Beta two. Gamma one."
+    # Chunks overlap by "Alpha two. " and "Beta two. ", as the chunker's overlap makes them.
+    first = _chunk(0, document[0:21], 0)
+    hit = _chunk(1, document[11:41], 11)
+    last = _chunk(2, document[32:], 32)
+    retriever = Retriever(Settings(_env_file=None), None, None, Guard(Settings(_env_file=None)))  # type: ignore[arg-type,call-arg]
+    neighbours = {("d", 0): first, ("d", 2): last}
+    context = retriever._context(hit, hit.text, neighbours)
+    assert context == "Alpha one.\n\nAlpha two. Beta one. Beta two.\n\nGamma one."
+    assert retriever._context(hit, hit.text, {}) == ""
+    source = Source(
+        number=1, chunk_id=hit.id, document_id="d", collection_id="k", document="a.txt",
+        page=None, heading="", text=hit.text, snippet=hit.text, score=1.0, context=context,
+    )  # fmt: skip
+    prompt = with_sources([ChatMessage(role="user", content="q")], [source])
+    assert "Gamma one." in "".join(str(m.content) for m in prompt)
+    assert source.public()["snippet"] == hit.text  # the citation is the passage's own

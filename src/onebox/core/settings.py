@@ -200,6 +200,11 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=1000, ge=100, le=20_000, description="Characters per chunk")
     chunk_overlap: int = Field(default=150, ge=0, le=5_000)
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    retrieval_neighbours: bool = Field(
+        default=True,
+        description="Show the model each retrieved passage with the passages just before and "
+        "after it in its document (citations still point at the passage)",
+    )
     retrieval_candidates: int = Field(
         default=40, ge=1, le=1000, description="Candidates per retriever before fusion"
     )

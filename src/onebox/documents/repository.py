@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -154,6 +154,23 @@ class DocumentRepository:
     async def add_chunks(self, chunks: Sequence[Chunk]) -> None:
         self.session.add_all(chunks)
         await self.session.flush()
+
+    async def neighbours(self, chunks: Sequence[Chunk]) -> dict[tuple[str, int], Chunk]:
+        """The chunks just before and after each of ``chunks`` in its document, by
+        (document id, ordinal)."""
+        if not chunks:
+            return {}
+        wanted = or_(
+            *(
+                and_(
+                    Chunk.document_id == c.document_id,
+                    Chunk.ordinal.in_([c.ordinal - 1, c.ordinal + 1]),
+                )
+                for c in chunks
+            )
+        )
+        result = await self.session.scalars(select(Chunk).where(wanted))
+        return {(row.document_id, row.ordinal): row for row in result}
 
     async def common_lines(self, collection_id: str) -> frozenset[str]:
         """Fingerprints of the lines the collection repeats in enough of its documents."""

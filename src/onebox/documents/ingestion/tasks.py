@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.fetching import FetchError, FetchPolicy, fetch_url
-from onebox.documents.ingestion.indexing import document_title, embed_and_index
+from onebox.documents.ingestion.indexing import embed_and_index
 from onebox.documents.ingestion.parsing import ParseError, detect_media_type
 from onebox.documents.ingestion.preparing import prepare_document
 from onebox.documents.models import Document, DocumentStatus
@@ -98,6 +98,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         settings.chunk_size,
         settings.chunk_overlap,
         common_lines,
+        services.embedder.window(),
     )
     drafts = prepared.drafts
     if not drafts:
@@ -118,7 +119,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         index=services.index,
         batch_size=settings.embedding_batch_size,
         on_batch=embedded,
-        title=document_title(prepared.title, document.filename),
+        title=prepared.title,
     )
     async with services.sessionmaker() as session:
         repository = DocumentRepository(session)
