@@ -68,3 +68,13 @@ def test_bad_arguments_are_refused() -> None:
         fuse(DENSE, KEYWORD, method="minmax", keyword_weight=1.5)
     with pytest.raises(ValueError, match="unknown fusion"):
         fuse(DENSE, KEYWORD, method="borda", keyword_weight=0.3)  # type: ignore[arg-type]
+
+
+def test_settings_refuse_a_share_over_one_for_normalised_fusion() -> None:
+    from pydantic import ValidationError
+
+    from onebox.core.settings import Settings
+
+    with pytest.raises(ValidationError, match="between 0 and 1"):
+        Settings(_env_file=None, hybrid_fusion="minmax", hybrid_keyword_weight=2.0)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, hybrid_fusion="rrf", hybrid_keyword_weight=2.0)  # type: ignore[call-arg]

@@ -156,7 +156,7 @@ async def test_hybrid_fuses_dense_and_keyword_hits(index: VectorIndex) -> None:
     rare = point(RARE, unit(-vectors[4]))
     await index.upsert([*points, rare])
 
-    index.keyword_weight = 0.5  # an equal share for both sides (min-max fusion)
+    index.fusion, index.keyword_weight = "minmax", 0.5  # an equal share for both sides
     hits = await index.search(
         dense=vectors[4], text="quetzalcoatlus", collection_ids=["c1"], limit=5
     )

@@ -209,12 +209,12 @@ class Settings(BaseSettings):
         default=40, ge=1, le=1000, description="Candidates per retriever before fusion"
     )
     hybrid_fusion: Literal["minmax", "zscore", "rrf"] = Field(
-        default="minmax",
+        default="rrf",
         description="How hybrid search fuses dense and keyword results: min-max or z-score "
         "normalised scores in a convex combination, or weighted reciprocal rank fusion",
     )
     hybrid_keyword_weight: float = Field(
-        default=0.3,
+        default=0.1,
         ge=0,
         le=10,
         description="The keyword (BM25) side's share of the fused score (0-1 for minmax and "
