@@ -185,6 +185,8 @@ async def _measure(quick: bool) -> dict[str, Any]:
         "candidates": settings.retrieval_candidates, "depth": DEPTH,
         "hybrid_fusion": settings.hybrid_fusion,
         "hybrid_keyword_weight": settings.hybrid_keyword_weight,
+        # Vectors from embed_cache (seconds then do not time the encoder; ranks are the same).
+        "embedding_cache": bool(os.environ.get("ONEBOX_BENCH_EMBED_CACHE")),
     }  # fmt: skip
     return results
 
