@@ -36,6 +36,15 @@ bench-deps:
 			fi; \
 		fi; \
 	done
+	@# The PostgreSQL 15 HTML manual: the second corpus of the retrieval quality benchmark.
+	@if [ ! -d /usr/share/doc/postgresql-doc-15/html ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo ">> Installing postgresql-doc-15 for the retrieval benchmarks"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-doc-15 >/dev/null; \
+		else \
+			echo ">> postgresql-doc-15 missing and cannot apt-get: the quality benchmark will stop"; \
+		fi; \
+	fi
 
 install: $(STAMP)
 

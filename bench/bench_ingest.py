@@ -1,8 +1,11 @@
 """Ingestion throughput: the production job path against the bare encoder, same chunk texts.
 
-Corpus: Debian's package documentation on this machine (``/usr/share/doc/*/README*``,
-``NEWS*``, ``changelog*``; ``.gz`` ones decompressed, each file cut at 40,000 characters,
-identical files once), real text that the chunker turns into ~1,000-character passages.
+Corpus: the PostgreSQL 15 HTML manual's pages (``bench/quality_pg.py``; real web pages with
+their navigation, as a site dump brings them), about 1 MB of HTML; with
+``ONEBOX_BENCH_INGEST_CORPUS=debian`` (or without the manual), Debian's package documentation
+on this machine (``/usr/share/doc/*/README*``, ``NEWS*``, ``changelog*``; ``.gz`` ones
+decompressed, each file cut at 40,000 characters, identical files once). The raw encoder
+embeds exactly what the jobs embedded: each passage with its title and heading path.
 
 (a) the pipeline: a fresh Onebox state (SQLite, Qdrant Edge, the local MiniLM embedder, the
 in-process job worker) gets the files through ``DocumentService.add_files``; the clock runs
@@ -34,14 +37,16 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bench import quality_pg
 from bench.table import print_table
 from onebox.app import open_state
 from onebox.core.db import utcnow
 from onebox.core.settings import Settings
-from onebox.documents.ingestion.chunking import ChunkDraft, chunk_document
+from onebox.documents.ingestion.chunking import ChunkDraft
 from onebox.documents.ingestion.indexing import embedding_text, new_chunk_id
-from onebox.documents.ingestion.parsing import SourceFile, parse_document
-from onebox.documents.models import Chunk
+from onebox.documents.ingestion.parsing import ParseLimits, SourceFile
+from onebox.documents.ingestion.preparing import prepare_document
+from onebox.documents.models import Chunk, Document
 from onebox.documents.schemas import CollectionCreate
 from onebox.documents.service import DocumentService
 from onebox.embeddings.base import Embedder
@@ -60,6 +65,27 @@ MAX_FILE_CHARS = 40_000
 
 
 def corpus(chars: int) -> list[SourceFile]:
+    """The PostgreSQL manual's HTML pages (the quality benchmark's second corpus) when
+    installed, unless ONEBOX_BENCH_INGEST_CORPUS=debian; else Debian's documentation files."""
+    if os.environ.get("ONEBOX_BENCH_INGEST_CORPUS", "postgres") == "postgres":
+        with contextlib.suppress(FileNotFoundError):
+            return html_corpus(chars)
+    return debian_corpus(chars)
+
+
+def html_corpus(chars: int) -> list[SourceFile]:
+    """Pages of the PostgreSQL HTML manual, in name order until about ``chars`` bytes."""
+    files: list[SourceFile] = []
+    total = 0
+    for name, data in quality_pg.pages():
+        files.append(SourceFile(name, data))
+        total += len(data)
+        if total >= chars:
+            break
+    return files
+
+
+def debian_corpus(chars: int) -> list[SourceFile]:
     """Documentation files in path order until about ``chars`` characters."""
     if not DOC_ROOT.is_dir():
         raise RuntimeError(f"{DOC_ROOT} is missing: the ingest benchmark's corpus lives there")
@@ -137,9 +163,21 @@ async def _pipeline(files: list[SourceFile]) -> dict[str, Any]:
             finished = [job.finished_at for job in jobs if job.finished_at is not None]
             seconds = (max(finished) - notified).total_seconds() if finished else float("nan")
             failed = [job.error for job in jobs if job.status != JobStatus.DONE]
+            # The texts the jobs embedded: title and heading path with each passage.
+            titles = {
+                f.name: prepare_document(f.name, f.data, ParseLimits(), 100_000, 0).title
+                for f in files
+            }
             async with state.sessionmaker() as session:
-                rows = (await session.execute(select(Chunk))).scalars().all()
-                texts = [embedding_text(row.heading_path or [], row.text) for row in rows]
+                found = await session.execute(
+                    select(Chunk, Document.filename).join(
+                        Document, Document.id == Chunk.document_id
+                    )
+                )
+                texts = [
+                    embedding_text(row.heading_path or [], row.text, titles[name])
+                    for row, name in found.all()
+                ]
             model = getattr(state.embedder, "_model", None)  # the process-wide cached copy
             if model is None or not hasattr(model, "bfloat16"):
                 raise RuntimeError("the ingest benchmark needs the local embedder's model")
@@ -179,22 +217,25 @@ def _raw(model: Any, texts: list[str]) -> float:
 async def _stages(files: list[SourceFile]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="onebox-bench-stages-") as directory:
         settings = _settings(directory)
+        embedder: Embedder = build_embedder(settings, None)  # type: ignore[arg-type]
+        await embedder.start()
+        window = embedder.window()
         started = time.perf_counter()
-        documents: list[list[ChunkDraft]] = []
+        documents: list[tuple[list[ChunkDraft], str]] = []
         for file in files:
-            parsed = parse_document(file.name, file.data)
-            documents.append(
-                chunk_document(parsed, size=settings.chunk_size, overlap=settings.chunk_overlap)
-            )
+            # What the sandboxed job does: parse, chunk, split to fit the encoder's window.
+            prepared = prepare_document(
+                file.name, file.data, ParseLimits(), settings.chunk_size,
+                settings.chunk_overlap, frozenset(), window,
+            )  # fmt: skip
+            documents.append((prepared.drafts, prepared.title))
         parse_chunk = time.perf_counter() - started
         size = settings.embedding_batch_size
         batches = [
-            [embedding_text(d.heading_path, d.text) for d in drafts[i : i + size]]
-            for drafts in documents
+            [embedding_text(d.heading_path, d.text, title) for d in drafts[i : i + size]]
+            for drafts, title in documents
             for i in range(0, len(drafts), size)
         ]
-        embedder: Embedder = build_embedder(settings, None)  # type: ignore[arg-type]
-        await embedder.start()
         started = time.perf_counter()
         vectors = [await embedder.embed(batch) for batch in batches]
         embed = time.perf_counter() - started

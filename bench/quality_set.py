@@ -16,6 +16,7 @@ whitespace-insensitively against retrieved chunks, for passage-level scores). ``
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import inspect
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ class Question:
     document: str  # file name as ingested
     evidence: str
     style: str  # "keyword" | "natural"
+    corpus: str = "stdlib"  # "stdlib" | "postgres"
+    answerable: bool = True  # False: the corpus does not hold the answer (abstention)
+
+    @property
+    def split(self) -> str:
+        """ "tune" or "report", fixed by a hash of the question: weights, thresholds and
+        sizes are chosen on the tune half only, and the report half is what is reported."""
+        return "tune" if hashlib.sha256(self.text.encode()).digest()[0] % 2 == 0 else "report"
 
 
 # document | K(eyword) or N(atural) | evidence phrase in the answering passage | question

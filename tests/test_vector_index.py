@@ -156,12 +156,22 @@ async def test_hybrid_fuses_dense_and_keyword_hits(index: VectorIndex) -> None:
     rare = point(RARE, unit(-vectors[4]))
     await index.upsert([*points, rare])
 
+    index.fusion, index.keyword_weight = "minmax", 0.5  # an equal share for both sides
     hits = await index.search(
         dense=vectors[4], text="quetzalcoatlus", collection_ids=["c1"], limit=5
     )
 
     # The dense winner and the keyword-only hit both lead the fused list.
     assert set(ids(hits)[:2]) == {points[4].chunk_id, rare.chunk_id}
+    # A small keyword share only breaks ties: the dense order stands.
+    index.keyword_weight = 0.05
+    dense_only = await index.search(
+        dense=vectors[4], text="quetzalcoatlus", collection_ids=["c1"], limit=5, mode="dense"
+    )
+    hits = await index.search(
+        dense=vectors[4], text="quetzalcoatlus", collection_ids=["c1"], limit=5
+    )
+    assert ids(hits) == ids(dense_only)
     assert len(hits) == 5
     assert all(a.score >= b.score for a, b in itertools.pairwise(hits))
     # Without a dense vector, hybrid is the keyword side alone.

@@ -230,14 +230,25 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=1000, ge=100, le=20_000, description="Characters per chunk")
     chunk_overlap: int = Field(default=150, ge=0, le=5_000)
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
+    retrieval_neighbours: bool = Field(
+        default=True,
+        description="Show the model each retrieved passage with the passages just before and "
+        "after it in its document (citations still point at the passage)",
+    )
     retrieval_candidates: int = Field(
         default=40, ge=1, le=1000, description="Candidates per retriever before fusion"
     )
+    hybrid_fusion: Literal["minmax", "zscore", "rrf"] = Field(
+        default="rrf",
+        description="How hybrid search fuses dense and keyword results: min-max or z-score "
+        "normalised scores in a convex combination, or weighted reciprocal rank fusion",
+    )
     hybrid_keyword_weight: float = Field(
-        default=0.3,
+        default=0.1,
         ge=0,
         le=10,
-        description="Weight of keyword (BM25) ranks against dense ones (1.0) in the fusion",
+        description="The keyword (BM25) side's share of the fused score (0-1 for minmax and "
+        "zscore); for rrf, its rank weight against dense (1.0)",
     )
     rerank: bool = Field(default=False, description="Rerank fused candidates (cross-scoring)")
 
@@ -296,6 +307,10 @@ class Settings(BaseSettings):
     def _consistent_documents(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError("ONEBOX_CHUNK_OVERLAP must be smaller than ONEBOX_CHUNK_SIZE")
+        if self.hybrid_fusion != "rrf" and self.hybrid_keyword_weight > 1:
+            raise ValueError(
+                "ONEBOX_HYBRID_KEYWORD_WEIGHT is a share between 0 and 1 for minmax and zscore"
+            )
         if self.jobs_backend == "celery" and self.vector_backend == "edge":
             raise ValueError(
                 "ONEBOX_JOBS_BACKEND=celery runs ingestion in other processes, but Qdrant Edge "

@@ -84,3 +84,17 @@ class Chunk(IdMixin, Base):
     start_offset: Mapped[int] = mapped_column(Integer)
     end_offset: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class CollectionLine(Base):
+    """How many documents of a collection contain a short text line (by fingerprint):
+    boilerplate detection before chunking (documents/ingestion/boilerplate.py)."""
+
+    __tablename__ = "collection_lines"
+    __table_args__ = (Index("ix_collection_lines_count", "collection_id", "documents"),)
+
+    collection_id: Mapped[str] = mapped_column(
+        ForeignKey("collections.id", ondelete="CASCADE"), primary_key=True
+    )
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    documents: Mapped[int] = mapped_column(Integer, default=0)

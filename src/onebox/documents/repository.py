@@ -3,12 +3,15 @@ reach is scoped by owner here, so a forgotten check elsewhere cannot leak a docu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from onebox.documents.models import Chunk, Collection, Document, DocumentBlob
+from onebox.documents.ingestion.boilerplate import DOCUMENTS_KEY, MIN_DOCUMENTS, MIN_SHARE
+from onebox.documents.models import Chunk, Collection, CollectionLine, Document, DocumentBlob
 from onebox.jobs.models import Job
 
 INGEST_JOB = "ingest_document"
@@ -151,6 +154,59 @@ class DocumentRepository:
     async def add_chunks(self, chunks: Sequence[Chunk]) -> None:
         self.session.add_all(chunks)
         await self.session.flush()
+
+    async def neighbours(self, chunks: Sequence[Chunk]) -> dict[tuple[str, int], Chunk]:
+        """The chunks just before and after each of ``chunks`` in its document, by
+        (document id, ordinal)."""
+        if not chunks:
+            return {}
+        wanted = or_(
+            *(
+                and_(
+                    Chunk.document_id == c.document_id,
+                    Chunk.ordinal.in_([c.ordinal - 1, c.ordinal + 1]),
+                )
+                for c in chunks
+            )
+        )
+        result = await self.session.scalars(select(Chunk).where(wanted))
+        return {(row.document_id, row.ordinal): row for row in result}
+
+    async def common_lines(self, collection_id: str) -> frozenset[str]:
+        """Fingerprints of the lines the collection repeats in enough of its documents."""
+        counted = await self.session.scalar(
+            select(CollectionLine.documents).where(
+                CollectionLine.collection_id == collection_id,
+                CollectionLine.fingerprint == DOCUMENTS_KEY,
+            )
+        )
+        needed = max(MIN_DOCUMENTS, math.ceil(MIN_SHARE * (counted or 0)))
+        result = await self.session.scalars(
+            select(CollectionLine.fingerprint).where(
+                CollectionLine.collection_id == collection_id,
+                CollectionLine.documents >= needed,
+                CollectionLine.fingerprint != DOCUMENTS_KEY,
+            )
+        )
+        return frozenset(result)
+
+    async def count_lines(self, collection_id: str, fingerprints: Sequence[str]) -> None:
+        """One more document for each fingerprint, and for the collection's total."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        keys = sorted({*fingerprints, DOCUMENTS_KEY})  # one order: no deadlock between jobs
+        for start in range(0, len(keys), 500):
+            statement = insert(CollectionLine).values(
+                [
+                    {"collection_id": collection_id, "fingerprint": key, "documents": 1}
+                    for key in keys[start : start + 500]
+                ]
+            )
+            statement = statement.on_conflict_do_update(
+                index_elements=[CollectionLine.collection_id, CollectionLine.fingerprint],
+                set_={"documents": CollectionLine.documents + 1},
+            )
+            await self.session.execute(statement)
 
     async def chunks_with_documents(
         self, chunk_ids: Sequence[str], collection_ids: Sequence[str]

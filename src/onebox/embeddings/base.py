@@ -35,5 +35,11 @@ class Embedder(ABC):
         """For usage accounting; a heuristic unless the backend knows better."""
         return max(1, len(text) // 4)
 
+    def window(self) -> tuple[str, int] | None:
+        """(path of a ``tokenizers`` tokenizer.json, the encoder's window in its tokens)
+        when passages must fit a known window (text beyond it is silently cut); None when
+        unknown. Ingestion splits passages that would not fit."""
+        return None
+
     async def close(self) -> None:
         pass

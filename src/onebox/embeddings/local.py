@@ -254,6 +254,14 @@ class SentenceTransformerEmbedder(Embedder):
             )
         return out
 
+    def window(self) -> tuple[str, int] | None:
+        loaded = self._model
+        if loaded is None or loaded.counter is None or self.path is None:
+            return None
+        limit = getattr(loaded.model, "max_seq_length", None)
+        file = self.path / "tokenizer.json"
+        return (str(file), int(limit)) if limit and file.is_file() else None
+
     def count_tokens(self, text: str) -> int:
         counter = self._model.counter if self._model is not None else None
         if counter is None:

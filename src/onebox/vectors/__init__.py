@@ -1,2 +1,2 @@
-"""Vector indexes for chunks: dense + keyword (BM25) search fused with RRF, filtered by
-collection inside the query."""
+"""Vector indexes for chunks: dense + keyword (BM25) search, each filtered by collection
+inside the query, fused by score (``fusion.py``)."""

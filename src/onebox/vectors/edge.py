@@ -32,7 +32,6 @@ import qdrant_edge as qe
 from onebox.vectors import sparse
 from onebox.vectors.base import (
     DEFAULT_KEYWORD_WEIGHT,
-    RRF_K,
     IndexError_,
     IndexPoint,
     SearchHit,
@@ -213,7 +212,11 @@ class EdgeIndex(VectorIndex):
     ) -> list[SearchHit]:
         if not collection_ids or limit <= 0:
             return []
-        request = self._request(dense, text, list(collection_ids), limit, candidates, mode)
+        if mode == "hybrid":
+            if dense is not None:
+                return await self._hybrid(dense, text, collection_ids, limit, candidates)
+            mode = "keyword"  # without a vector, hybrid is the keyword side alone
+        request = self._request(dense, text, list(collection_ids), limit, mode)
         if request is None:
             return []
         shard = self._require()
@@ -233,7 +236,6 @@ class EdgeIndex(VectorIndex):
         text: str,
         collection_ids: list[str],
         limit: int,
-        candidates: int,
         mode: SearchMode,
     ) -> qe.QueryRequest | None:
         in_collections = _match_any("collection_id", collection_ids)
@@ -248,19 +250,8 @@ class EdgeIndex(VectorIndex):
         if not queries:
             return None
         fields = qe.PayloadSelector.Include(PAYLOAD_FIELDS)
-        if mode != "hybrid":
-            return qe.QueryRequest(
-                limit=limit, query=queries[0], filter=in_collections, with_payload=fields
-            )
-        depth = max(candidates, limit)
-        prefetches = [qe.Prefetch(limit=depth, query=q, filter=in_collections) for q in queries]
         return qe.QueryRequest(
-            limit=limit,
-            prefetches=prefetches,
-            # Dense first, then keyword: the weights follow the prefetch order.
-            query=qe.Fusion.Rrf(k=RRF_K, weights=_weights(len(queries), self.keyword_weight)),  # type: ignore[arg-type]  # stubs' union omits Rrf
-            filter=in_collections,
-            with_payload=fields,
+            limit=limit, query=queries[0], filter=in_collections, with_payload=fields
         )
 
     async def count(self) -> int:
@@ -357,8 +348,3 @@ def _to_hit(point: qe.ScoredPoint) -> SearchHit:
 
 def _match_any(key: str, values: list[str]) -> qe.Filter:
     return qe.Filter(must=[qe.FieldCondition(key=key, match=qe.MatchAny(any=values))])
-
-
-def _weights(count: int, keyword_weight: float) -> list[float] | None:
-    """Dense, then keyword; a lone query (no dense vector, or no keyword terms) needs none."""
-    return [1.0, keyword_weight] if count == 2 else None

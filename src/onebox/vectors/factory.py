@@ -13,6 +13,12 @@ _PACKAGES = {
 
 
 def build_index(settings: Settings) -> VectorIndex:
+    index = _build(settings)
+    index.fusion = settings.hybrid_fusion
+    return index
+
+
+def _build(settings: Settings) -> VectorIndex:
     backend = settings.vector_backend
     weight = settings.hybrid_keyword_weight
     try:

@@ -1,5 +1,6 @@
 """PostgreSQL with pgvector: dense by cosine distance over an HNSW index, keyword by the
-built-in full-text search (``to_tsvector('english')``, GIN), fused with RRF in one statement.
+built-in full-text search (``to_tsvector('english')``, GIN); hybrid runs both and fuses them
+in Python (vectors/fusion.py), like every backend.
 
 The keyword side matches any query term (OR), as BM25 does, not all of them as
 ``plainto_tsquery`` would; ``ts_rank_cd`` has no inverse document frequency, so rare terms
@@ -25,7 +26,6 @@ import numpy.typing as npt
 
 from onebox.vectors.base import (
     DEFAULT_KEYWORD_WEIGHT,
-    RRF_K,
     IndexError_,
     IndexPoint,
     SearchHit,
@@ -211,60 +211,35 @@ class PgVectorIndex(VectorIndex):
     ) -> list[SearchHit]:
         if not collection_ids or limit <= 0:
             return []
+        if mode == "hybrid":
+            if dense is not None:
+                return await self._hybrid(dense, text, collection_ids, limit, candidates)
+            mode = "keyword"  # without a vector, hybrid is the keyword side alone
         vector = dense if mode != "keyword" else None
         use_keyword = mode != "dense" and bool(text.strip())
         if vector is None and not use_keyword:
             return []
-        depth = limit if mode != "hybrid" else max(candidates, limit)
-        params: list[Any] = [list(collection_ids), depth, limit]
-        ctes: list[str] = []
-        ranked: list[str] = []
+        depth = limit
+        params: list[Any] = [list(collection_ids), depth]
         t = self.table
         if vector is not None:
             params.append(_vector_text(vector))
-            ctes.append(
-                "dense AS MATERIALIZED (SELECT chunk_id, document_id, collection_id, "  # noqa: S608
-                f"{self._embedding} <=> ${len(params)}::{self._vector_type} AS distance "
-                f"FROM {t} WHERE collection_id = ANY($1::text[]) ORDER BY distance LIMIT $2)"
-            )
-            ranked.append(
-                "SELECT chunk_id, document_id, collection_id, "
-                "row_number() OVER (ORDER BY distance, chunk_id) AS rank, "
-                "1 - distance AS score, 1.0::float8 AS weight FROM dense"
-            )
-        if use_keyword:
-            params.append(text)
-            ctes.append(
-                f"terms AS (SELECT {_ANY_TERM} AS query "  # noqa: S608
-                f"FROM unnest(to_tsvector('english', ${len(params)}::text)))"
-            )
-            ctes.append(
-                "keyword AS MATERIALIZED (SELECT chunk_id, document_id, collection_id, "  # noqa: S608
-                "ts_rank_cd(tsv, (SELECT query FROM terms), 1) AS score "
-                f"FROM {t} WHERE collection_id = ANY($1::text[]) "
-                "AND tsv @@ (SELECT query FROM terms) ORDER BY score DESC, chunk_id LIMIT $2)"
-            )
-            params.append(self.keyword_weight)
-            ranked.append(
-                "SELECT chunk_id, document_id, collection_id, "  # noqa: S608
-                "row_number() OVER (ORDER BY score DESC, chunk_id) AS rank, score, "
-                f"${len(params)}::float8 AS weight FROM keyword"
-            )
-        if mode == "hybrid":
-            # rank - 1: Qdrant's RRF counts ranks from 0, and the backends should agree.
-            final = (
+            sql = (
                 "SELECT chunk_id::text, document_id, collection_id, "  # noqa: S608
-                f"sum(weight / ({RRF_K} + rank - 1))::float8 AS score "
-                f"FROM ({' UNION ALL '.join(ranked)}) AS ranked "
-                "GROUP BY chunk_id, document_id, collection_id "
-                "ORDER BY score DESC, chunk_id LIMIT $3"
+                f"(1 - ({self._embedding} <=> $3::{self._vector_type}))::float8 AS score "
+                f"FROM {t} WHERE collection_id = ANY($1::text[]) "
+                f"ORDER BY {self._embedding} <=> $3::{self._vector_type} LIMIT $2"
             )
         else:
-            final = (
-                "SELECT chunk_id::text, document_id, collection_id, score::float8 "  # noqa: S608
-                f"FROM ({ranked[0]}) AS ranked ORDER BY rank LIMIT $3"
+            params.append(text)
+            sql = (
+                f"WITH terms AS (SELECT {_ANY_TERM} AS query "  # noqa: S608
+                "FROM unnest(to_tsvector('english', $3::text))) "
+                "SELECT chunk_id::text, document_id, collection_id, "
+                "ts_rank_cd(tsv, (SELECT query FROM terms), 1)::float8 AS score "
+                f"FROM {t} WHERE collection_id = ANY($1::text[]) "
+                "AND tsv @@ (SELECT query FROM terms) ORDER BY score DESC, chunk_id LIMIT $2"
             )
-        sql = f"WITH {', '.join(ctes)} {final}"
         rows = await self._fetch(sql, params, depth if vector is not None else 0)
         return [
             SearchHit(

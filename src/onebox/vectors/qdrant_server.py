@@ -2,8 +2,8 @@
 
 ``location`` is what ``ONEBOX_QDRANT_URL`` holds: ``http(s)://host:6333`` for a server,
 ``:memory:`` or a folder for qdrant-client's local mode, which runs the same calls in this
-process (tests). Fusion asks for ``k`` explicitly (``RrfQuery``, Qdrant server 1.16 or newer)
-so every backend ranks with the same RRF constant.
+process (tests). Hybrid search runs the dense and the keyword query and fuses them in Python
+(vectors/fusion.py), like every backend.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from qdrant_client import AsyncQdrantClient, models
 from onebox.vectors import sparse
 from onebox.vectors.base import (
     DEFAULT_KEYWORD_WEIGHT,
-    RRF_K,
     IndexError_,
     IndexPoint,
     SearchHit,
@@ -156,6 +155,10 @@ class QdrantServerIndex(VectorIndex):
     ) -> list[SearchHit]:
         if not collection_ids or limit <= 0:
             return []
+        if mode == "hybrid":
+            if dense is not None:
+                return await self._hybrid(dense, text, collection_ids, limit, candidates)
+            mode = "keyword"  # without a vector, hybrid is the keyword side alone
         client = self._require()
         in_collections = _match_any("collection_id", list(collection_ids))
         queries: list[tuple[str, list[float] | models.SparseVector]] = []
@@ -169,34 +172,15 @@ class QdrantServerIndex(VectorIndex):
         if not queries:
             return []
         with _errors("search"):
-            if mode != "hybrid":
-                using, query = queries[0]
-                response = await client.query_points(
-                    self.collection,
-                    query=query,
-                    using=using,
-                    query_filter=in_collections,
-                    limit=limit,
-                    with_payload=PAYLOAD_FIELDS,
-                )
-            else:
-                depth = max(candidates, limit)
-                response = await client.query_points(
-                    self.collection,
-                    prefetch=[
-                        models.Prefetch(query=q, using=u, filter=in_collections, limit=depth)
-                        for u, q in queries
-                    ],
-                    query=models.RrfQuery(
-                        rrf=models.Rrf(
-                            k=RRF_K,
-                            weights=[1.0, self.keyword_weight] if len(queries) == 2 else None,
-                        )
-                    ),
-                    query_filter=in_collections,
-                    limit=limit,
-                    with_payload=PAYLOAD_FIELDS,
-                )
+            using, query = queries[0]
+            response = await client.query_points(
+                self.collection,
+                query=query,
+                using=using,
+                query_filter=in_collections,
+                limit=limit,
+                with_payload=PAYLOAD_FIELDS,
+            )
         return [_to_hit(point) for point in response.points]
 
     async def count(self) -> int:

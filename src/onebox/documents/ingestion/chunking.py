@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from onebox.documents.ingestion.parsing.base import BLOCK_SEPARATOR, Block, ParsedDocument
 
@@ -204,3 +205,28 @@ def chunk_document(doc: ParsedDocument, *, size: int, overlap: int) -> list[Chun
             )
             previous = (start, end)
     return chunks
+
+
+def fit_drafts(
+    text: str, drafts: list[ChunkDraft], fits: Callable[[ChunkDraft], bool], *, floor: int = 40
+) -> list[ChunkDraft]:
+    """Splits every draft for which ``fits`` is false (a passage longer than the encoder's
+    window, which would be cut silently) at its most natural boundaries, into pieces that
+    fit (or reach ``floor`` characters); ordinals are renumbered. ``text`` is the document
+    text the drafts slice."""
+    out: list[ChunkDraft] = []
+    pending = list(reversed(drafts))
+    while pending:
+        draft = pending.pop()
+        length = draft.end - draft.start
+        if length <= floor or fits(draft):
+            out.append(replace(draft, ordinal=len(out)))
+            continue
+        size = max(floor, (length * 2) // 3)
+        spans = _split(text, draft.start, draft.end, size, _PROSE_SPLITS)
+        if len(spans) < 2:  # nothing to cut at: keep it whole rather than loop
+            out.append(replace(draft, ordinal=len(out)))
+            continue
+        pieces = [replace(draft, text=text[s:e], start=s, end=e) for s, e in spans]
+        pending.extend(reversed(pieces))
+    return out

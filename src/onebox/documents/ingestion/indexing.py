@@ -7,6 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import PurePosixPath
 
 from onebox.core.metrics import metrics
 from onebox.documents.ingestion.chunking import ChunkDraft
@@ -17,11 +18,30 @@ from onebox.vectors.base import IndexPoint, VectorIndex
 HEADING_JOINER = " \u203a "  # a single right-pointing angle quote
 
 
-def embedding_text(heading_path: Sequence[str], text: str) -> str:
-    """What the encoder sees: the section's headings give a passage its topic."""
-    if not heading_path:
+def _same(a: str, b: str) -> bool:
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
+
+
+def document_title(title: str | None, filename: str) -> str:
+    """The title a passage's indexed text names: the document's own (HTML <title>, first
+    Markdown heading…), else its file name without the extension."""
+    if title and title.strip():
+        return " ".join(title.split())
+    stem = PurePosixPath(filename.replace("\\", "/")).name
+    if "." in stem[1:]:
+        stem = stem.rsplit(".", 1)[0]
+    return " ".join(stem.replace("_", " ").split())
+
+
+def embedding_text(heading_path: Sequence[str], text: str, title: str | None = None) -> str:
+    """What the encoder and the keyword index see: the document title and the section's
+    headings give a passage its topic. The stored and displayed text stays the passage."""
+    context = list(heading_path)
+    if title and not any(_same(title, heading) for heading in context):
+        context.insert(0, title)
+    if not context:
         return text
-    return f"{HEADING_JOINER.join(heading_path)}\n{text}"
+    return f"{HEADING_JOINER.join(context)}\n{text}"
 
 
 async def embed_and_index(
@@ -33,12 +53,14 @@ async def embed_and_index(
     index: VectorIndex,
     batch_size: int,
     on_batch: Callable[[int], Awaitable[None]] | None = None,
+    title: str | None = None,
 ) -> list[Chunk]:
     """Embeds and indexes ``drafts``; returns the chunk rows for the caller to store in the
     same transaction that marks the document ready. The next batch is being embedded while
-    the current one is written to the index, so the encoder never waits for the index."""
+    the current one is written to the index, so the encoder never waits for the index.
+    ``title`` (see :func:`document_title`) heads every passage's indexed text."""
     batches = [drafts[i : i + batch_size] for i in range(0, len(drafts), batch_size)]
-    texts = [[embedding_text(d.heading_path, d.text) for d in batch] for batch in batches]
+    texts = [[embedding_text(d.heading_path, d.text, title) for d in batch] for batch in batches]
     rows: list[Chunk] = []
     upcoming = asyncio.ensure_future(_embed(embedder, texts[0])) if batches else None
     try:

@@ -77,6 +77,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         document.error = None
         await session.commit()
         data = await repository.blob(document_id)
+        common_lines = await repository.common_lines(document.collection_id)
 
     if data is None:
         if document.source != "url":
@@ -96,6 +97,8 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         parse_limits(settings),
         settings.chunk_size,
         settings.chunk_overlap,
+        common_lines,
+        services.embedder.window(),
     )
     drafts = prepared.drafts
     if not drafts:
@@ -116,6 +119,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         index=services.index,
         batch_size=settings.embedding_batch_size,
         on_batch=embedded,
+        title=prepared.title,
     )
     async with services.sessionmaker() as session:
         repository = DocumentRepository(session)
@@ -126,6 +130,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
             return
         await repository.delete_chunks(document_id)
         await repository.add_chunks(rows)
+        await repository.count_lines(current.collection_id, prepared.lines)
         current.status = DocumentStatus.READY
         current.error = None
         current.chunk_count = len(rows)

@@ -43,7 +43,7 @@ def with_sources(history: Sequence[ChatMessage], sources: Sequence[Source]) -> l
         context = (
             CITATION_INSTRUCTIONS
             + "\n\n"
-            + fence_untrusted([(f"[{s.number}] {s.label}", s.text) for s in sources])
+            + fence_untrusted([(f"[{s.number}] {s.label}", s.prompt_text) for s in sources])
         )
     else:
         context = NO_SOURCES_NOTE

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.metrics import metrics
 from onebox.core.settings import Settings
-from onebox.documents.ingestion.indexing import HEADING_JOINER, embedding_text
+from onebox.documents.ingestion.indexing import HEADING_JOINER, document_title, embedding_text
+from onebox.documents.models import Chunk
 from onebox.documents.repository import DocumentRepository
 from onebox.documents.search.rerank import rerank
 from onebox.embeddings.base import Embedder
@@ -41,6 +42,13 @@ class Source:
     snippet: str
     score: float
     flagged: bool = False
+    # What the model reads: the passage with its neighbours in the document (the citation
+    # and the snippet stay the passage's own); empty: the passage alone.
+    context: str = ""
+
+    @property
+    def prompt_text(self) -> str:
+        return self.context or self.text
 
     @property
     def label(self) -> str:
@@ -133,11 +141,22 @@ class Retriever:
         hits = [hit for hit in hits if hit.chunk_id in rows]
         if reranking and dense is not None and len(hits) > 1:
             texts = [
-                embedding_text(rows[h.chunk_id][0].heading_path or [], rows[h.chunk_id][0].text)
+                embedding_text(
+                    rows[h.chunk_id][0].heading_path or [],
+                    rows[h.chunk_id][0].text,
+                    document_title(None, rows[h.chunk_id][1].filename),
+                )
                 for h in hits
             ]
             order = await rerank(self.embedder, query, dense, texts, limit)
             hits = [hits[i] for i in order]
+        around = self.settings.retrieval_neighbours
+        repository = DocumentRepository(session)
+        neighbours = (
+            await repository.neighbours([rows[h.chunk_id][0] for h in hits if h.chunk_id in rows])
+            if around
+            else {}
+        )
         sources: list[Source] = []
         for hit in hits:
             found = rows.get(hit.chunk_id)
@@ -162,7 +181,25 @@ class Retriever:
                     snippet=snippet(verdict.text, query),
                     score=hit.score,
                     flagged=verdict.flagged,
+                    context=self._context(chunk, verdict.text, neighbours),
                 )
             )
         metrics().retrieval_latency.observe(time.perf_counter() - started)
         return sources
+
+    def _context(self, chunk: Chunk, text: str, neighbours: dict[tuple[str, int], Chunk]) -> str:
+        """The passage joined with the chunks before and after it, their overlap removed
+        (offsets into the document text); each neighbour is screened like the passage."""
+        before = neighbours.get((chunk.document_id, chunk.ordinal - 1))
+        after = neighbours.get((chunk.document_id, chunk.ordinal + 1))
+        parts = []
+        if before is not None and (screened := self.guard.screen_passage(before.text)):
+            own = max(0, min(len(screened.text), chunk.start_offset - before.start_offset))
+            if screened.text == before.text and own:
+                parts.append(before.text[:own].rstrip())
+        parts.append(text)
+        if after is not None and (screened := self.guard.screen_passage(after.text)):
+            skip = max(0, chunk.end_offset - after.start_offset)
+            if screened.text == after.text and skip < len(after.text):
+                parts.append(after.text[skip:].lstrip())
+        return "\n\n".join(part for part in parts if part) if len(parts) > 1 else ""

@@ -21,6 +21,16 @@ _CHROME = ("header", "footer")
 _CHROME_SET = frozenset(_CHROME)
 # A header or footer inside an article/main is the article's own (title, byline), not chrome.
 _CONTENT_ROOTS = frozenset({"article", "main"})
+# Chrome that is not marked with its own element: ARIA landmark roles, and class or id names
+# sites and doc generators give navigation (DocBook's navheader/navfooter, breadcrumbs,
+# sidebars, skip links, cookie banners).
+_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "search"})
+_CHROME_NAME = re.compile(
+    r"^(?:nav|navbar|navheader|navfooter|navigation|breadcrumbs?|sidebar|sphinxsidebar|"
+    r"skip-?link|cookie-?(?:banner|notice|consent)|site-(?:header|footer|nav)|toc-?sidebar)$"
+    r"|(?:^|[-_])(?:navbar|breadcrumbs?|sidebar)(?:$|[-_])",
+    re.IGNORECASE,
+)
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _LISTS = frozenset({"ul", "ol", "menu"})
 _SKIPPED = frozenset({"-comment", "-doctype", "head", "title", "img", "input", "select", "button"})
@@ -159,6 +169,35 @@ class _Walker:
                 self.walk(child)
 
 
+def _is_marked_chrome(node: LexborNode) -> bool:
+    attributes = node.attributes
+    if (attributes.get("role") or "").strip().lower() in _CHROME_ROLES:
+        return True
+    names = (attributes.get("class") or "").split() + (attributes.get("id") or "").split()
+    return any(_CHROME_NAME.search(name) for name in names)
+
+
+def _drop_marked_chrome(tree: LexborHTMLParser) -> None:
+    """Removes elements whose role, class or id says they are navigation, unless they sit
+    inside an article or main (a table of contents of the article itself is content)."""
+    if tree.body is None:
+        return
+    marked = [
+        node
+        for node in tree.body.css("[role], [class], [id]")
+        if node.tag not in ("body", "html", "main", "article") and _is_marked_chrome(node)
+    ]
+    ids = {node.mem_id for node in marked}
+    for node in marked:
+        if _has_ancestor(node, _CONTENT_ROOTS):
+            continue
+        parent, nested = node.parent, False
+        while parent is not None and not nested:
+            nested, parent = parent.mem_id in ids, parent.parent
+        if not nested:  # a nested one goes away with its marked ancestor
+            node.decompose()
+
+
 def _too_deep(name: str, limit: int) -> ParseError:
     return ParseError(
         f"{name} nests its HTML elements more than {limit} levels deep, the limit (parsing "
@@ -195,6 +234,7 @@ def parse_html(name: str, text: str, *, max_depth: int = DEFAULT_MAX_HTML_DEPTH)
             # A chrome node inside another one goes away with its ancestor.
             if not _has_ancestor(chrome, _CONTENT_ROOTS | _CHROME_SET):
                 chrome.decompose()
+        _drop_marked_chrome(tree)
         tree.strip_tags(_DROPPED, recursive=True)
         root = tree.body or tree.root
         walker = _Walker()
