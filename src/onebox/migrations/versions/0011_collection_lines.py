@@ -2,7 +2,7 @@
 chunking (documents/ingestion/boilerplate.py).
 
 Revision ID: 0011
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0006"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
