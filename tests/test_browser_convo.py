@@ -189,7 +189,8 @@ def test_presets_and_system_prompt(owner: Any, server: LiveServer, problems: Pag
     original = server.provider.stream_chat
 
     def recording(request: ChatRequest):  # type: ignore[no-untyped-def]
-        seen.append(request)
+        if request.purpose == "chat":  # not the background title requests
+            seen.append(request)
         return original(request)
 
     server.provider.stream_chat = recording  # type: ignore[method-assign]

@@ -128,7 +128,9 @@ def test_passage_snippets_show_inline_markdown(page: Any, problems: PageProblems
             const { messageRow } = await import("/static/messages.js");
             const { showRetrievedSources } = await import("/static/citations.js");
             const row = messageRow("assistant", { status: "streaming" });
-            document.getElementById("message-list").append(row);
+            const list = document.getElementById("message-list");
+            list.parentElement.classList.remove("is-empty"); // the start page hides the list
+            list.append(row);
             showRetrievedSources(row, [{ number: 1, chunk_id: "", document: "fish.md",
                                          page: null, heading: "", snippet }]);
         }""",
