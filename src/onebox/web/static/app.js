@@ -22,6 +22,8 @@ import { bindBanner, hideError, showError } from "./banner.js";
 import { autosize, bindComposer, focusComposer, updateComposer } from "./composer.js";
 import { bindDrawer, closeSidebar } from "./drawer.js";
 import { updateEmptyState } from "./messages.js";
+import { bindBranches } from "./branches.js";
+import { bindMessageActions } from "./msgactions.js";
 import { bindModelPicker, loadModels } from "./models.js";
 import { bindHistory, idFromLocation, navigate, updateTitle } from "./navigation.js";
 import { bindSidebar, loadConversations, renderSidebar, upsertConversation } from "./sidebar.js";
@@ -36,6 +38,8 @@ const el = {
 function bindEvents() {
   bindComposer();
   bindModelPicker();
+  bindMessageActions();
+  bindBranches();
   el.newChat.addEventListener("click", () => {
     hideError();
     navigate(null, { push: true });

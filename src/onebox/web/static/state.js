@@ -25,6 +25,13 @@
  */
 
 /**
+ * The owner's thumbs up or down on a reply.
+ * @typedef {object} Feedback
+ * @property {"up" | "down"} rating
+ * @property {string} comment
+ */
+
+/**
  * A stored message.
  * @typedef {object} MessageFields
  * @property {string} id
@@ -35,10 +42,12 @@
  * @property {string | null} error
  * @property {string | null} parent_id
  * @property {import("./citations.js").Source[] | null} [sources]
+ * @property {string[]} [siblings] this message and its other versions, oldest first
+ * @property {Feedback | null} [feedback]
  */
 /** @typedef {MessageFields & ReplyStats} Message */
 
-/** @typedef {Conversation & {messages?: Message[]}} ConversationDetail */
+/** @typedef {Conversation & {messages?: Message[], has_more?: boolean}} ConversationDetail */
 
 /**
  * A model the server offers (GET /api/models).
@@ -62,6 +71,7 @@
  * @property {string | null} assistantId
  * @property {boolean} stopped the user stopped it
  * @property {boolean} finished a final event (or a reconcile) has settled it
+ * @property {boolean} [keepUserRow] the question was already on screen (regenerate)
  */
 
 export const state = {
