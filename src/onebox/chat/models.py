@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from onebox.core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -50,6 +50,9 @@ class Conversation(IdMixin, TimestampMixin, Base):
     # system prompt) and sampling temperature; None: the defaults.
     system_prompt: Mapped[str | None] = mapped_column(Text, default=None)
     temperature: Mapped[float | None] = mapped_column(Float, default=None)
+    # The branch on screen: for each parent message id ("" for the roots), the child the
+    # user last chose. A parent without a choice shows its newest child.
+    branch_choices: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
 
 
 class Message(IdMixin, Base):
@@ -74,3 +77,18 @@ class Message(IdMixin, Base):
     # the documents. Each has ``used``: whether the answer cites it.
     sources: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessageFeedback(Base):
+    """The owner's thumbs up (1) or down (-1) on a reply, with an optional comment."""
+
+    __tablename__ = "message_feedback"
+
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

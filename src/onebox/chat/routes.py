@@ -11,14 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.chat.events import LoggedEvent
 from onebox.chat.generation import message_out
-from onebox.chat.models import Message
+from onebox.chat.models import Conversation, Message
 from onebox.chat.schemas import (
+    BranchChoice,
     ConversationCreate,
     ConversationDetail,
     ConversationOut,
     ConversationUpdate,
+    FeedbackIn,
+    FeedbackOut,
     Generating,
     MessageCreate,
+    MessagePage,
     SearchHitOut,
     SearchResults,
 )
@@ -33,8 +37,11 @@ from onebox.documents.service import DocumentService
 from onebox.llm.base import ChatMessage
 from onebox.llm.registry import UnknownModelError
 from onebox.state import AppState
+from onebox.users.auth import Principal
 
 router = APIRouter(prefix="/api/conversations", tags=["chat"])
+
+PAGE_SIZE = 50  # messages per page of the branch shown
 
 
 def _canonical_model(state: AppState, name: str | None) -> str | None:
@@ -119,19 +126,74 @@ async def create_conversation(
 async def get_conversation(
     conversation_id: str, session: SessionDep, user_id: CurrentUserId, state: StateDep
 ) -> ConversationDetail:
+    """The conversation with the newest page of the branch shown."""
     service = ChatService(session)
     conversation = await service.get_conversation(user_id, conversation_id)
-    messages = await service.list_messages(conversation)
+    page = await service.path_page(user_id, conversation, before=None, limit=PAGE_SIZE)
     running = await state.generations.in_flight(conversation.id)
-    return ConversationDetail.model_validate(
-        {
-            **ConversationOut.model_validate(conversation).model_dump(),
-            "messages": [message_out(message) for message in messages],
-            "generating": Generating(message_id=running.message_id, parent_id=running.parent_id)
-            if running and running.message_id
-            else None,
-        }
+    return ConversationDetail(
+        **ConversationOut.model_validate(conversation).model_dump(),
+        messages=page.items,
+        has_more=page.has_more,
+        generating=Generating(message_id=running.message_id, parent_id=running.parent_id)
+        if running and running.message_id
+        else None,
     )
+
+
+@router.get("/{conversation_id}/messages", response_model=MessagePage)
+async def list_messages(
+    conversation_id: str,
+    session: SessionDep,
+    user_id: CurrentUserId,
+    before: str | None = Query(
+        default=None, max_length=36, description="A message id: the page before it"
+    ),
+    limit: int = Query(default=PAGE_SIZE, ge=1, le=200),
+) -> MessagePage:
+    """A page of the branch shown, newest pages first; each message lists its siblings."""
+    service = ChatService(session)
+    conversation = await service.get_conversation(user_id, conversation_id)
+    return await service.path_page(user_id, conversation, before=before, limit=limit)
+
+
+@router.put("/{conversation_id}/branch", response_model=MessagePage)
+async def choose_branch(
+    conversation_id: str, body: BranchChoice, session: SessionDep, user_id: CurrentUserId
+) -> MessagePage:
+    """Shows the branch through ``message_id`` (remembered); answers its newest page."""
+    service = ChatService(session)
+    conversation = await service.get_conversation(user_id, conversation_id)
+    await service.choose_branch(conversation, body.message_id)
+    page = await service.path_page(user_id, conversation, before=None, limit=PAGE_SIZE)
+    await session.commit()
+    return page
+
+
+@router.put("/{conversation_id}/messages/{message_id}/feedback", response_model=FeedbackOut)
+async def set_feedback(
+    conversation_id: str,
+    message_id: str,
+    body: FeedbackIn,
+    session: SessionDep,
+    user_id: CurrentUserId,
+) -> FeedbackOut:
+    service = ChatService(session)
+    conversation = await service.get_conversation(user_id, conversation_id)
+    feedback = await service.set_feedback(user_id, conversation, message_id, body)
+    await session.commit()
+    return feedback
+
+
+@router.delete("/{conversation_id}/messages/{message_id}/feedback", status_code=204)
+async def clear_feedback(
+    conversation_id: str, message_id: str, session: SessionDep, user_id: CurrentUserId
+) -> Response:
+    service = ChatService(session)
+    conversation = await service.get_conversation(user_id, conversation_id)
+    await service.clear_feedback(user_id, conversation, message_id)
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.patch("/{conversation_id}", response_model=ConversationOut)
@@ -185,8 +247,49 @@ async def post_message(
     principal: CurrentPrincipal,
     state: StateDep,
 ) -> StreamingResponse:
-    """Store the user's message, then stream the reply as Server-Sent Events."""
+    """Store the user's message, then stream the reply as Server-Sent Events. With
+    ``edit_of`` the message is a new version of an earlier one (a new branch)."""
     conversation = await ChatService(session).get_conversation(principal.user_id, conversation_id)
+    return await _reply_stream(
+        request, session, principal, state, conversation,
+        messages=[ChatMessage("user", body.content)],
+        parent_id=body.parent_id, edit_of=body.edit_of,
+    )  # fmt: skip
+
+
+@router.post(
+    "/{conversation_id}/messages/{message_id}/regenerate",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def regenerate(
+    conversation_id: str,
+    message_id: str,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    state: StateDep,
+) -> StreamingResponse:
+    """A new reply to the user message that reply ``message_id`` answered (or to user
+    message ``message_id``), stored as a sibling and shown; streamed like a new message."""
+    conversation = await ChatService(session).get_conversation(principal.user_id, conversation_id)
+    return await _reply_stream(
+        request, session, principal, state, conversation, messages=[], reuse=message_id
+    )
+
+
+async def _reply_stream(
+    request: Request,
+    session: SessionDep,
+    principal: Principal,
+    state: AppState,
+    conversation: Conversation,
+    *,
+    messages: list[ChatMessage],
+    parent_id: str | None = None,
+    edit_of: str | None = None,
+    reuse: str | None = None,
+) -> StreamingResponse:
     if not await state.generations.claim(conversation.id):
         raise ConflictError("A reply is already being generated in this conversation")
     try:
@@ -201,13 +304,15 @@ async def post_message(
             TurnRequest(
                 caller=principal,
                 model=entry,
-                messages=[ChatMessage("user", body.content)],
+                messages=messages,
                 door="ui",
                 ip=state.limits.client_ip(
                     request.client.host if request.client else None, request.headers
                 ),
                 conversation=conversation,
-                parent_id=body.parent_id,
+                parent_id=parent_id,
+                edit_of=edit_of,
+                reuse_message_id=reuse,
                 audit_target=conversation.id,
             ),
         )

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -75,7 +75,12 @@ class MessageCreate(BaseModel):
     content: Text
     parent_id: Text | None = Field(
         default=None,
-        description="Reply under this message (edits branch); defaults to the newest message",
+        description="Reply under this message; defaults to the last message of the branch shown",
+    )
+    edit_of: Text | None = Field(
+        default=None,
+        description="A new version of this user message: stored as its sibling (a new "
+        "branch), answered, and shown",
     )
 
 
@@ -113,8 +118,44 @@ class Generating(BaseModel):
     parent_id: str = Field(description="The user message it answers")
 
 
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal["up", "down"]
+    comment: Text = Field(default="", max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    rating: Literal["up", "down"]
+    comment: str
+    updated_at: datetime
+
+
+class PathMessageOut(MessageOut):
+    siblings: list[str] = Field(
+        default_factory=list,
+        description="This message and the other versions under the same parent (edits, "
+        "regenerations), oldest first; its position among them is its index",
+    )
+    feedback: FeedbackOut | None = None
+
+
+class MessagePage(BaseModel):
+    items: list[PathMessageOut] = Field(description="Messages of the branch shown, oldest first")
+    has_more: bool = Field(description="Whether older messages precede this page")
+
+
+class BranchChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: Text = Field(description="Show the branch through this message")
+
+
 class ConversationDetail(ConversationOut):
-    messages: list[MessageOut]
+    messages: list[PathMessageOut] = Field(
+        description="The newest page of the branch shown (older pages: GET .../messages)"
+    )
+    has_more: bool = False
     generating: Generating | None = Field(
         default=None,
         description="The reply still being generated, if any: follow it with "

@@ -7,13 +7,20 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from onebox.chat.models import Conversation, Message, MessageStatus, Role
+from onebox.chat.branches import ROOT, MessageTree, page_before
+from onebox.chat.models import Conversation, Message, MessageFeedback, MessageStatus, Role
 from onebox.chat.repository import ChatRepository
-from onebox.chat.schemas import ConversationUpdate
+from onebox.chat.schemas import (
+    ConversationUpdate,
+    FeedbackIn,
+    FeedbackOut,
+    MessagePage,
+    PathMessageOut,
+)
 from onebox.chat.search import ConversationSearch, SearchHit, parse_query
 from onebox.chat.titles import title_from
 from onebox.core.db import utcnow
-from onebox.core.errors import BadRequestError, NotFoundError
+from onebox.core.errors import BadRequestError, ConflictError, NotFoundError
 from onebox.guard import clean_text
 from onebox.llm.base import ChatMessage
 
@@ -130,7 +137,10 @@ class ChatService:
         *,
         parent_id: str | None,
         max_chars: int,
+        edit_of: str | None = None,
     ) -> Message:
+        """Stores a user message under ``parent_id`` (default: the end of the branch shown)
+        or, with ``edit_of``, beside that user message; the new message's branch is shown."""
         text = clean_text(content)
         if not text.strip():
             raise BadRequestError("content must not be empty", param="content")
@@ -138,24 +148,130 @@ class ChatService:
             raise BadRequestError(
                 f"content is {len(text)} characters; the limit is {max_chars}", param="content"
             )
-        if parent_id is not None:
+        if edit_of is not None:
+            if parent_id is not None:
+                raise BadRequestError("give parent_id or edit_of, not both", param="edit_of")
+            edited = await self.repository.get_message(conversation.id, edit_of)
+            if edited is None or edited.role != Role.USER:
+                raise NotFoundError(
+                    f"User message {edit_of!r} not found in this conversation", param="edit_of"
+                )
+            parent_id = edited.parent_id
+        elif parent_id is not None:
             parent = await self.repository.get_message(conversation.id, parent_id)
             if parent is None:
                 raise NotFoundError(
                     f"Message {parent_id!r} not found in this conversation", param="parent_id"
                 )
         else:
-            latest = await self.repository.latest_message(conversation.id)
-            parent_id = latest.id if latest else None
+            path = (await self.tree(conversation)).active_path(conversation.branch_choices)
+            parent_id = path[-1] if path else None
         message = Message(
             conversation_id=conversation.id, parent_id=parent_id, role=Role.USER, content=text
         )
         await self.repository.add(message)
+        await self.choose(conversation, parent_id or ROOT, message.id)
         if not conversation.title:
             conversation.title = title_from(text)
         conversation.updated_at = utcnow()
         await self.repository.session.flush()
         return message
+
+    async def regeneration_source(self, conversation: Conversation, message_id: str) -> Message:
+        """The user message a new reply answers: the parent of reply ``message_id``, or
+        ``message_id`` itself when it is a user message."""
+        message = await self.repository.get_message(conversation.id, message_id)
+        if message is None:
+            raise NotFoundError(f"Message {message_id!r} not found in this conversation")
+        if message.role == Role.USER:
+            return message
+        parent = (
+            await self.repository.get_message(conversation.id, message.parent_id)
+            if message.parent_id
+            else None
+        )
+        if message.role != Role.ASSISTANT or parent is None or parent.role != Role.USER:
+            raise BadRequestError("This message does not answer a user message; nothing to redo")
+        return parent
+
+    # -- branches -----------------------------------------------------------------------
+
+    async def tree(self, conversation: Conversation) -> MessageTree:
+        return MessageTree(await self.repository.message_links(conversation.id))
+
+    async def choose(self, conversation: Conversation, parent_key: str, child_id: str) -> None:
+        """Shows ``child_id`` under ``parent_key`` from now on."""
+        choices = dict(conversation.branch_choices or {})
+        if choices.get(parent_key) == child_id:
+            return
+        choices[parent_key] = child_id
+        await self.repository.save_branch_choices(conversation, choices)
+
+    async def choose_branch(self, conversation: Conversation, message_id: str) -> None:
+        tree = await self.tree(conversation)
+        if message_id not in tree:
+            raise NotFoundError(
+                f"Message {message_id!r} not found in this conversation", param="message_id"
+            )
+        await self.choose(conversation, tree.parent_key(message_id), message_id)
+
+    async def path_page(
+        self, user_id: str, conversation: Conversation, *, before: str | None, limit: int
+    ) -> MessagePage:
+        """A page of the branch shown, newest first by pages (oldest first within one),
+        each message with its siblings and the caller's feedback."""
+        tree = await self.tree(conversation)
+        path = tree.active_path(conversation.branch_choices)
+        if before is not None and before not in path:
+            if before not in tree:
+                raise NotFoundError(
+                    f"Message {before!r} not found in this conversation", param="before"
+                )
+            raise ConflictError("That message is no longer on the branch shown; reload it")
+        ids, has_more = page_before(path, before, limit)
+        rows = await self.repository.messages_by_id(conversation.id, ids)
+        feedback = await self.repository.feedback_for(user_id, ids)
+        items = []
+        for message_id in ids:
+            item = PathMessageOut.model_validate(rows[message_id])
+            item.siblings = tree.siblings(message_id)
+            if (given := feedback.get(message_id)) is not None:
+                item.feedback = feedback_out(given)
+            items.append(item)
+        return MessagePage(items=items, has_more=has_more)
+
+    # -- feedback -----------------------------------------------------------------------
+
+    async def _reply(self, conversation: Conversation, message_id: str) -> Message:
+        message = await self.repository.get_message(conversation.id, message_id)
+        if message is None:
+            raise NotFoundError(f"Message {message_id!r} not found in this conversation")
+        if message.role != Role.ASSISTANT:
+            raise BadRequestError("Only replies take feedback", param="message_id")
+        return message
+
+    async def set_feedback(
+        self, user_id: str, conversation: Conversation, message_id: str, body: FeedbackIn
+    ) -> FeedbackOut:
+        await self._reply(conversation, message_id)
+        rating = 1 if body.rating == "up" else -1
+        comment = clean_text(body.comment).strip()
+        existing = (await self.repository.feedback_for(user_id, [message_id])).get(message_id)
+        if existing is None:
+            existing = MessageFeedback(
+                message_id=message_id, user_id=user_id, rating=rating, comment=comment
+            )
+            await self.repository.add(existing)
+        else:
+            existing.rating, existing.comment, existing.updated_at = rating, comment, utcnow()
+            await self.repository.session.flush()
+        return feedback_out(existing)
+
+    async def clear_feedback(
+        self, user_id: str, conversation: Conversation, message_id: str
+    ) -> None:
+        await self._reply(conversation, message_id)
+        await self.repository.delete_feedback(user_id, message_id)
 
     async def history_for(
         self, conversation: Conversation, leaf: Message, system_prompt: str
@@ -176,3 +292,9 @@ class ChatService:
             if message.role in (Role.USER, Role.ASSISTANT):
                 history.append(ChatMessage(message.role, message.content))  # type: ignore[arg-type]
         return history
+
+
+def feedback_out(row: MessageFeedback) -> FeedbackOut:
+    return FeedbackOut(
+        rating="up" if row.rating > 0 else "down", comment=row.comment, updated_at=row.updated_at
+    )

@@ -107,6 +107,10 @@ class TurnRequest:
     collections: Sequence[str] | None = None
     conversation: Conversation | None = None
     parent_id: str | None = None
+    edit_of: str | None = None  # a new version of this user message (a sibling of it)
+    # Regenerate: answer this stored user message again (``messages`` is then empty); the
+    # new reply becomes a sibling of the earlier ones and is shown.
+    reuse_message_id: str | None = None
     passages: int | None = None  # how many to retrieve; None: the deployment's setting
     audit_target: str = ""
     limits: Sequence[Check] = ()  # rate-limit subjects the door adds (the widget's visitor)
@@ -291,6 +295,7 @@ class Turns:
         messages = await self._guard_input(request)
         params = generation_params(entry, self.settings, request.overrides)
         user_message = None
+        chat: ChatService | None = None
         conversation = request.conversation
         # The conversation's own temperature, unless the request names one.
         if (
@@ -302,10 +307,15 @@ class Turns:
         if conversation is not None:
             assert session is not None
             chat = ChatService(session)
-            user_message = await chat.add_user_message(
-                conversation, messages[-1].content, parent_id=request.parent_id,
-                max_chars=self.settings.max_message_chars,
-            )  # fmt: skip
+            if request.reuse_message_id is not None:
+                user_message = await chat.regeneration_source(
+                    conversation, request.reuse_message_id
+                )
+            else:
+                user_message = await chat.add_user_message(
+                    conversation, messages[-1].content, parent_id=request.parent_id,
+                    max_chars=self.settings.max_message_chars, edit_of=request.edit_of,
+                )  # fmt: skip
             history = await chat.history_for(
                 conversation,
                 user_message,
@@ -338,6 +348,10 @@ class Turns:
             user_message=user_message,
             meter=GenerationMeter(started=arrived),  # latencies count from the request
         )
+        if chat is not None and conversation is not None and request.reuse_message_id is not None:
+            assert user_message is not None
+            # The new reply is shown as soon as it is stored.
+            await chat.choose(conversation, user_message.id, turn.message_id)
         turn.admission = await self.limits.admit(
             caller, request.ip, estimated_tokens=turn.prompt_tokens(), extra=request.limits
         )

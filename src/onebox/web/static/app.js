@@ -24,6 +24,8 @@ import { bindAttachments } from "./attach.js";
 import { bindShortcuts } from "./shortcuts.js";
 import { bindDrawer, closeSidebar } from "./drawer.js";
 import { updateEmptyState } from "./messages.js";
+import { bindBranches } from "./branches.js";
+import { bindMessageActions } from "./msgactions.js";
 import { bindModelPicker, loadModels } from "./models.js";
 import { initConversationMenu } from "./convomenu.js";
 import { bindHistory, idFromLocation, navigate, updateTitle } from "./navigation.js";
@@ -50,6 +52,8 @@ function bindEvents() {
   bindAttachments();
   bindShortcuts();
   bindModelPicker();
+  bindMessageActions();
+  bindBranches();
   el.newChat.addEventListener("click", () => {
     hideError();
     navigate(null, { push: true });

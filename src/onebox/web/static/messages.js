@@ -10,7 +10,10 @@
 
 import { copyText, h } from "./core.js";
 import { applySources } from "./citations.js";
+import { startView } from "./branches.js";
+import { decorateRow } from "./msgactions.js";
 import { state } from "./state.js";
+import { resetWindow, rowsFor } from "./vlist.js";
 
 /** @typedef {import("./state.js").Message} Message */
 /** @typedef {import("./state.js").ReplyStats} ReplyStats */
@@ -47,12 +50,14 @@ export function appendMessages(...rows) {
 }
 
 export function clearMessages() {
+  resetWindow();
   el.messages.replaceChildren();
 }
 
 /** An empty, busy list while a conversation loads (finishLoading ends it). */
 export function startLoading() {
   el.scroller.setAttribute("aria-busy", "true");
+  resetWindow();
   el.messages.replaceChildren();
   el.emptyState.hidden = true;
 }
@@ -108,6 +113,8 @@ export function enhanceRenderedHtml(root) {
   }
 }
 
+let statsIds = 0;
+
 /**
  * Builds one message row. Parts are looked up later by class.
  * @param {"user" | "assistant"} role
@@ -115,9 +122,26 @@ export function enhanceRenderedHtml(root) {
  */
 export function messageRow(role, { id, status } = {}) {
   const body = h("div", { className: "message-body", dataset: { testid: "message-body" } });
+  const actions = h("div", {
+    className: "message-actions",
+    attrs: { role: "toolbar", "aria-label": role === "user" ? "Your message" : "Reply" },
+  });
+  if (role === "assistant") {
+    // Model, tokens and timings: a tooltip on a small button (hover or keyboard focus).
+    const tipId = `stats-${++statsIds}`;
+    actions.append(
+      h("button", {
+        className: "stats-info",
+        text: "i",
+        attrs: { type: "button", "aria-label": "Reply details", "aria-describedby": tipId, hidden: "" },
+        dataset: { testid: "stats-info" },
+      }),
+      h("span", { className: "message-stats", attrs: { role: "tooltip", id: tipId } }),
+    );
+  }
   const meta = h("div", { className: "message-meta" }, [
     h("span", { className: "message-marker", attrs: { hidden: "" } }),
-    h("span", { className: "message-stats" }),
+    actions,
   ]);
   const error = h("div", { className: "message-error", attrs: { role: "status", hidden: "" } });
   const content = h("div", { className: "message-content" }, [body, error, meta]);
@@ -139,7 +163,7 @@ export function messageRow(role, { id, status } = {}) {
 
 /**
  * @param {Element} row
- * @param {"body" | "marker" | "stats" | "error"} name
+ * @param {"body" | "marker" | "stats" | "error" | "actions" | "content"} name
  */
 export const part = (row, name) => /** @type {HTMLElement} */ (row.querySelector(`.message-${name}`));
 
@@ -201,7 +225,15 @@ function formatStats(stats) {
  * @param {ReplyStats | null | undefined} stats
  */
 export function setStats(row, stats) {
-  part(row, "stats").textContent = formatStats(stats);
+  const tip = part(row, "stats");
+  if (!tip) return;
+  const text = formatStats(stats);
+  tip.textContent = text;
+  const button = /** @type {HTMLElement | null} */ (row.querySelector(".stats-info"));
+  if (button) {
+    button.hidden = !text;
+    button.title = text;
+  }
 }
 
 /**
@@ -238,16 +270,18 @@ export function applyAssistantMessage(row, message, errorText) {
   else body.hidden = false;
   setStats(row, message);
   row.dataset.status = status;
+  decorateRow(row, message);
 }
 
 /** @param {Message} message */
-function renderMessage(message) {
+export function renderMessage(message) {
   const row = messageRow(message.role === "user" ? "user" : "assistant", {
     id: message.id,
     status: message.status,
   });
   if (message.role === "user") {
     setPlainText(row, message.content);
+    decorateRow(row, message);
   } else {
     applyAssistantMessage(row, message);
   }
@@ -255,45 +289,22 @@ function renderMessage(message) {
 }
 
 /**
- * The branch that ends at the newest message (edits create branches).
- * @param {Message[]} messages
- */
-function activeBranch(messages) {
-  if (messages.length < 2) return messages;
-  const byId = new Map(messages.map((m) => [m.id, m]));
-  const branch = [];
-  /** @type {Message | null | undefined} */
-  let current = messages[messages.length - 1];
-  const seen = new Set();
-  while (current && !seen.has(current.id)) {
-    seen.add(current.id);
-    branch.push(current);
-    current = current.parent_id ? byId.get(current.parent_id) : null;
-  }
-  // A broken chain (parent not returned) would hide history: show everything instead.
-  if (current === undefined) return messages;
-  return branch.reverse();
-}
-
-/**
- * Shows a whole conversation; a reply still streaming in it keeps its live rows.
+ * Shows a conversation's newest page of the branch shown; a reply still streaming in it
+ * keeps its live rows. Only the rows near the bottom are built now (vlist.js).
  * @param {import("./state.js").ConversationDetail} detail
  */
 export function renderConversation(detail) {
-  const fragment = document.createDocumentFragment();
+  resetWindow();
   const stream = state.streams.get(detail.id);
-  const messages = activeBranch(detail.messages || []);
-  const ids = new Set();
-  for (const message of messages) {
-    if (stream && message.id === stream.assistantId) continue; // the live row shows it
-    ids.add(message.id);
-    fragment.append(renderMessage(message));
-  }
+  const messages = (detail.messages || []).filter((m) => !stream || m.id !== stream.assistantId);
+  const rows = rowsFor(messages, renderMessage, { buildLast: true });
+  const ids = new Set(messages.map((m) => m.id));
   if (stream) {
-    if (!stream.userMessageId || !ids.has(stream.userMessageId)) fragment.append(stream.userRow);
-    fragment.append(stream.assistantRow);
+    if (!stream.userMessageId || !ids.has(stream.userMessageId)) rows.push(stream.userRow);
+    rows.push(stream.assistantRow);
   }
-  el.messages.replaceChildren(fragment);
+  el.messages.replaceChildren(...rows);
   updateEmptyState();
   scrollToBottom();
+  startView(detail.id, messages, Boolean(detail.has_more));
 }

@@ -37,11 +37,13 @@ import { getEvents, postForEvents, readEvents } from "./stream.js";
  * (when that conversation is on screen). streamReply() then fills them.
  * @param {string} conversationId
  * @param {string} text
+ * @param {{userRow?: HTMLElement | null}} [options] `userRow`: a question already on
+ *   screen, answered again (regenerate)
  * @returns {Reply}
  */
-export function startReply(conversationId, text) {
-  const userRow = messageRow("user", { status: "complete" });
-  setPlainText(userRow, text);
+export function startReply(conversationId, text, { userRow: shownUserRow = null } = {}) {
+  const userRow = shownUserRow || messageRow("user", { status: "complete" });
+  if (!shownUserRow) setPlainText(userRow, text);
   const assistantRow = messageRow("assistant", { status: "streaming" });
   const body = part(assistantRow, "body");
   body.classList.add("plain", "streaming");
@@ -59,11 +61,13 @@ export function startReply(conversationId, text) {
     stopped: false,
     finished: false,
     lastEventId: 0,
+    keepUserRow: Boolean(shownUserRow),
   };
   state.streams.set(conversationId, stream);
 
   if (state.currentId === conversationId) {
-    appendMessages(userRow, assistantRow);
+    if (shownUserRow) appendMessages(assistantRow);
+    else appendMessages(userRow, assistantRow);
     updateEmptyState();
     scrollToBottom();
   }
@@ -76,19 +80,25 @@ export function startReply(conversationId, text) {
  * @param {Reply} stream
  * @param {string} text
  * @param {() => void} restoreText
+ * @param {{path?: string, body?: unknown}} [request] another door than a new message
+ *   (regenerate, edit): its path and body
  */
-export async function streamReply(stream, text, restoreText) {
+export async function streamReply(stream, text, restoreText, request = {}) {
   const { conversationId, userRow, assistantRow } = stream;
   const visible = () => state.currentId === conversationId;
   const discardRows = () => {
-    userRow.remove();
+    if (!stream.keepUserRow) userRow.remove();
     assistantRow.remove();
     updateEmptyState();
   };
 
   let response;
   try {
-    response = await postForEvents(`${conversationPath(conversationId)}/messages`, { content: text }, stream.controller.signal);
+    response = await postForEvents(
+      request.path || `${conversationPath(conversationId)}/messages`,
+      request.body || { content: text },
+      stream.controller.signal,
+    );
   } catch (error) {
     state.streams.delete(conversationId);
     discardRows();
@@ -370,4 +380,10 @@ function finishStream(stream) {
   updateComposer();
   renderSidebar();
   if (state.currentId === stream.conversationId) focusComposerIfIdle();
+  // branches.js gives the new rows their toolbars and versions.
+  document.dispatchEvent(
+    new CustomEvent("onebox:reply-finished", {
+      detail: { conversationId: stream.conversationId, assistantId: stream.assistantId },
+    }),
+  );
 }

@@ -27,6 +27,13 @@
  */
 
 /**
+ * The owner's thumbs up or down on a reply.
+ * @typedef {object} Feedback
+ * @property {"up" | "down"} rating
+ * @property {string} comment
+ */
+
+/**
  * A stored message.
  * @typedef {object} MessageFields
  * @property {string} id
@@ -37,6 +44,8 @@
  * @property {string | null} error
  * @property {string | null} parent_id
  * @property {import("./citations.js").Source[] | null} [sources]
+ * @property {string[]} [siblings] this message and its other versions, oldest first
+ * @property {Feedback | null} [feedback]
  */
 /** @typedef {MessageFields & ReplyStats} Message */
 
@@ -45,7 +54,7 @@
  * @typedef {{message_id: string, parent_id: string}} Generating
  */
 
-/** @typedef {Conversation & {messages?: Message[], generating?: Generating | null}} ConversationDetail */
+/** @typedef {Conversation & {messages?: Message[], generating?: Generating | null, has_more?: boolean}} ConversationDetail */
 
 /**
  * A model the server offers (GET /api/models).
@@ -71,6 +80,7 @@
  * @property {boolean} stopped the user stopped it
  * @property {boolean} finished a final event (or a reconcile) has settled it
  * @property {number} lastEventId the id of the last event received (resumes the stream)
+ * @property {boolean} [keepUserRow] the question was already on screen (regenerate)
  */
 
 export const state = {
