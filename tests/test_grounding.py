@@ -107,7 +107,9 @@ async def test_attribution_links_each_sentence_to_its_passage(
     ]
     stored = sources_with_links(SOURCES, links, grounding, abstained=False)
     assert [s["used"] for s in stored] == [True, True, False]
-    assert stored[1]["sentences"] == ["Deleted backups are kept for 28 days before they are purged."]
+    assert stored[1]["sentences"] == [
+        "Deleted backups are kept for 28 days before they are purged."
+    ]
     assert "28 days" in stored[1]["support"]
     assert "support" not in stored[0]
 
@@ -132,12 +134,14 @@ async def test_slow_models_read_trimmed_passages(embedder: SentenceTransformerEm
     ]
     grounding = await ground(embedder, "How long are deleted backups kept?", sources)
     kept, narrowed = budget_passages(sources, grounding, 150)
-    assert kept[0].document == "backups.md" and kept[0].number == 1
+    assert kept[0].document == "backups.md"
+    assert kept[0].number == 1
     assert "28 days" in kept[0].text
     assert sum(len(s.text) for s in kept) < 1000
     assert [s.number for s in narrowed.support] == [1]
     whole, same = budget_passages(sources, grounding, None)
-    assert whole == sources and same is grounding
+    assert whole == sources
+    assert same is grounding
 
 
 def test_the_budget_follows_the_measured_speed() -> None:
@@ -156,4 +160,5 @@ def test_the_budget_follows_the_measured_speed() -> None:
     full = count(with_sources(history, sources, style="brief"))
     assert passage_budget(count, history, sources, "brief", full) is None
     budget = passage_budget(count, history, sources, "brief", full // 2)
-    assert budget is not None and 0 < budget < full // 2
+    assert budget is not None
+    assert 0 < budget < full // 2

@@ -36,6 +36,8 @@ from onebox.documents.search.answering import (
 )
 from onebox.documents.search.grounding import (
     ABSTAIN_TEXT,
+    CALIBRATED_EMBEDDER,
+    CALIBRATED_THRESHOLD,
     Grounding,
     Link,
     attribute,
@@ -425,12 +427,17 @@ class Turns:
         if sources:
             grounding = await ground(self.retriever.embedder, retrieval_query(history), sources)
         searched = request.collections is None or bool(request.collections)
-        threshold = self.settings.grounding_abstain_below
+        threshold = abstain_threshold(self.settings)
         best = grounding.best if grounding is not None else 0.0
         if searched and threshold > 0 and best < threshold:
             return history, sources, grounding, True
         style = "citations"
-        if sources and grounding is not None and entry.provider.capabilities.local:
+        slow = (
+            sources and grounding is not None and entry.provider.capabilities.local
+            and self._passage_budget(entry, history, sources, style) is not None
+        )  # fmt: skip
+        if slow and grounding is not None:
+            # Too much for this model to read in time: short instructions, cut passages.
             style = self.settings.grounding_prompt
             budget = self._passage_budget(entry, history, sources, style)
             sources, grounding = budget_passages(sources, grounding, budget)
@@ -569,6 +576,17 @@ class Turns:
                 return merged
 
         return await asyncio.shield(save())
+
+
+def abstain_threshold(settings: Settings) -> float:
+    """The configured threshold, else the calibrated one where it applies: scores are only
+    comparable with the embedder they were calibrated on."""
+    if settings.grounding_abstain_below is not None:
+        return settings.grounding_abstain_below
+    calibrated = settings.embedding_provider == "local" and (
+        settings.embedding_model == CALIBRATED_EMBEDDER
+    )
+    return CALIBRATED_THRESHOLD if calibrated else 0.0
 
 
 def _first(*values: float | None) -> float:

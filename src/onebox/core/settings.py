@@ -210,13 +210,14 @@ class Settings(BaseSettings):
         description="Weight of keyword (BM25) ranks against dense ones (1.0) in the fusion",
     )
     rerank: bool = Field(default=False, description="Rerank fused candidates (cross-scoring)")
-    grounding_abstain_below: float = Field(
-        default=0.55,
+    grounding_abstain_below: float | None = Field(
+        default=None,
         ge=0,
         le=2,
         description='Answer "I couldn\'t find this in your documents" without calling the '
-        "model when the best passage sentence scores below this (cosine + term overlap; "
-        "calibrated by bench/bench_answers.py); 0 never abstains",
+        "model when the best passage sentence scores below this (cosine + term overlap); "
+        "unset: the threshold bench/bench_answers.py calibrated for the local "
+        "all-MiniLM-L6-v2, and no abstention with other embedders; 0 never abstains",
     )
     grounding_first_token_seconds: float = Field(
         default=2.0,

@@ -33,6 +33,10 @@ ATTRIBUTION_MIN = 0.5  # an answer sentence scoring below this leans on no passa
 MIN_SENTENCE_WORDS = 3
 MAX_SENTENCE_CHARS = 400
 ABSTAIN_TEXT = "I couldn't find this in your documents."
+# Below this best-sentence score the documents do not answer: calibrated on the tuning half
+# of bench/bench_answers.py (answerable and unanswerable questions) for this embedder.
+CALIBRATED_EMBEDDER = "all-MiniLM-L6-v2"
+CALIBRATED_THRESHOLD = 0.55
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#•]|\s*\d+[.)])")
 _WORD = re.compile(r"[A-Za-z0-9_]{3,}")
