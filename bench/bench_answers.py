@@ -46,6 +46,7 @@ from onebox.documents.ingestion.parsing import parse_document
 from onebox.documents.search.answering import passage_budget, with_sources
 from onebox.documents.search.grounding import (
     ABSTAIN_TEXT,
+    CALIBRATED_THRESHOLD,
     Grounding,
     attribute,
     budget_passages,
@@ -104,7 +105,8 @@ SHORT_ANSWERS: dict[str, tuple[str, ...]] = {
     "Which older command-line option parser": ("optparse",),
     "What should I use to make a password-reset link token": ("token_urlsafe", "secrets"),
 }
-SAMPLE_UNANSWERABLE = 6
+SAMPLE_ANSWERABLE = int(os.environ.get("ONEBOX_BENCH_SAMPLE", "14"))
+SAMPLE_UNANSWERABLE = max(2, SAMPLE_ANSWERABLE // 2)
 ABSTAIN_PHRASES = ("couldn't find", "could not find", "do not cover", "don't cover", "not covered")
 
 
@@ -218,9 +220,8 @@ async def _model_sample(
     speeds = PrefillSpeeds(prior=settings.grounding_prefill_prior)
     params = GenerationParams(max_tokens=MAX_TOKENS, temperature=0.0, top_p=1.0, seed=7)
     system = ChatMessage("system", settings.system_prompt)
-    sample = [c for c in cases if c.short] + [c for c in cases if not c.document][
-        :SAMPLE_UNANSWERABLE
-    ]
+    sample = [c for c in cases if c.short][:SAMPLE_ANSWERABLE]
+    sample += [c for c in cases if not c.document][:SAMPLE_UNANSWERABLE]
     results: dict[str, Any] = {}
     try:
         await _generate(provider, [system, ChatMessage("user", "Hello")], params)  # warm-up
@@ -263,7 +264,10 @@ async def _answer(
         ChatMessage("system", settings.system_prompt), ChatMessage("user", case.text)
     ]  # fmt: skip
     sources, grounding = case.sources, case.grounding
-    row: dict[str, Any] = {"question": case.text, "answerable": bool(case.document)}
+    row: dict[str, Any] = {
+        "question": case.text, "answerable": bool(case.document),
+        "best": round(grounding.best, 4), "variant": variant,
+    }  # fmt: skip
     if variant != "today" and grounding.best < threshold:
         row.update(answer=ABSTAIN_TEXT, first_token_ms=case.support_ms, prompt_tokens=0,
                    passages=0, abstained=True, used=[])  # fmt: skip
@@ -327,9 +331,17 @@ def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def _measure(quick: bool) -> dict[str, Any]:
+async def _measure(quick: bool, model_only: bool = False) -> dict[str, Any]:
+    """``model_only``: just the model sample, on the sample's documents and as many others
+    (a smaller index: quicker to build; the threshold is the calibrated constant)."""
     files = documents()
     cases = _cases()
+    if model_only:
+        wanted = [c for c in cases if c.short][:SAMPLE_ANSWERABLE]
+        names = {c.document for c in wanted}
+        others = [f for f in files if f[0] not in names][: len(names)]
+        files = [f for f in files if f[0] in names] + others
+        cases = wanted + [c for c in cases if not c.document][:SAMPLE_UNANSWERABLE]
     with tempfile.TemporaryDirectory(prefix="onebox-bench-answers-") as directory:
         settings = Settings(_env_file=None, data_dir=Path(directory) / "data")  # type: ignore[call-arg]
         embedder = build_embedder(settings, None)  # type: ignore[arg-type]  # local: no HTTP
@@ -355,6 +367,12 @@ async def _measure(quick: bool) -> dict[str, Any]:
             cases[0].sources.clear()
             for case in cases:
                 await _search(embedder, index, chunks, settings, case)
+            if model_only:
+                return {
+                    "documents": len(files), "chunks": len(chunks),
+                    "threshold": CALIBRATED_THRESHOLD,
+                    "model": await _model_sample(embedder, cases, CALIBRATED_THRESHOLD, settings),
+                }  # fmt: skip
             tune = [c for c in cases if c.half == "tune"]
             report = [c for c in cases if c.half == "report"]
             threshold = _calibrate(tune)
