@@ -382,7 +382,8 @@ async def _measure(quick: bool, model_only: bool = False) -> dict[str, Any]:
             threshold = _calibrate(tune)
             results: dict[str, Any] = {
                 "documents": len(files), "chunks": len(chunks),
-                "questions": {"answerable": len(QUESTIONS), "unanswerable": len(UNANSWERABLE)},
+                "questions": {"answerable": sum(bool(c.document) for c in cases),
+                              "unanswerable": sum(not c.document for c in cases)},
                 "top_k": settings.retrieval_top_k, "threshold": threshold,
                 "support_ms": {
                     "median": round(statistics.median(c.support_ms for c in cases), 1),

@@ -232,7 +232,7 @@ class Settings(BaseSettings):
         description="Local models: prompt tokens per second assumed until measured",
     )
     grounding_prompt: Literal["citations", "brief", "quote"] = Field(
-        default="quote",
+        default="brief",
         description="Instructions for local models whose passages were cut: citations (the "
         "full ones upstream models get), brief, or quote (brief + the best sentences)",
     )
