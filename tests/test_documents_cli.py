@@ -67,6 +67,8 @@ def test_ingest_ask_and_manage_collections(tmp_path: Path) -> None:
     assert top["heading"].endswith("Watering")
     assert answer["answer"].endswith("[1]")
     assert top["cited"] is True
+    assert "twelve days" in answer["support"][0]["quote"]
+    assert answer["abstained"] is False
     assert set(top) >= {"document", "page", "heading", "snippet", "score"}
 
     pretty = onebox(
@@ -76,6 +78,9 @@ def test_ingest_ask_and_manage_collections(tmp_path: Path) -> None:
     assert pretty.returncode == 0, pretty.stderr
     assert "Sources" in pretty.stdout
     assert "notes.txt" in pretty.stdout
+    # The quoted support is printed first, before the model's answer.
+    quote = pretty.stdout.index("\u201cThe boiler room key hangs behind the door.\u201d [1]")
+    assert quote < pretty.stdout.index("According to the documents")
 
     missing = onebox("ask", "anything", "-c", "nope", "--json", data_dir=data)
     assert missing.returncode == 2

@@ -419,6 +419,12 @@ async def test_sources_show_titles_snippets_and_no_internals(api: AppUnderTest, 
     assert retrieved[0]["title"] == "returns.md"
     assert set(retrieved[0]) == {"number", "title", "page", "heading", "snippet", "url", "used"}
     assert "sixty days" in answer_of(events)
+    names = [e.name for e in events]
+    assert names.index("sources") < names.index("support") < names.index("delta")
+    support = next(e for e in events if e.name == "support").data
+    assert support["abstained"] is False
+    assert set(support["support"][0]) == {"number", "quote", "title"}  # no ids, no scores
+    assert "sixty days" in support["support"][0]["quote"]
     final = events[-1]
     assert final.name == "done"
     assert final.data["sources"][0]["used"] is True

@@ -193,6 +193,7 @@ class GenerationManager:
         if turn.retrieval_used:
             # Sources go out before the first token, so the UI can show what was read.
             run.emit("sources", {"sources": turn.sources_out(False)})
+            run.emit("support", turn.support_event())
         self.runs[run.conversation_id] = run
         run.task = asyncio.create_task(self._run(run), name=f"generation-{run.message_id}")
         return run

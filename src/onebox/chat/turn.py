@@ -29,7 +29,24 @@ from onebox.core.db import new_id
 from onebox.core.errors import APIError, AppError
 from onebox.core.metrics import ModelSeries, metrics
 from onebox.core.settings import Settings
-from onebox.documents.search.answering import retrieval_query, stored_sources, with_sources
+from onebox.documents.search.answering import (
+    passage_budget,
+    retrieval_query,
+    stored_sources,
+    with_sources,
+)
+from onebox.documents.search.grounding import (
+    ABSTAIN_TEXT,
+    CALIBRATED_EMBEDDER,
+    CALIBRATED_THRESHOLD,
+    Grounding,
+    Link,
+    attribute,
+    budget_passages,
+    ground,
+    sources_with_links,
+    support_out,
+)
 from onebox.documents.search.retrieval import Retriever, Source
 from onebox.documents.service import DocumentService
 from onebox.guard import GuardViolation, MessageLimits, clean_messages
@@ -46,6 +63,7 @@ from onebox.llm.base import (
     Usage,
 )
 from onebox.llm.context import fit_to_context
+from onebox.llm.prefill import PrefillSpeeds
 from onebox.llm.registry import ModelEntry, ModelRegistry
 from onebox.llm.router import Route, stream_with_fallbacks
 from onebox.ratelimit import Admission
@@ -128,6 +146,9 @@ class Turn:
     chat_request: ChatRequest
     prompt_secret: PromptSecret | None
     sources: list[Source] | None
+    grounding: Grounding | None = None
+    abstained: bool = False  # retrieval too weak: the reply is ABSTAIN_TEXT, no model call
+    links: list[Link] | None = None  # answer sentences → sources, once the answer is known
     admission: Admission | None = None
     user_message: Message | None = None
     message_id: str = field(default_factory=new_id)
@@ -141,6 +162,7 @@ class Turn:
     _series: ModelSeries | None = None  # the serving model's, from the first chunk on
     _last_chunk: float = 0.0
     _running_as: str | None = None
+    _opened_at: float | None = None
 
     def __post_init__(self) -> None:
         self._next_checkpoint += self.turns.settings.reply_checkpoint_seconds
@@ -159,11 +181,44 @@ class Turn:
             return []
         if not answered:
             return [source.public() for source in self.sources]
-        return stored_sources(self.sources, "".join(self.text))
+        if self.links is None and not self.abstained:
+            return stored_sources(self.sources, "".join(self.text))
+        return sources_with_links(
+            self.sources, self.links or [], self.grounding, abstained=self.abstained
+        )
+
+    def support_out(self) -> list[dict[str, Any]]:
+        """The quoted passage sentences that best answer the question (none when abstaining)."""
+        if not self.sources or self.abstained:
+            return []
+        return support_out(self.grounding, self.sources)
+
+    def support_event(self) -> dict[str, Any]:
+        """What the doors send right after the sources, before the model's first token."""
+        return {
+            "support": self.support_out(),
+            "abstained": self.abstained,
+            "passages": len(self.sources or []),
+        }
+
+    async def attribute(self) -> None:
+        """Links the answer's sentences to the passages (once; failures only logged)."""
+        if self.links is not None or not self.sources or self.abstained:
+            return
+        try:
+            self.links = await attribute(
+                self.turns.retriever.embedder, "".join(self.text), self.sources, self.grounding
+            )
+        except Exception:
+            logger.warning("Could not attribute reply %s", self.message_id, exc_info=True)
 
     def open(self) -> AsyncGenerator[StreamChunk]:
         self._running_as = self.route.requested.name
         self.turns.running[self._running_as] = self.turns.running.get(self._running_as, 0) + 1
+        self._opened_at = time.perf_counter()
+        if self.abstained:
+            self._stream = _abstention()
+            return self._stream
         stream = stream_with_fallbacks(self.turns.models, self.route, self.chat_request)
         self._stream = self.turns.guard.filter_output(stream, self.prompt_secret)
         return self._stream
@@ -190,6 +245,7 @@ class Turn:
         async for chunk in stream:
             self._observe(chunk)
             yield chunk
+        await self.attribute()  # before the doors read sources_out(answered=True)
 
     def _observe(self, chunk: StreamChunk) -> None:
         if isinstance(chunk, TextDelta):
@@ -228,6 +284,9 @@ class Turn:
             with contextlib.suppress(Exception):
                 await self._stream.aclose()
         self.meter.finish()
+        self._observe_prefill()
+        if self.text and status != "complete":
+            await self.attribute()
         if self._running_as is not None:
             self.turns.running[self._running_as] -= 1
         if status == "error" and self.text:
@@ -247,6 +306,23 @@ class Turn:
         if self._checkpoint is not None:
             await asyncio.shield(self._checkpoint)  # never errors: checkpoint() logs
         return await self.turns.save_reply(self, status, error)
+
+    def _observe_prefill(self) -> None:
+        """Feeds the local model's measured prompt speed to the passage budget."""
+        first, opened, usage = self.meter.first_token, self._opened_at, self.usage
+        model = self.route.model
+        if (
+            first is None or opened is None or usage is None or self.abstained
+            or not model.provider.capabilities.local
+        ):  # fmt: skip
+            return
+        seconds = first - opened - (usage.queue_ms or 0.0) / 1000
+        self.turns.prefill.observe(model.name, usage.prompt_tokens, seconds)
+
+
+async def _abstention() -> AsyncGenerator[StreamChunk]:
+    yield TextDelta(ABSTAIN_TEXT)
+    yield Usage(prompt_tokens=0, completion_tokens=0)
 
 
 class Turns:
@@ -270,6 +346,7 @@ class Turns:
         self.usage = usage
         self.retriever = retriever
         self.running: dict[str, int] = {}  # turns generating now, by requested model
+        self.prefill = PrefillSpeeds(prior=settings.grounding_prefill_prior)
 
     async def prepare(self, session: AsyncSession | None, request: TurnRequest) -> Turn:
         """Every step before generation. Raises an :class:`AppError` (4xx) before anything
@@ -324,8 +401,9 @@ class Turns:
         else:
             history = messages
         sources = await self._retrieve(session, request, history)
+        grounding, abstained = None, False
         if sources is not None:
-            history = with_sources(history, sources)
+            history, sources, grounding, abstained = await self._ground(request, history, sources)
         history, prompt_secret = self.guard.protect_system_prompt(history)
         try:
             prompt = fit_to_context(
@@ -345,6 +423,8 @@ class Turns:
             chat_request=ChatRequest(messages=prompt, params=params),
             prompt_secret=prompt_secret,
             sources=sources,
+            grounding=grounding,
+            abstained=abstained,
             user_message=user_message,
             meter=GenerationMeter(started=arrived),  # latencies count from the request
         )
@@ -356,6 +436,47 @@ class Turns:
             caller, request.ip, estimated_tokens=turn.prompt_tokens(), extra=request.limits
         )
         return turn
+
+    async def _ground(
+        self,
+        request: TurnRequest,
+        history: list[ChatMessage],
+        sources: list[Source],
+    ) -> tuple[list[ChatMessage], list[Source], Grounding | None, bool]:
+        """Quoted support, the abstention verdict and the passages the model reads: all of
+        them for upstream engines; for a local one, as much as its measured prefill speed
+        reads within ``grounding_first_token_seconds``."""
+        entry = request.model
+        grounding = None
+        if sources:
+            grounding = await ground(self.retriever.embedder, retrieval_query(history), sources)
+        searched = request.collections is None or bool(request.collections)
+        threshold = abstain_threshold(self.settings)
+        best = grounding.best if grounding is not None else 0.0
+        if searched and threshold > 0 and best < threshold:
+            return history, sources, grounding, True
+        style = "citations"
+        slow = (
+            sources and grounding is not None and entry.provider.capabilities.local
+            and self._passage_budget(entry, history, sources, style) is not None
+        )  # fmt: skip
+        if slow and grounding is not None:
+            # Too much for this model to read in time: short instructions, cut passages.
+            style = self.settings.grounding_prompt
+            budget = self._passage_budget(entry, history, sources, style)
+            sources, grounding = budget_passages(sources, grounding, budget)
+        quotes = [(s.number, s.text) for s in grounding.support] if grounding else []
+        return with_sources(history, sources, style=style, quotes=quotes), sources, grounding, False
+
+    def _passage_budget(
+        self, entry: ModelEntry, history: list[ChatMessage], sources: list[Source], style: str
+    ) -> int | None:
+        """Prompt tokens left for passages, or ``None`` when they all fit the target."""
+        target = self.settings.grounding_first_token_seconds
+        if not target:
+            return None
+        allowed = self.prefill.prompt_tokens_within(entry.name, target)
+        return passage_budget(entry.provider.count_tokens, history, sources, style, allowed)
 
     async def _guard_input(self, request: TurnRequest) -> list[ChatMessage]:
         """Cleans the input (a stored conversation's message is cleaned and checked where it
@@ -479,6 +600,17 @@ class Turns:
                 return merged
 
         return await asyncio.shield(save())
+
+
+def abstain_threshold(settings: Settings) -> float:
+    """The configured threshold, else the calibrated one where it applies: scores are only
+    comparable with the embedder they were calibrated on."""
+    if settings.grounding_abstain_below is not None:
+        return settings.grounding_abstain_below
+    calibrated = settings.embedding_provider == "local" and (
+        settings.embedding_model == CALIBRATED_EMBEDDER
+    )
+    return CALIBRATED_THRESHOLD if calibrated else 0.0
 
 
 def _first(*values: float | None) -> float:

@@ -251,6 +251,32 @@ class Settings(BaseSettings):
         "zscore); for rrf, its rank weight against dense (1.0)",
     )
     rerank: bool = Field(default=False, description="Rerank fused candidates (cross-scoring)")
+    grounding_abstain_below: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description='Answer "I couldn\'t find this in your documents" without calling the '
+        "model when the best passage sentence scores below this (cosine + term overlap); "
+        "unset: the threshold bench/bench_answers.py calibrated for the local "
+        "all-MiniLM-L6-v2, and no abstention with other embedders; 0 never abstains",
+    )
+    grounding_first_token_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=600,
+        description="Local models: passages are cut so the measured prefill speed reaches the "
+        "first token within this; 0 always sends the full passages",
+    )
+    grounding_prefill_prior: float = Field(
+        default=200.0,
+        gt=0,
+        description="Local models: prompt tokens per second assumed until measured",
+    )
+    grounding_prompt: Literal["citations", "brief", "quote"] = Field(
+        default="brief",
+        description="Instructions for local models whose passages were cut: citations (the "
+        "full ones upstream models get), brief, or quote (brief + the best sentences)",
+    )
 
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     max_zip_entries: int = Field(default=1000, ge=1)

@@ -21,6 +21,7 @@ async def answer_question(
     model: str | None,
     top_k: int | None,
     on_text: Callable[[str], None] | None,
+    on_support: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
     from onebox.app import open_state
     from onebox.chat.turn import TurnRequest, TurnStatus
@@ -45,6 +46,9 @@ async def answer_question(
                 audit_target="onebox ask",
             ),
         )
+        support = turn.support_out()
+        if on_support is not None:
+            on_support(support)  # before the model's first token
         status: TurnStatus = "cancelled"
         error: str | None = None
         try:
@@ -59,6 +63,10 @@ async def answer_question(
             await turn.finish(status, None if status == "complete" else status, error)
     return {
         "answer": "".join(turn.text),
+        "abstained": turn.abstained,
+        "support": [
+            {"number": s["number"], "quote": s["quote"], "document": s["document"]} for s in support
+        ],
         "sources": [
             {
                 "number": s["number"],
@@ -68,6 +76,7 @@ async def answer_question(
                 "snippet": s["snippet"],
                 "score": s["score"],
                 "cited": s["used"],
+                "sentences": s.get("sentences", []),
             }
             for s in turn.sources_out(answered=True)
         ],
@@ -92,6 +101,15 @@ def ask_command(load_settings: Callable[..., Settings], data_dir: Any) -> Callab
         def stream(text: str) -> None:
             console.print(text, end="", highlight=False, markup=False)
 
+        def quote(support: list[dict[str, Any]]) -> None:
+            for item in support:
+                console.print(
+                    f"> \u201c{item['quote']}\u201d [{item['number']}] {item['document']}",
+                    highlight=False, markup=False, style="italic",
+                )  # fmt: skip
+            if support:
+                console.print()
+
         result = run(
             answer_question(
                 settings,
@@ -101,6 +119,7 @@ def ask_command(load_settings: Callable[..., Settings], data_dir: Any) -> Callab
                 model=model,
                 top_k=top_k,
                 on_text=None if as_json else stream,
+                on_support=None if as_json else quote,
             )
         )
         if as_json:

@@ -114,7 +114,11 @@ class Completion:
         if not self.turn.retrieval_used:
             return ""
         listed = self.turn.sources_out(answered)
-        return f',"sources":{json.dumps(listed, separators=(",", ":"))}'
+        sources = f',"sources":{json.dumps(listed, separators=(",", ":"))}'
+        if answered:
+            return sources
+        support = json.dumps(self.turn.support_event(), separators=(",", ":"))
+        return f'{sources},"onebox_support":{support}'
 
     # --- wire format -------------------------------------------------------------------
 
@@ -206,6 +210,7 @@ class Completion:
         }
         if self.turn.retrieval_used:
             result["sources"] = self.turn.sources_out(answered=True)
+            result["onebox_support"] = self.turn.support_event()
         return result
 
 

@@ -175,6 +175,12 @@ async def _reply_events(prepared: VisitorTurn, first: StreamChunk) -> AsyncItera
     if turn.retrieval_used:
         sources = visitor_sources(turn.sources_out(answered=False), links)
         yield format_event("sources", {"sources": _dump(sources)})
+        support = turn.support_event()
+        quotes = [
+            {"number": s["number"], "quote": s["quote"], "title": s["document"]}
+            for s in support["support"]
+        ]  # what a visitor may see: no ids, no scores
+        yield format_event("support", {"support": quotes, "abstained": support["abstained"]})
     status: TurnStatus = "cancelled"
     error_type: str | None = "cancelled"
     error: str | None = "Stopped before the answer was complete"

@@ -14,6 +14,7 @@
 
 import { h } from "./core.js";
 import { inlineMarkdown, openPassage } from "./passage.js";
+import { linkSentences, showSupport, storedQuotes } from "./grounding.js";
 
 // Same shapes the server counts as citations: [2], [1, 3], [2; 4] (and [2][3] as two).
 const CITATION = /\[(\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*)\]/g;
@@ -125,9 +126,11 @@ export function showRetrievedSources(row, sources) {
 export function applySources(row, sources) {
   if (sources === null || sources === undefined) {
     removeStrip(row);
+    showSupport(row, []);
     return;
   }
   const list = validSources(sources);
+  showSupport(row, storedQuotes(list)); // the quoted support, kept with the message
   const node = strip(row);
   node.dataset.state = "final";
   if (!list.length) {
@@ -135,6 +138,7 @@ export function applySources(row, sources) {
     return;
   }
   const byNumber = new Map(list.filter((s) => s.used === true).map((s) => [s.number, s]));
+  linkSentences(row, list); // before citations become buttons: sentences match as text
   linkCitations(row.querySelector(".message-body"), byNumber);
   const used = [...byNumber.values()].sort((a, b) => a.number - b.number);
   const unused = list.filter((s) => s.used !== true);

@@ -9,6 +9,7 @@
 
 import { ApiError, api, describeError, reportUnauthorized } from "./core.js";
 import { showRetrievedSources } from "./citations.js";
+import { showReading, showSupport } from "./grounding.js";
 import { showError } from "./banner.js";
 import { focusComposerIfIdle, updateComposer } from "./composer.js";
 import {
@@ -285,6 +286,12 @@ function handleStreamEvent(stream, event, data, visible) {
       const stick = visible() && isNearBottom();
       showRetrievedSources(row, data.sources);
       if (stick) scrollToBottom();
+      break;
+    }
+    case "support": {
+      // The quoted answer from the passages, also before the first token.
+      showSupport(row, data.support);
+      if (!stream.text) showReading(row, Number(data.passages) || 0);
       break;
     }
     case "delta": {

@@ -7,7 +7,7 @@
 
 import { events, failure, memory } from "./client.js";
 import { DEFAULTS, MAX_QUESTION, appearance, el, mark } from "./parts.js";
-import { bubble, buildView, saidBubble, setStatus, showSources } from "./view.js";
+import { bubble, buildView, saidBubble, setStatus, showSources, showSupport } from "./view.js";
 
 /** @typedef {import("./parts.js").Appearance} Appearance */
 /** @typedef {import("./parts.js").Source} Source */
@@ -185,6 +185,8 @@ export function mount(options) {
         if (event.name === "conversation" && event.data.id) {
           saved.conversation = String(event.data.id);
           store.write();
+        } else if (event.name === "support") {
+          showSupport(answer, event.data.support);
         } else if (event.name === "delta") {
           text.textContent += String(event.data.text);
           log.scrollTop = log.scrollHeight;

@@ -35,6 +35,9 @@ button{cursor:pointer;border:0;background:none;padding:0}
 .ob-msg[data-role=user] .ob-bubble{background:var(--ob-accent);color:#fff}
 .ob-msg[data-status=streaming] .ob-bubble:empty::after{content:"…";color:var(--ob-muted)}
 .ob-state{font-size:12px;color:var(--ob-muted);margin:2px 4px 0}
+.ob-support{margin:0 0 6px;padding:6px 10px;border-left:3px solid var(--ob-accent);font-size:12.5px}
+.ob-quote{margin:0;font-style:italic;overflow-wrap:anywhere}
+.ob-quote-from{margin:2px 0 4px;opacity:.75;font-size:11.5px}
 .ob-sources{list-style:none;margin:6px 0 0;padding:0;display:flex;flex-direction:column;gap:6px}
 .ob-source{display:flex;gap:8px;padding:8px 10px;border:1px solid var(--ob-line);border-radius:10px;font-size:12px}
 .ob-num{flex:none;min-width:20px;height:20px;border-radius:10px;background:var(--ob-soft);text-align:center;font-weight:600;line-height:20px}

@@ -119,6 +119,25 @@ export function showSources(message, sources) {
 }
 
 /**
+ * The passage sentences that best answer the question, quoted above the answer as soon as
+ * they are known (before the model's first word), each naming its source.
+ * @param {HTMLElement} message
+ * @param {unknown} quotes the support event's list: {number, quote, title}
+ */
+export function showSupport(message, quotes) {
+  message.querySelector(".ob-support")?.remove();
+  const list = Array.isArray(quotes) ? quotes.filter((q) => q && typeof q.quote === "string" && q.quote) : [];
+  if (!list.length) return;
+  const box = mark(el("div", "ob-support"), "widget-support");
+  for (const quote of list) {
+    const said = mark(el("blockquote", "ob-quote", `\u201c${quote.quote}\u201d`), "widget-support-quote");
+    const from = el("p", "ob-quote-from", `[${Number(quote.number) || ""}] ${String(quote.title || "")}`);
+    box.append(said, from);
+  }
+  message.prepend(box);
+}
+
+/**
  * @param {HTMLElement} message
  * @param {string} status
  */

@@ -1,0 +1,440 @@
+"""Grounded answers: quoted support, abstention, citation precision, first-token time.
+
+The documents and questions of ``bench/quality_set.py`` go through the production path
+(parse → chunk → MiniLM → Qdrant Edge; hybrid search, top ``retrieval_top_k``), plus
+questions the documents cannot answer (``UNANSWERABLE`` below). Questions are split in two
+halves by position: the *tuning* half (even positions) picks the abstention threshold, the
+*report* half (odd positions) is scored with it.
+
+Without a model (every question):
+- support latency: search + ``grounding.ground`` (question and passage sentences embedded,
+  scored by cosine + term overlap), from the question to the quote;
+- support hit: the quote contains the labelled evidence phrase, among questions whose
+  evidence passage was retrieved;
+- abstention: the best sentence score below the threshold; the threshold maximises
+  balanced accuracy (answerable kept, unanswerable abstained) on the tuning half.
+
+With the real embedded model (SmolLM2-135M through llama.cpp, ``THREADS`` threads; a small
+sample, it is slow), three prompts:
+- ``today``: the full citation instructions and all retrieved passages, whole;
+- ``brief``: short instructions for small models, passages cut to the measured prefill
+  budget (``grounding_first_token_seconds``), abstention by threshold;
+- ``quote``: ``brief`` plus the quoted sentences repeated as the last passage.
+Scored: answer correctness (a short answer appears in the answer or the quote), citation
+precision (sources marked used by attribution that contain the evidence), abstention on
+unanswerable questions, first-token time from the question (search, support and prefill).
+``ONEBOX_BENCH_MODEL=0`` skips the model part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.quality_set import QUESTIONS, documents, normalise
+from bench.table import print_table
+from onebox.core.settings import Settings
+from onebox.documents.ingestion.chunking import chunk_document
+from onebox.documents.ingestion.indexing import HEADING_JOINER, embed_and_index
+from onebox.documents.ingestion.parsing import parse_document
+from onebox.documents.search.answering import passage_budget, with_sources
+from onebox.documents.search.grounding import (
+    ABSTAIN_TEXT,
+    CALIBRATED_THRESHOLD,
+    Grounding,
+    attribute,
+    budget_passages,
+    ground,
+)
+from onebox.documents.search.retrieval import Source, snippet
+from onebox.embeddings.base import Embedder
+from onebox.embeddings.factory import build_embedder
+from onebox.llm.base import ChatMessage, ChatRequest, GenerationParams, TextDelta
+from onebox.llm.prefill import PrefillSpeeds
+from onebox.vectors.edge import EdgeIndex
+
+COLLECTION = "answers"
+THREADS = 2
+MAX_TOKENS = 80
+UNANSWERABLE = (
+    "What is the retention period for deleted backups?",
+    "How do I configure TLS for a Kubernetes ingress?",
+    "What is the capital of Australia?",
+    "How do I read a JSON file that has comments in it?",
+    "How do I send an HTTP GET request and follow redirects?",
+    "Which SQL statement removes duplicate rows from a table?",
+    "How do I train a neural network with PyTorch?",
+    "What is the boiling point of water at high altitude?",
+    "How do I center a div in CSS?",
+    "What year did the Berlin Wall fall?",
+    "How do I schedule a cron job every five minutes?",
+    "How many vacation days do new employees get?",
+    "How do I resize an image and keep its aspect ratio?",
+    "What is the refund policy for annual subscriptions?",
+    "How do I reset my router to factory settings?",
+    "What does the GDPR say about data portability?",
+    "How do I compute the SHA-256 hash of a large file?",
+    "How do I connect to a PostgreSQL database from Python?",
+    "Which command shows the disk usage of a directory on Linux?",
+    "How do I parse command-line options in Rust?",
+    "What is the warranty period of the kettle?",
+    "How do I serialize a dataclass to JSON?",
+    "How do I plot a histogram with matplotlib?",
+    "Who won the football world cup in 2014?",
+)
+# The model sample: questions with short answers (any one counts), by question prefix.
+SHORT_ANSWERS: dict[str, tuple[str, ...]] = {
+    "How can I turn an existing list into a priority queue": ("heapify", "into a heap"),
+    "How do I strip the indentation shared": ("dedent", "common leading whitespace"),
+    "How do I delete a folder together": ("rmtree", "directory tree"),
+    "How do I encode bytes so the result can be used in a web": ("urlsafe", "url-safe"),
+    "How do I check whether a year has a 29th": ("isleap", "leap year"),
+    "Which queue hands back the item added most recently": ("lifoqueue", "lifo"),
+    "How can I order jobs so that each one runs only after": ("topological",),
+    "How can I tell quickly whether a file is a ZIP": ("is_zipfile", "magic number"),
+    "How can I memoize a function but bound": ("lru_cache", "least-recently-used"),
+    "How can I represent one third exactly": ("fraction", "rational"),
+    "How can I guess the media type of a file": ("guess_type", "guess the type"),
+    "How do I run a program and get back what it printed": ("check_output",),
+    "Which older command-line option parser": ("optparse",),
+    "What should I use to make a password-reset link token": ("token_urlsafe", "secrets"),
+}
+SAMPLE_ANSWERABLE = int(os.environ.get("ONEBOX_BENCH_SAMPLE", "14"))
+SAMPLE_UNANSWERABLE = max(2, SAMPLE_ANSWERABLE // 2)
+ABSTAIN_PHRASES = ("couldn't find", "could not find", "do not cover", "don't cover", "not covered")
+
+
+@dataclass
+class Case:
+    text: str
+    document: str | None  # None: unanswerable
+    evidence: str = ""
+    short: tuple[str, ...] = ()
+    half: str = "tune"
+    sources: list[Source] = field(default_factory=list)
+    grounding: Grounding | None = None
+    support_ms: float = 0.0
+    retrieved: bool = False  # the evidence passage is among the sources
+
+
+def _cases() -> list[Case]:
+    cases = []
+    for i, q in enumerate(QUESTIONS):
+        short = next((v for k, v in SHORT_ANSWERS.items() if q.text.startswith(k)), ())
+        half = "tune" if i % 2 == 0 else "report"
+        cases.append(Case(q.text, q.document, q.evidence, short, half))
+    for i, text in enumerate(UNANSWERABLE):
+        cases.append(Case(text, None, half="tune" if i % 2 == 0 else "report"))
+    return cases
+
+
+async def _search(
+    embedder: Embedder, index: EdgeIndex, chunks: dict[str, tuple[str, str, str]],
+    settings: Settings, case: Case,
+) -> None:  # fmt: skip
+    started = time.perf_counter()
+    dense = (await embedder.embed([case.text], kind="query"))[0]
+    hits = await index.search(
+        dense=dense, text=case.text, collection_ids=[COLLECTION], limit=settings.retrieval_top_k,
+        candidates=settings.retrieval_candidates, mode="hybrid",
+    )  # fmt: skip
+    for hit in hits:
+        name, heading, text = chunks[hit.chunk_id]
+        case.sources.append(
+            Source(
+                number=len(case.sources) + 1, chunk_id=hit.chunk_id, document_id=name,
+                collection_id=COLLECTION, document=name, page=None, heading=heading, text=text,
+                snippet=snippet(text, case.text), score=hit.score,
+            )
+        )  # fmt: skip
+    case.grounding = await ground(embedder, case.text, case.sources)
+    case.support_ms = (time.perf_counter() - started) * 1000
+    evidence = normalise(case.evidence)
+    case.retrieved = bool(case.document) and any(
+        s.document == case.document and evidence in normalise(s.text) for s in case.sources
+    )
+
+
+def _quote(case: Case) -> str:
+    return normalise(" ".join(s.text for s in case.grounding.support)) if case.grounding else ""
+
+
+def _calibrate(cases: list[Case]) -> float:
+    """The threshold with the best balanced accuracy on ``cases`` (lowest on ties)."""
+    answerable = [c.grounding.best for c in cases if c.document and c.grounding]
+    unanswerable = [c.grounding.best for c in cases if not c.document and c.grounding]
+    best_t, best_acc = 0.0, -1.0
+    for t in sorted({round(x, 3) for x in answerable + unanswerable}):
+        acc = sum(x >= t for x in answerable) / len(answerable) + sum(
+            x < t for x in unanswerable
+        ) / len(unanswerable)
+        if acc > best_acc + 1e-9:
+            best_t, best_acc = t, acc
+    return best_t
+
+
+def _abstention(cases: list[Case], threshold: float) -> dict[str, float]:
+    answerable = [c for c in cases if c.document and c.grounding]
+    unanswerable = [c for c in cases if not c.document and c.grounding]
+    return {
+        "unanswerable_abstained": sum(c.grounding.best < threshold for c in unanswerable)  # type: ignore[union-attr]
+        / len(unanswerable),
+        "answerable_abstained": sum(c.grounding.best < threshold for c in answerable)  # type: ignore[union-attr]
+        / len(answerable),
+    }
+
+
+def _support_hit(cases: list[Case]) -> dict[str, float]:
+    found = [c for c in cases if c.retrieved]
+    return {
+        "questions_with_passage_retrieved": len(found),
+        "support_contains_evidence": sum(normalise(c.evidence) in _quote(c) for c in found)
+        / max(len(found), 1),
+        "support_from_evidence_passage": sum(
+            any(
+                normalise(c.evidence) in normalise(c.sources[s.number - 1].text)
+                and c.sources[s.number - 1].document == c.document
+                for s in c.grounding.support  # type: ignore[union-attr]
+            )
+            for c in found
+        )
+        / max(len(found), 1),
+    }
+
+
+async def _model_sample(
+    embedder: Embedder, cases: list[Case], threshold: float, settings: Settings
+) -> dict[str, Any]:
+    from onebox.llm.llamacpp import LlamaCppProvider
+
+    provider = LlamaCppProvider(
+        model_name=settings.model_name, context_size=4096, threads=THREADS, max_batch_sequences=1
+    )
+    await provider.start()
+    speeds = PrefillSpeeds(prior=settings.grounding_prefill_prior)
+    params = GenerationParams(max_tokens=MAX_TOKENS, temperature=0.0, top_p=1.0, seed=7)
+    system = ChatMessage("system", settings.system_prompt)
+    sample = [c for c in cases if c.short][:SAMPLE_ANSWERABLE]
+    sample += [c for c in cases if not c.document][:SAMPLE_UNANSWERABLE]
+    results: dict[str, Any] = {}
+    try:
+        await _generate(provider, [system, ChatMessage("user", "Hello")], params)  # warm-up
+        for variant in ("today", "brief", "quote"):
+            rows = []
+            for case in sample:
+                rows.append(
+                    await _answer(provider, embedder, speeds, case, variant, threshold, params)
+                )
+            results[variant] = _score(rows)
+            results[variant]["rows"] = rows
+    finally:
+        await provider.close()
+    results["prefill_tokens_per_second"] = round(speeds.tokens_per_second(settings.model_name), 1)
+    return results
+
+
+async def _generate(
+    provider: Any, messages: list[ChatMessage], params: GenerationParams
+) -> tuple[str, float | None, int]:
+    started = time.perf_counter()
+    first: float | None = None
+    text: list[str] = []
+    prompt_tokens = provider.count_tokens(messages)
+    async for chunk in provider.stream_chat(ChatRequest(messages=messages, params=params)):
+        if isinstance(chunk, TextDelta):
+            if first is None:
+                first = time.perf_counter() - started
+            text.append(chunk.text)
+    return "".join(text), first, prompt_tokens
+
+
+async def _answer(
+    provider: Any, embedder: Embedder, speeds: PrefillSpeeds, case: Case, variant: str,
+    threshold: float, params: GenerationParams,
+) -> dict[str, Any]:  # fmt: skip
+    assert case.grounding is not None
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    history = [
+        ChatMessage("system", settings.system_prompt), ChatMessage("user", case.text)
+    ]  # fmt: skip
+    sources, grounding = case.sources, case.grounding
+    row: dict[str, Any] = {
+        "question": case.text, "answerable": bool(case.document),
+        "best": round(grounding.best, 4), "variant": variant,
+    }  # fmt: skip
+    if variant != "today" and grounding.best < threshold:
+        row.update(answer=ABSTAIN_TEXT, first_token_ms=case.support_ms, prompt_tokens=0,
+                   passages=0, abstained=True, used=[])  # fmt: skip
+    else:
+        if variant != "today":
+            allowed = speeds.prompt_tokens_within(
+                settings.model_name, settings.grounding_first_token_seconds
+            )
+            budget = passage_budget(provider.count_tokens, history, sources, variant, allowed)
+            sources, grounding = budget_passages(sources, grounding, budget)
+        quotes = [(s.number, s.text) for s in grounding.support]
+        style = "citations" if variant == "today" else variant
+        messages = with_sources(history, sources, style=style, quotes=quotes)
+        text, first, prompt_tokens = await _generate(provider, messages, params)
+        if first is not None:
+            speeds.observe(settings.model_name, prompt_tokens, first)
+        links = await attribute(embedder, text, sources, grounding)
+        used = sorted({link.number for link in links})
+        row.update(
+            answer=text, first_token_ms=case.support_ms + (first or 0) * 1000,
+            prompt_tokens=prompt_tokens, passages=len(sources),
+            abstained=any(p in text.lower() for p in ABSTAIN_PHRASES),
+            used=[
+                {"document": sources[n - 1].document,
+                 "evidence": normalise(case.evidence) in normalise(sources[n - 1].text)}
+                for n in used
+            ],
+        )  # fmt: skip
+    quote = " ".join(s.text for s in case.grounding.support).lower()
+    answer = str(row["answer"]).lower()
+    row["correct_answer"] = any(a in answer for a in case.short)
+    row["correct"] = row["correct_answer"] or any(a in quote for a in case.short)
+    row["support_ms"] = round(case.support_ms, 1)
+    row["first_token_ms"] = round(row["first_token_ms"], 1)
+    return row
+
+
+def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    used = [u for r in answerable for u in r["used"]]
+    generated = [r for r in rows if not (r["abstained"] and r["prompt_tokens"] == 0)]
+    return {
+        "questions": len(rows),
+        "answer_correct": sum(r["correct_answer"] for r in answerable) / max(len(answerable), 1),
+        "answer_or_quote_correct": sum(r["correct"] for r in answerable) / max(len(answerable), 1),
+        "citation_precision": sum(u["evidence"] for u in used) / len(used) if used else None,
+        "sources_used": len(used),
+        "unanswerable_abstained": sum(r["abstained"] for r in unanswerable)
+        / max(len(unanswerable), 1),
+        "answerable_abstained": sum(r["abstained"] for r in answerable) / max(len(answerable), 1),
+        "first_token_ms_median": statistics.median(r["first_token_ms"] for r in generated)
+        if generated
+        else None,
+        "prompt_tokens_median": statistics.median(r["prompt_tokens"] for r in generated)
+        if generated
+        else None,
+        "passages_median": statistics.median(r["passages"] for r in generated)
+        if generated
+        else None,
+    }
+
+
+async def _measure(quick: bool, model_only: bool = False) -> dict[str, Any]:
+    """``model_only``: just the model sample, on the sample's documents and as many others
+    (a smaller index: quicker to build; the threshold is the calibrated constant)."""
+    files = documents()
+    cases = _cases()
+    if model_only:
+        wanted = [c for c in cases if c.short][:SAMPLE_ANSWERABLE]
+        names = {c.document for c in wanted}
+        others = [f for f in files if f[0] not in names][: len(names)]
+        files = [f for f in files if f[0] in names] + others
+        cases = wanted + [c for c in cases if not c.document][:SAMPLE_UNANSWERABLE]
+    elif quick:  # every other document, the questions about those, every unanswerable one
+        files = files[::2]
+        kept = {name for name, _ in files}
+        cases = [c for c in cases if c.document is None or c.document in kept]
+    with tempfile.TemporaryDirectory(prefix="onebox-bench-answers-") as directory:
+        settings = Settings(_env_file=None, data_dir=Path(directory) / "data")  # type: ignore[call-arg]
+        embedder = build_embedder(settings, None)  # type: ignore[arg-type]  # local: no HTTP
+        await embedder.start()
+        index = EdgeIndex(Path(directory) / "edge", auto_optimize=False)
+        await index.open(embedder.dimension)
+        chunks: dict[str, tuple[str, str, str]] = {}
+        try:
+            for name, data in files:
+                drafts = chunk_document(
+                    parse_document(name, data), size=settings.chunk_size,
+                    overlap=settings.chunk_overlap,
+                )  # fmt: skip
+                rows = await embed_and_index(
+                    drafts, document_id=name, collection_id=COLLECTION, embedder=embedder,
+                    index=index, batch_size=settings.embedding_batch_size,
+                )  # fmt: skip
+                chunks.update(
+                    {r.id: (name, HEADING_JOINER.join(r.heading_path or []), r.text) for r in rows}
+                )
+            await index.optimize()
+            await _search(embedder, index, chunks, settings, cases[0])  # warm-up
+            cases[0].sources.clear()
+            for case in cases:
+                await _search(embedder, index, chunks, settings, case)
+            if model_only:
+                return {
+                    "documents": len(files), "chunks": len(chunks),
+                    "threshold": CALIBRATED_THRESHOLD,
+                    "model": await _model_sample(embedder, cases, CALIBRATED_THRESHOLD, settings),
+                }  # fmt: skip
+            tune = [c for c in cases if c.half == "tune"]
+            report = [c for c in cases if c.half == "report"]
+            threshold = _calibrate(tune)
+            results: dict[str, Any] = {
+                "documents": len(files), "chunks": len(chunks),
+                "questions": {"answerable": sum(bool(c.document) for c in cases),
+                              "unanswerable": sum(not c.document for c in cases)},
+                "top_k": settings.retrieval_top_k, "threshold": threshold,
+                "support_ms": {
+                    "median": round(statistics.median(c.support_ms for c in cases), 1),
+                    "p90": round(statistics.quantiles([c.support_ms for c in cases], n=10)[-1], 1),
+                },
+                "halves": {},
+            }  # fmt: skip
+            for name, half in (("tune", tune), ("report", report)):
+                results["halves"][name] = {
+                    **_support_hit(half),
+                    **_abstention(half, threshold),
+                }
+            if not quick and os.environ.get("ONEBOX_BENCH_MODEL", "1") != "0":
+                results["model"] = await _model_sample(embedder, cases, threshold, settings)
+        finally:
+            await index.close()
+            await embedder.close()
+    return results
+
+
+def run(quick: bool) -> dict[str, Any]:
+    results = asyncio.run(_measure(quick))
+    print(
+        f"{results['documents']} documents, {results['chunks']} chunks; "
+        f"abstention threshold {results['threshold']} (tuning half); support latency "
+        f"median {results['support_ms']['median']} ms, p90 {results['support_ms']['p90']} ms"
+    )
+    print_table(
+        ["half", "passage retrieved", "quote has evidence", "quote from evidence passage",
+         "unanswerable abstained", "answerable abstained"],
+        [
+            [name, h["questions_with_passage_retrieved"], h["support_contains_evidence"],
+             h["support_from_evidence_passage"], h["unanswerable_abstained"],
+             h["answerable_abstained"]]
+            for name, h in results["halves"].items()
+        ],
+    )  # fmt: skip
+    model = results.get("model")
+    if model:
+        print(
+            f"\nSmolLM2-135M, {THREADS} threads, prefill ~{model['prefill_tokens_per_second']} tok/s:"
+        )
+        print_table(
+            ["prompt", "questions", "answer correct", "answer or quote", "citation precision",
+             "unanswerable abstained", "first token ms (median)", "prompt tokens", "passages"],
+            [
+                [v, m["questions"], m["answer_correct"], m["answer_or_quote_correct"],
+                 "-" if m["citation_precision"] is None else m["citation_precision"],
+                 m["unanswerable_abstained"], m["first_token_ms_median"],
+                 m["prompt_tokens_median"], m["passages_median"]]
+                for v, m in model.items() if isinstance(m, dict)
+            ],
+        )  # fmt: skip
+    return results

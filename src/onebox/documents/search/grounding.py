@@ -1,0 +1,331 @@
+"""Grounding an answer in the retrieved passages, without trusting the model to cite.
+
+- **Support**: right after retrieval, the one or two passage sentences that best answer the
+  question (embedding similarity to the question plus term overlap), quoted to the user
+  before the model has read anything.
+- **Abstention**: when even the best sentence scores below a calibrated threshold
+  (``bench/bench_answers.py`` measures it), the documents do not answer the question.
+- **Attribution**: after generation, each answer sentence is matched to the passage sentence
+  it is closest to (same score); a source is *used* when an answer sentence leans on it or
+  the answer cites it with ``[n]``.
+- **Budget**: small local models read slowly; the passages are cut to the sentences around
+  the best one so that prefill fits a target first-token time.
+
+Everything here is pure computation over vectors from the app's embedder (MiniLM).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from onebox.documents.search.retrieval import Source
+from onebox.embeddings.base import Embedder, Vectors
+
+OVERLAP_WEIGHT = 0.35  # term overlap's weight next to cosine similarity
+SUPPORT_MAX = 2
+SUPPORT_RELATIVE = 0.9  # a second quote only when it scores this close to the first
+ATTRIBUTION_MIN = 0.5  # an answer sentence scoring below this leans on no passage
+MIN_SENTENCE_WORDS = 3
+MAX_SENTENCE_CHARS = 400
+ABSTAIN_TEXT = "I couldn't find this in your documents."
+# Below this best-sentence score the documents do not answer: calibrated on the tuning half
+# of bench/bench_answers.py (answerable and unanswerable questions) for this embedder.
+CALIBRATED_EMBEDDER = "all-MiniLM-L6-v2"
+CALIBRATED_THRESHOLD = 0.606
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#•]|\s*\d+[.)])")
+_WORD = re.compile(r"[A-Za-z0-9_]{3,}")
+_CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]")
+_STOP_WORDS = """the and for are but not you your with this that from have has had was were
+    will would can could should how what when where which who whom why does did doing into
+    onto out about than then them they their there these those its also any all each some
+    such only own same other more most very just use using used want get make need like one
+    two way"""
+_STOP = frozenset(_STOP_WORDS.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    source: int  # index into the passages
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    """A quoted passage sentence that answers the question."""
+
+    number: int  # the source's number
+    text: str
+    score: float
+
+    def public(self, source: Source) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "quote": self.text,
+            "document": source.document,
+            "page": source.page,
+            "heading": source.heading,
+            "chunk_id": source.chunk_id,
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass
+class Grounding:
+    """What the turn knows about its passages: their sentences and vectors (reused after the
+    answer for attribution), the quoted support and the best score."""
+
+    sentences: list[Sentence] = field(default_factory=list)
+    vectors: Vectors | None = None
+    scores: list[float] = field(default_factory=list)  # per sentence, against the question
+    support: list[Support] = field(default_factory=list)
+    best: float = 0.0
+    passage_scores: list[float] = field(default_factory=list)  # per passage: its best
+
+    def best_sentence(self, passage: int) -> int | None:
+        candidates = [i for i, s in enumerate(self.sentences) if s.source == passage]
+        return max(candidates, key=lambda i: self.scores[i]) if candidates else None
+
+
+def terms(text: str) -> set[str]:
+    return {w for w in (m.lower() for m in _WORD.findall(text)) if w not in _STOP}
+
+
+def overlap(query_terms: set[str], text: str) -> float:
+    """Share of the query's terms found in ``text`` (prefix matches count: heap ~ heapify)."""
+    if not query_terms:
+        return 0.0
+    found = terms(text)
+    hits = sum(
+        1
+        for term in query_terms
+        if term in found or any(w.startswith(term[:5]) for w in found if len(term) >= 5)
+    )
+    return hits / len(query_terms)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences (or list items, headings) of a passage or an answer, whitespace folded."""
+    out = []
+    for part in _SENTENCE_END.split(text):
+        flat = " ".join(part.split()).lstrip("#>*-• ").strip()
+        if not flat:
+            continue
+        while len(flat) > MAX_SENTENCE_CHARS:  # an unpunctuated run: cut at a space
+            cut = flat.rfind(" ", 0, MAX_SENTENCE_CHARS)
+            cut = cut if cut > MAX_SENTENCE_CHARS // 2 else MAX_SENTENCE_CHARS
+            out.append(flat[:cut])
+            flat = flat[cut:].strip()
+        if flat:
+            out.append(flat)
+    return out
+
+
+def _cosines(matrix: Vectors, vector: Any) -> list[float]:
+    return [float(x) for x in np.asarray(matrix @ vector, dtype=np.float32)]
+
+
+async def ground(embedder: Embedder, question: str, sources: Sequence[Source]) -> Grounding:
+    """Splits the passages into sentences, scores each against the question and picks the
+    quoted support. One embedding call for the question and all the sentences."""
+    grounding = Grounding()
+    for index, source in enumerate(sources):
+        for text in split_sentences(source.text):
+            if len(text.split()) >= MIN_SENTENCE_WORDS:
+                grounding.sentences.append(Sentence(index, text))
+    grounding.passage_scores = [0.0] * len(sources)
+    if not grounding.sentences or not question.strip():
+        return grounding
+    query = (await embedder.embed([question], kind="query"))[0]
+    vectors = await embedder.embed([s.text for s in grounding.sentences], kind="document")
+    grounding.vectors = vectors
+    wanted = terms(question)
+    cosines = _cosines(vectors, query)
+    grounding.scores = [
+        cos + OVERLAP_WEIGHT * overlap(wanted, s.text)
+        for cos, s in zip(cosines, grounding.sentences, strict=True)
+    ]
+    for sentence, score in zip(grounding.sentences, grounding.scores, strict=True):
+        grounding.passage_scores[sentence.source] = max(
+            grounding.passage_scores[sentence.source], score
+        )
+    order = sorted(range(len(grounding.sentences)), key=lambda i: -grounding.scores[i])
+    grounding.best = grounding.scores[order[0]]
+    for i in order[:SUPPORT_MAX]:
+        score = grounding.scores[i]
+        if grounding.support and score < SUPPORT_RELATIVE * grounding.best:
+            break
+        sentence = grounding.sentences[i]
+        grounding.support.append(Support(sources[sentence.source].number, sentence.text, score))
+    return grounding
+
+
+def support_out(grounding: Grounding | None, sources: Sequence[Source]) -> list[dict[str, Any]]:
+    if grounding is None:
+        return []
+    by_number = {s.number: s for s in sources}
+    return [s.public(by_number[s.number]) for s in grounding.support if s.number in by_number]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One answer sentence and the source it leans on."""
+
+    sentence: str
+    number: int
+    score: float
+
+
+async def attribute(
+    embedder: Embedder,
+    answer: str,
+    sources: Sequence[Source],
+    grounding: Grounding | None,
+    *,
+    minimum: float = ATTRIBUTION_MIN,
+) -> list[Link]:
+    """Links each answer sentence to the passage whose sentence it is most like (cosine plus
+    term overlap), when that score reaches ``minimum``; an explicit ``[n]`` in the sentence
+    links it to source ``n`` whatever the score."""
+    if not sources or not answer.strip():
+        return []
+    if grounding is None or grounding.vectors is None:
+        grounding = await ground(embedder, answer, sources)
+    spoken = [s for s in split_sentences(answer) if s != ABSTAIN_TEXT]
+    if not spoken or grounding.vectors is None:
+        return []
+    plain = [_CITATION.sub("", s).strip() or s for s in spoken]
+    vectors = await embedder.embed(plain, kind="document")
+    numbers = [sources[s.source].number for s in grounding.sentences]
+    links: list[Link] = []
+    for sentence, bare, vector in zip(spoken, plain, vectors, strict=True):
+        cited = _cited(sentence, len(sources))
+        if cited:
+            links.extend(Link(sentence, n, 1.0) for n in sorted(cited))
+            continue
+        if len(bare.split()) < MIN_SENTENCE_WORDS:
+            continue
+        wanted = terms(bare)
+        cosines = _cosines(grounding.vectors, vector)
+        best, best_score = None, minimum
+        for i, cos in enumerate(cosines):
+            score = cos + OVERLAP_WEIGHT * overlap(wanted, grounding.sentences[i].text)
+            if score >= best_score:
+                best, best_score = i, score
+        if best is not None:
+            links.append(Link(sentence, numbers[best], best_score))
+    return links
+
+
+def _cited(sentence: str, count: int) -> set[int]:
+    from onebox.documents.search.answering import cited_numbers
+
+    return cited_numbers(sentence, count)
+
+
+def sources_with_links(
+    sources: Sequence[Source],
+    links: Sequence[Link],
+    grounding: Grounding | None,
+    *,
+    abstained: bool,
+) -> list[dict[str, Any]]:
+    """The stored snapshot: each source with ``used``, the answer ``sentences`` that lean on
+    it and, for the quoted ones, ``support``. Nothing is used when the turn abstained."""
+    support = {s.number: s.text for s in grounding.support} if grounding else {}
+    out = []
+    for source in sources:
+        mine = (
+            [] if abstained else [link.sentence for link in links if link.number == source.number]
+        )
+        data = source.public(used=bool(mine))
+        data["sentences"] = mine
+        if source.number in support:
+            data["support"] = support[source.number]
+        out.append(data)
+    return out
+
+
+# --- the passage budget ----------------------------------------------------------------
+
+
+def trim_passage(source: Source, grounding: Grounding, index: int, max_chars: int) -> Source:
+    """The passage cut to the sentences around its best one, at most ``max_chars`` (its
+    neighbours, which widen what the model reads, go first)."""
+    if len(source.prompt_text) <= max_chars:
+        return source
+    if len(source.text) <= max_chars:
+        return replace(source, context="")
+    best = grounding.best_sentence(index)
+    own = [s.text for s in grounding.sentences if s.source == index]
+    if best is None or not own:
+        return replace(source, text=source.text[:max_chars], context="")
+    centre = own.index(grounding.sentences[best].text)
+    lo = hi = centre
+    size = len(own[centre])
+    while True:
+        grown = False
+        if hi + 1 < len(own) and size + len(own[hi + 1]) + 1 <= max_chars:
+            hi += 1
+            size += len(own[hi]) + 1
+            grown = True
+        if lo > 0 and size + len(own[lo - 1]) + 1 <= max_chars:
+            lo -= 1
+            size += len(own[lo]) + 1
+            grown = True
+        if not grown:
+            break
+    text = " ".join(own[lo : hi + 1])
+    return replace(source, text=text[:max_chars], context="")
+
+
+def budget_passages(
+    sources: Sequence[Source], grounding: Grounding, passage_tokens: int | None
+) -> tuple[list[Source], Grounding]:
+    """The passages the model reads, and the grounding renumbered to match.
+    ``passage_tokens`` ``None``: all of them, whole. Otherwise the best-supported passages
+    first, each cut around its best sentence, as many as fit (at least one), renumbered
+    from 1; a quote from a passage left out goes too."""
+    if passage_tokens is None or not sources:
+        return list(sources), grounding
+    chars = max(passage_tokens, 60) * 4
+    order = sorted(range(len(sources)), key=lambda i: -grounding.passage_scores[i])
+    per_passage = max(240, min(600, chars // 2))
+    kept: list[Source] = []
+    picked: list[int] = []
+    used = 0
+    for index in order:
+        room = min(per_passage, chars - used)
+        if kept and room < 160:
+            break
+        trimmed = trim_passage(sources[index], grounding, index, max(room, 160))
+        kept.append(replace(trimmed, number=len(kept) + 1))
+        picked.append(index)
+        used += len(trimmed.prompt_text) + 60  # the fence and label cost some tokens too
+    return kept, _restrict(grounding, sources, picked)
+
+
+def _restrict(grounding: Grounding, sources: Sequence[Source], picked: list[int]) -> Grounding:
+    new_index = {old: new for new, old in enumerate(picked)}
+    new_number = {sources[old].number: new + 1 for new, old in enumerate(picked)}
+    rows = [i for i, s in enumerate(grounding.sentences) if s.source in new_index]
+    return Grounding(
+        sentences=[
+            Sentence(new_index[grounding.sentences[i].source], grounding.sentences[i].text)
+            for i in rows
+        ],
+        vectors=grounding.vectors[rows] if grounding.vectors is not None else None,
+        scores=[grounding.scores[i] for i in rows] if grounding.scores else [],
+        support=[
+            replace(s, number=new_number[s.number])
+            for s in grounding.support
+            if s.number in new_number
+        ],
+        best=grounding.best,
+        passage_scores=[grounding.passage_scores[old] for old in picked],
+    )
