@@ -95,6 +95,25 @@ async function loadOlder() {
   }
 }
 
+/**
+ * The row of message `id` on the branch shown, built and ready to scroll to; older pages
+ * load until it is there (a search hit far back in a long chat). null: not on this branch.
+ * @param {string} id
+ * @returns {Promise<HTMLElement | null>}
+ */
+export async function revealMessage(id) {
+  const find = () =>
+    /** @type {HTMLElement | null} */ (document.querySelector(`[data-testid="message"][data-id="${CSS.escape(id)}"]`));
+  for (let pages = 0; !find() && view.hasMore && pages < 50; pages += 1) {
+    const before = view.oldestId;
+    await loadOlder();
+    if (view.oldestId === before) break; // nothing came (an error, or another load running)
+  }
+  const row = find();
+  if (row) materialize(row); // a shell or parked row gets its content (and classes) now
+  return row;
+}
+
 /** Shows the conversation's newest page again, from the server. */
 export async function reload() {
   const conversationId = state.currentId;

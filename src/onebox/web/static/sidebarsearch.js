@@ -9,6 +9,7 @@
 
 import { ApiError, api, h } from "./core.js";
 import { hideError, showError } from "./banner.js";
+import { revealMessage } from "./branches.js";
 import { navigate } from "./navigation.js";
 
 /**
@@ -136,9 +137,7 @@ async function openHit(hit) {
   hideError();
   await navigate(hit.conversation_id, { push: true });
   if (!hit.message_id) return;
-  const row = /** @type {HTMLElement | null} */ (
-    document.querySelector(`[data-testid="message"][data-id="${CSS.escape(hit.message_id)}"]`)
-  );
+  const row = await revealMessage(hit.message_id);
   if (!row) return; // on another branch of an edited conversation
   if (!row.id) row.id = `msg-${hit.message_id}`;
   row.classList.add("search-target");
