@@ -1,6 +1,6 @@
 """The chat UI once with the real embedded model (SmolLM2-135M through llama.cpp), not the
 fake: a reply streams and renders, survives a reload mid-stream, and regenerating it makes a
-second version behind the ‹ 2/2 › switcher."""
+second version behind the "2/2" version switcher."""
 
 from __future__ import annotations
 

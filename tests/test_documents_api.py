@@ -112,7 +112,8 @@ async def test_prompt_fences_passages_as_untrusted(api: AppUnderTest) -> None:
     original = api.provider.stream_chat
 
     def spy(request):  # type: ignore[no-untyped-def]
-        seen.append(request.messages[0].content)
+        if request.purpose == "chat":  # not the background title request
+            seen.append(request.messages[0].content)
         return original(request)
 
     api.provider.stream_chat = spy  # type: ignore[method-assign]

@@ -290,7 +290,9 @@ async def _reply_stream(
     edit_of: str | None = None,
     reuse: str | None = None,
 ) -> StreamingResponse:
-    if not await state.generations.claim(conversation.id):
+    # Read now: a failed flush below expires the conversation, and reading it then raises.
+    claimed = conversation.id
+    if not await state.generations.claim(claimed):
         raise ConflictError("A reply is already being generated in this conversation")
     try:
         try:
@@ -318,7 +320,7 @@ async def _reply_stream(
         )
         await session.commit()
     except BaseException:
-        await asyncio.shield(state.generations.release(conversation.id))
+        await asyncio.shield(state.generations.release(claimed))
         raise
     assert turn.user_message is not None
     opening = {
