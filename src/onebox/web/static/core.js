@@ -237,6 +237,12 @@ const ICONS = {
   shield: "M12 3l7 3v5c0 4.5-3 8-7 10-4-2-7-5.5-7-10V6l7-3z",
   logout: "M15 4h4v16h-4M10 16l-4-4 4-4M6 12h10",
   chevron: "M7 14l5-5 5 5",
+  copy: "M9 9h10v11H9zM5 15V4h10",
+  regenerate: "M20 12a8 8 0 1 1-2.34-5.66M20 4v5h-5",
+  thumbUp: "M7 11v9H4v-9h3zM7 11l4-7a2 2 0 0 1 3 2l-1 4h5.5a2 2 0 0 1 2 2.3l-1.2 6A2 2 0 0 1 17.3 20H7",
+  thumbDown: "M7 13V4H4v9h3zM7 13l4 7a2 2 0 0 0 3-2l-1-4h5.5a2 2 0 0 0 2-2.3l-1.2-6A2 2 0 0 0 17.3 4H7",
+  previous: "M15 5l-7 7 7 7",
+  next: "M9 5l7 7-7 7",
 };
 
 /**

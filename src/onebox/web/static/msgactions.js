@@ -8,7 +8,7 @@
 
 "use strict";
 
-import { api, copyText, h } from "./core.js";
+import { api, copyText, h, icon } from "./core.js";
 import { showError } from "./banner.js";
 import { messageById, regenerate, remember, resendEdited, switchTo } from "./branches.js";
 import { uniqueId } from "./ui.js";
@@ -23,14 +23,14 @@ const el = {
 
 /**
  * @param {string} action
- * @param {string} glyph what the button shows
+ * @param {string | SVGSVGElement} glyph what the button shows
  * @param {string} label its accessible name
  * @param {{pressed?: boolean, disabled?: boolean}} [options]
  */
 function actionButton(action, glyph, label, { pressed, disabled } = {}) {
   return h("button", {
     className: `message-action action-${action}`,
-    text: glyph,
+    text: typeof glyph === "string" ? glyph : undefined,
     attrs: {
       type: "button",
       "aria-label": label,
@@ -39,7 +39,7 @@ function actionButton(action, glyph, label, { pressed, disabled } = {}) {
       disabled: disabled || null,
     },
     dataset: { action, testid: `action-${action}` },
-  });
+  }, typeof glyph === "string" ? [] : [glyph]);
 }
 
 /**
@@ -49,14 +49,14 @@ function actionButton(action, glyph, label, { pressed, disabled } = {}) {
 function switcher(siblings, id) {
   const index = siblings.indexOf(id);
   return h("span", { className: "branch-switcher", dataset: { testid: "branch-switcher" } }, [
-    actionButton("previous", "‹", "Previous version", { disabled: index <= 0 }),
+    actionButton("previous", icon("previous"), "Previous version", { disabled: index <= 0 }),
     h("span", {
       className: "branch-position",
       text: `${index + 1}/${siblings.length}`,
       attrs: { "aria-label": `Version ${index + 1} of ${siblings.length}` },
       dataset: { testid: "branch-position" },
     }),
-    actionButton("next", "›", "Next version", { disabled: index >= siblings.length - 1 }),
+    actionButton("next", icon("next"), "Next version", { disabled: index >= siblings.length - 1 }),
   ]);
 }
 
@@ -74,15 +74,15 @@ export function decorateRow(row, message) {
   const items = [];
   const siblings = known.siblings || [];
   if (siblings.length > 1) items.push(switcher(siblings, known.id));
-  items.push(actionButton("copy", "⧉", "Copy message"));
+  items.push(actionButton("copy", icon("copy"), "Copy message"));
   if (known.role === "user") {
-    items.push(actionButton("edit", "✎", "Edit and resend"));
+    items.push(actionButton("edit", icon("pencil"), "Edit and resend"));
   } else {
     const rating = known.feedback ? known.feedback.rating : null;
     items.push(
-      actionButton("regenerate", "↻", "Regenerate reply"),
-      actionButton("up", "👍", "Good reply", { pressed: rating === "up" }),
-      actionButton("down", "👎", "Bad reply", { pressed: rating === "down" }),
+      actionButton("regenerate", icon("regenerate"), "Regenerate reply"),
+      actionButton("up", icon("thumbUp"), "Good reply", { pressed: rating === "up" }),
+      actionButton("down", icon("thumbDown"), "Bad reply", { pressed: rating === "down" }),
     );
   }
   const info = [...bar.querySelectorAll(".stats-info, .message-stats")];
