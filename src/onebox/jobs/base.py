@@ -36,6 +36,32 @@ class JobServices:
 ProgressReporter = Callable[[float, str], Awaitable[None]]
 
 
+class JobGroup:
+    """Jobs of one kind claimed together and run side by side. Each keeps its own lease,
+    transactions and outcome; handlers may share work through ``shared`` (ingestion embeds
+    the passages of several documents in one batch). ``size`` counts every member that
+    joined, ``running`` those whose handler has not ended; listeners hear (with its id) when one ends."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.running = size
+        self.shared: dict[str, Any] = {}
+        self._listeners: list[Callable[[str], None]] = []
+
+    def join(self) -> None:
+        """One more member (the group is topped up from the queue as members end)."""
+        self.size += 1
+        self.running += 1
+
+    def on_leave(self, listener: Callable[[str], None]) -> None:
+        self._listeners.append(listener)
+
+    def leave(self, job_id: str) -> None:
+        self.running = max(0, self.running - 1)
+        for listener in list(self._listeners):
+            listener(job_id)
+
+
 @dataclass
 class JobContext:
     job_id: str
@@ -45,6 +71,7 @@ class JobContext:
     services: JobServices
     report: ProgressReporter
     max_attempts: int = 3
+    group: JobGroup | None = None  # set when claimed with others of its kind
 
     @property
     def is_last_attempt(self) -> bool:

@@ -16,6 +16,8 @@ from onebox.documents.ingestion.preparing import prepare_document
 from onebox.documents.models import Document, DocumentStatus
 from onebox.documents.repository import DocumentRepository
 from onebox.documents.service import content_hash, parse_limits
+from onebox.embeddings.base import Embedder
+from onebox.embeddings.batching import CoalescingEmbedder
 from onebox.jobs.base import JobContext, PermanentJobError
 from onebox.jobs.sandbox import SandboxLimitError
 
@@ -111,15 +113,22 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
     async def embedded(done: int) -> None:
         await ctx.progress(0.1 + 0.85 * done / len(drafts), f"Embedded {done}/{len(drafts)}")
 
+    embedder = _embedder(ctx)
     rows = await embed_and_index(
         drafts,
         document_id=document_id,
         collection_id=document.collection_id,
-        embedder=services.embedder,
+        embedder=embedder,
         index=services.index,
         batch_size=settings.embedding_batch_size,
         on_batch=embedded,
         title=prepared.title,
+        # Jobs embedding beside this one need not wait for its index and database writes.
+        on_embedded=(
+            (lambda: embedder.finished(ctx.job_id))
+            if isinstance(embedder, CoalescingEmbedder)
+            else None
+        ),
     )
     async with services.sessionmaker() as session:
         repository = DocumentRepository(session)
@@ -138,6 +147,22 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         current.media_type = prepared.media_type
         await session.commit()
     await ctx.progress(1.0, f"Ready: {len(rows)} passages")
+
+
+def _embedder(ctx: JobContext) -> Embedder:
+    """The process's embedder; for jobs claimed together, one shared wrapper over it that
+    embeds their passages in common batches (small pages have a handful each)."""
+    group, embedder = ctx.group, ctx.services.embedder
+    if group is None:
+        return embedder
+    shared = group.shared.get("embedder")
+    if not isinstance(shared, CoalescingEmbedder):
+        shared = CoalescingEmbedder(
+            embedder, lambda: group.size, ctx.services.settings.embedding_batch_size
+        )
+        group.on_leave(shared.finished)
+        group.shared["embedder"] = shared
+    return shared
 
 
 async def _sandboxed(

@@ -1,0 +1,130 @@
+"""One encoder call for the passages of several documents.
+
+Small web pages have a few passages each; embedding them page by page runs the encoder on
+batches of 1 to 8 texts, where its per-call cost (thread hand-off, tokenizer set-up, thread
+synchronisation inside every layer) dwarfs the work. Ingestion jobs claimed together (a
+:class:`~onebox.jobs.base.JobGroup`) share one :class:`CoalescingEmbedder`: each job's
+``embed`` call waits until either a full batch of texts is pending or every job still
+running is waiting for its vectors (or done), and then one call embeds them all. Nothing is
+waited on by time, so it neither stalls nor depends on how loaded the machine is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onebox.embeddings.base import Embedder, InputKind, Vectors
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    future: asyncio.Future[Vectors] = field(repr=False)
+
+
+class CoalescingEmbedder(Embedder):
+    """Wraps ``inner`` for the callers (keys) that run side by side, ``members()`` of them
+    so far (the number may grow). Each caller
+    says :meth:`finished` once it will ask no more (it has all its vectors, or it ended);
+    saying it twice counts once."""
+
+    def __init__(self, inner: Embedder, members: Callable[[], int], max_batch: int) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self.max_batch = max(1, max_batch)
+        self._members = members
+        self._finished: set[str] = set()
+        self._pending: list[_Request] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.calls = 0  # encoder calls made (for tests and diagnostics)
+
+    async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Vectors:
+        if kind != "document" or not texts:
+            return await self.inner.embed(texts, kind=kind)
+        request = _Request(list(texts), asyncio.get_running_loop().create_future())
+        self._pending.append(request)
+        self.wake()
+        return await request.future
+
+    def window(self) -> tuple[str, int] | None:
+        return self.inner.window()
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def finished(self, key: str) -> None:
+        """``key`` will ask no more: the others need not wait for it."""
+        self._finished.add(key)
+        self.wake()
+
+    def wake(self) -> None:
+        """Check whether a batch can go now (a caller asked, or one finished)."""
+        if (self._flusher is None or self._flusher.done()) and self._ready():
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._flush(), name="embedding-batch"
+            )
+
+    def _live(self) -> list[_Request]:
+        self._pending = [request for request in self._pending if not request.future.done()]
+        return self._pending
+
+    def _ready(self) -> bool:
+        live = self._live()
+        if not live:
+            return False
+        texts = sum(len(request.texts) for request in live)
+        return texts >= self.max_batch or len(live) >= self._members() - len(self._finished)
+
+    async def _flush(self) -> None:
+        while self._ready():
+            # At most about one batch per call, so index writes overlap the next batch.
+            count, texts = 0, 0
+            for request in self._pending:
+                count, texts = count + 1, texts + len(request.texts)
+                if texts >= self.max_batch:
+                    break
+            taken, self._pending = self._pending[:count], self._pending[count:]
+            try:
+                vectors = await self.inner.embed([t for r in taken for t in r.texts])
+            except asyncio.CancelledError:
+                for request in taken:
+                    request.future.cancel()
+                raise
+            except Exception:
+                # One bad request must not fail the others: each goes alone.
+                for request in taken:
+                    await self._alone(request)
+                continue
+            start = 0
+            for request in taken:
+                end = start + len(request.texts)
+                if not request.future.done():
+                    request.future.set_result(np.ascontiguousarray(vectors[start:end]))
+                start = end
+            self.calls += 1
+
+    async def _alone(self, request: _Request) -> None:
+        if request.future.done():
+            return
+        try:
+            vectors = await self.inner.embed(request.texts)
+        except Exception as exc:
+            if not request.future.done():
+                request.future.set_exception(exc)
+            return
+        self.calls += 1
+        if not request.future.done():
+            request.future.set_result(vectors)
+
+    async def close(self) -> None:
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None and not flusher.done():
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
