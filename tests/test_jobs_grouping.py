@@ -15,7 +15,7 @@ from onebox.core.settings import Settings
 from onebox.embeddings.base import Embedder, EmbeddingError, InputKind, Vectors
 from onebox.embeddings.batching import CoalescingEmbedder
 from onebox.jobs import registry
-from onebox.jobs.base import JobServices
+from onebox.jobs.base import JobGroup, JobServices
 from onebox.jobs.models import JobStatus
 from onebox.jobs.runner import run_next
 from onebox.jobs.standalone import open_job_services
@@ -51,7 +51,7 @@ def vector(text: str) -> list[float]:
 
 async def test_callers_waiting_together_share_one_encoder_call() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: 3, max_batch=64)
+    shared = CoalescingEmbedder(inner, lambda: {"job-1", "job-2", "job-3"}, max_batch=64)
     texts = [["a1", "a2"], ["b1"], ["c1", "c2", "c3"]]
     results = await asyncio.gather(*(shared.embed(t) for t in texts))
     assert len(inner.calls) == 1
@@ -62,7 +62,7 @@ async def test_callers_waiting_together_share_one_encoder_call() -> None:
 
 async def test_a_finished_caller_is_not_waited_for_and_a_full_batch_goes_at_once() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: 3, max_batch=4)
+    shared = CoalescingEmbedder(inner, lambda: {"job-1", "job-2", "job-3"}, max_batch=4)
     first = asyncio.ensure_future(shared.embed(["x"]))
     await asyncio.sleep(0.01)
     assert not first.done()  # two others may still ask
@@ -76,9 +76,21 @@ async def test_a_finished_caller_is_not_waited_for_and_a_full_batch_goes_at_once
     assert big.shape == (4, 8)
 
 
+async def test_members_that_left_before_the_batching_began_are_not_waited_for() -> None:
+    group = JobGroup()
+    for job_id in ("slow", "late"):
+        group.join(job_id)
+    group.leave("slow")  # ended (a failed download) before anything was embedded
+    inner = CountingEmbedder()
+    shared = CoalescingEmbedder(inner, lambda: group.members, max_batch=64)
+    group.on_leave(shared.finished)
+    rows = await asyncio.wait_for(shared.embed(["only passage"]), 5)
+    assert rows.shape == (1, 8)
+
+
 async def test_a_failing_request_fails_alone() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: 2, max_batch=64)
+    shared = CoalescingEmbedder(inner, lambda: {"job-1", "job-2"}, max_batch=64)
     good, bad = await asyncio.gather(
         shared.embed(["fine text"]), shared.embed(["poison pill"]), return_exceptions=True
     )
@@ -89,7 +101,7 @@ async def test_a_failing_request_fails_alone() -> None:
 
 async def test_queries_bypass_the_batching() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: 5, max_batch=64)
+    shared = CoalescingEmbedder(inner, lambda: {"job-1"}, max_batch=64)
     rows = await asyncio.wait_for(shared.embed(["query"], kind="query"), 5)
     assert rows.shape == (1, 8)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,12 +28,13 @@ class _Request:
 
 
 class CoalescingEmbedder(Embedder):
-    """Wraps ``inner`` for the callers (keys) that run side by side, ``members()`` of them
-    so far (the number may grow). Each caller
-    says :meth:`finished` once it will ask no more (it has all its vectors, or it ended);
-    saying it twice counts once."""
+    """Wraps ``inner`` for callers that run side by side; ``members()`` is the keys of the
+    callers still running (it may grow and shrink). A caller says :meth:`finished` once it
+    will ask no more (it has all its vectors, or it ended); saying it twice counts once."""
 
-    def __init__(self, inner: Embedder, members: Callable[[], int], max_batch: int) -> None:
+    def __init__(
+        self, inner: Embedder, members: Callable[[], Collection[str]], max_batch: int
+    ) -> None:
         self.inner = inner
         self.name = inner.name
         self.dimension = inner.dimension
@@ -79,7 +80,7 @@ class CoalescingEmbedder(Embedder):
         if not live:
             return False
         texts = sum(len(request.texts) for request in live)
-        return texts >= self.max_batch or len(live) >= self._members() - len(self._finished)
+        return texts >= self.max_batch or len(live) >= len(set(self._members()) - self._finished)
 
     async def _flush(self) -> None:
         while self._ready():

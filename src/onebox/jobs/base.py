@@ -39,25 +39,23 @@ ProgressReporter = Callable[[float, str], Awaitable[None]]
 class JobGroup:
     """Jobs of one kind claimed together and run side by side. Each keeps its own lease,
     transactions and outcome; handlers may share work through ``shared`` (ingestion embeds
-    the passages of several documents in one batch). ``size`` counts every member that
-    joined, ``running`` those whose handler has not ended; listeners hear (with its id) when one ends."""
+    the passages of several documents in one batch). ``members`` holds the ids of the jobs
+    whose handler has not ended (the group is topped up from the queue as they end);
+    listeners hear each id as it leaves."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.running = size
+    def __init__(self) -> None:
+        self.members: set[str] = set()
         self.shared: dict[str, Any] = {}
         self._listeners: list[Callable[[str], None]] = []
 
-    def join(self) -> None:
-        """One more member (the group is topped up from the queue as members end)."""
-        self.size += 1
-        self.running += 1
+    def join(self, job_id: str) -> None:
+        self.members.add(job_id)
 
     def on_leave(self, listener: Callable[[str], None]) -> None:
         self._listeners.append(listener)
 
     def leave(self, job_id: str) -> None:
-        self.running = max(0, self.running - 1)
+        self.members.discard(job_id)
         for listener in list(self._listeners):
             listener(job_id)
 

@@ -72,12 +72,12 @@ async def run_next(services: JobServices, worker: str) -> bool:
     if first.kind not in GROUPABLE or limit < 2:
         await execute(services, first)
         return True
-    group = JobGroup(0)
+    group = JobGroup()
     running: set[asyncio.Task[None]] = set()
 
     def start(jobs: list[ClaimedJob]) -> None:
         for job in jobs:
-            group.join()
+            group.join(job.id)
             running.add(asyncio.create_task(execute(services, job, group), name=f"job-{job.id}"))
 
     try:

@@ -158,7 +158,7 @@ def _embedder(ctx: JobContext) -> Embedder:
     shared = group.shared.get("embedder")
     if not isinstance(shared, CoalescingEmbedder):
         shared = CoalescingEmbedder(
-            embedder, lambda: group.size, ctx.services.settings.embedding_batch_size
+            embedder, lambda: group.members, ctx.services.settings.embedding_batch_size
         )
         group.on_leave(shared.finished)
         group.shared["embedder"] = shared
