@@ -51,7 +51,7 @@ def vector(text: str) -> list[float]:
 
 async def test_callers_waiting_together_share_one_encoder_call() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: {"job-1", "job-2", "job-3"}, max_batch=64)
+    shared = CoalescingEmbedder(inner, lambda: 3, max_batch=64)
     texts = [["a1", "a2"], ["b1"], ["c1", "c2", "c3"]]
     results = await asyncio.gather(*(shared.embed(t) for t in texts))
     assert len(inner.calls) == 1
@@ -62,11 +62,15 @@ async def test_callers_waiting_together_share_one_encoder_call() -> None:
 
 async def test_a_finished_caller_is_not_waited_for_and_a_full_batch_goes_at_once() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: {"job-1", "job-2", "job-3"}, max_batch=4)
+    group = JobGroup()
+    for job_id in ("job-1", "job-2", "job-3"):
+        group.join(job_id)
+    shared = CoalescingEmbedder(inner, lambda: group.active, max_batch=4)
+    group.on_change(shared.wake)
     first = asyncio.ensure_future(shared.embed(["x"]))
     await asyncio.sleep(0.01)
     assert not first.done()  # two others may still ask
-    shared.finished("job-2")
+    group.release("job-2")
     second = asyncio.ensure_future(shared.embed(["y"]))
     assert (await first).shape == (1, 8)
     assert (await second).shape == (1, 8)
@@ -82,15 +86,15 @@ async def test_members_that_left_before_the_batching_began_are_not_waited_for() 
         group.join(job_id)
     group.leave("slow")  # ended (a failed download) before anything was embedded
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: group.members, max_batch=64)
-    group.on_leave(shared.finished)
+    shared = CoalescingEmbedder(inner, lambda: group.active, max_batch=64)
+    group.on_change(shared.wake)
     rows = await asyncio.wait_for(shared.embed(["only passage"]), 5)
     assert rows.shape == (1, 8)
 
 
 async def test_a_failing_request_fails_alone() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: {"job-1", "job-2"}, max_batch=64)
+    shared = CoalescingEmbedder(inner, lambda: 2, max_batch=64)
     good, bad = await asyncio.gather(
         shared.embed(["fine text"]), shared.embed(["poison pill"]), return_exceptions=True
     )
@@ -101,7 +105,7 @@ async def test_a_failing_request_fails_alone() -> None:
 
 async def test_queries_bypass_the_batching() -> None:
     inner = CountingEmbedder()
-    shared = CoalescingEmbedder(inner, lambda: {"job-1"}, max_batch=64)
+    shared = CoalescingEmbedder(inner, lambda: 1, max_batch=64)
     rows = await asyncio.wait_for(shared.embed(["query"], kind="query"), 5)
     assert rows.shape == (1, 8)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,19 +28,15 @@ class _Request:
 
 
 class CoalescingEmbedder(Embedder):
-    """Wraps ``inner`` for callers that run side by side; ``members()`` is the keys of the
-    callers still running (it may grow and shrink). A caller says :meth:`finished` once it
-    will ask no more (it has all its vectors, or it ended); saying it twice counts once."""
+    """Wraps ``inner`` for callers that run side by side; ``outstanding()`` is how many of
+    them may still ask (it may grow and shrink; call :meth:`wake` when it changes)."""
 
-    def __init__(
-        self, inner: Embedder, members: Callable[[], Collection[str]], max_batch: int
-    ) -> None:
+    def __init__(self, inner: Embedder, outstanding: Callable[[], int], max_batch: int) -> None:
         self.inner = inner
         self.name = inner.name
         self.dimension = inner.dimension
         self.max_batch = max(1, max_batch)
-        self._members = members
-        self._finished: set[str] = set()
+        self._outstanding = outstanding
         self._pending: list[_Request] = []
         self._flusher: asyncio.Task[None] | None = None
         self.calls = 0  # encoder calls made (for tests and diagnostics)
@@ -59,13 +55,8 @@ class CoalescingEmbedder(Embedder):
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def finished(self, key: str) -> None:
-        """``key`` will ask no more: the others need not wait for it."""
-        self._finished.add(key)
-        self.wake()
-
     def wake(self) -> None:
-        """Check whether a batch can go now (a caller asked, or one finished)."""
+        """Check whether a batch can go now (a caller asked, or the callers changed)."""
         if (self._flusher is None or self._flusher.done()) and self._ready():
             self._flusher = asyncio.get_running_loop().create_task(
                 self._flush(), name="embedding-batch"
@@ -80,17 +71,23 @@ class CoalescingEmbedder(Embedder):
         if not live:
             return False
         texts = sum(len(request.texts) for request in live)
-        return texts >= self.max_batch or len(live) >= len(set(self._members()) - self._finished)
+        return texts >= self.max_batch or len(live) >= self._outstanding()
 
     async def _flush(self) -> None:
         while self._ready():
-            # At most about one batch per call, so index writes overlap the next batch.
-            count, texts = 0, 0
+            # At most one encoder batch per call (first fit, oldest first): a call just over
+            # it would be cut by the encoder into a full batch and a tiny one, which costs
+            # nearly as much. Index writes then overlap the next call.
+            taken: list[_Request] = []
+            kept: list[_Request] = []
+            room = self.max_batch
             for request in self._pending:
-                count, texts = count + 1, texts + len(request.texts)
-                if texts >= self.max_batch:
-                    break
-            taken, self._pending = self._pending[:count], self._pending[count:]
+                if len(request.texts) <= room or not taken:
+                    taken.append(request)
+                    room -= len(request.texts)
+                else:
+                    kept.append(request)
+            self._pending = kept
             try:
                 vectors = await self.inner.embed([t for r in taken for t in r.texts])
             except asyncio.CancelledError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,24 +41,43 @@ class JobGroup:
     """Jobs of one kind claimed together and run side by side. Each keeps its own lease,
     transactions and outcome; handlers may share work through ``shared`` (ingestion embeds
     the passages of several documents in one batch). ``members`` holds the ids of the jobs
-    whose handler has not ended (the group is topped up from the queue as they end);
-    listeners hear each id as it leaves."""
+    whose handler has not ended; a member that needs nothing more from the shared work says
+    :meth:`release` (its writes may still run). The runner tops the group up from the queue
+    when few members are left ``active``; listeners hear each change."""
 
     def __init__(self) -> None:
         self.members: set[str] = set()
+        self.released: set[str] = set()
         self.shared: dict[str, Any] = {}
-        self._listeners: list[Callable[[str], None]] = []
+        self.changed = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def active(self) -> int:
+        """Members that may still ask for shared work."""
+        return len(self.members - self.released)
 
     def join(self, job_id: str) -> None:
         self.members.add(job_id)
+        self._notify()
 
-    def on_leave(self, listener: Callable[[str], None]) -> None:
-        self._listeners.append(listener)
+    def release(self, job_id: str) -> None:
+        if job_id in self.members:
+            self.released.add(job_id)
+            self._notify()
 
     def leave(self, job_id: str) -> None:
         self.members.discard(job_id)
+        self.released.discard(job_id)
+        self._notify()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        self.changed.set()
         for listener in list(self._listeners):
-            listener(job_id)
+            listener()
 
 
 @dataclass

@@ -59,9 +59,9 @@ async def run_job(services: JobServices, job_id: str, worker: str) -> bool:
 async def run_next(services: JobServices, worker: str) -> bool:
     """Run the oldest due job, if any; False when none was waiting. When its kind is
     groupable, more due jobs of that kind are claimed with it and all run side by side as
-    one :class:`JobGroup` of up to ``job_group_size``; whenever half of them have ended the
-    group is topped up from the queue, so the jobs still working never wait for a new
-    group to be claimed and started."""
+    one :class:`JobGroup` of up to ``job_group_size`` active members; whenever half of them
+    have released the shared work (or ended) the group is topped up from the queue, so the
+    jobs still working never wait for a new group to be claimed and started."""
     lease = services.settings.job_lease_seconds
     async with services.sessionmaker() as session:
         first = await JobRepository(session).claim_next(claim_token(worker), lease)
@@ -84,9 +84,15 @@ async def run_next(services: JobServices, worker: str) -> bool:
         start([first, *await claim_more(services, worker, first.kind, limit - 1)])
         queue_empty = False
         while running:
-            _, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            if not queue_empty and len(running) <= limit // 2:
-                more = await claim_more(services, worker, first.kind, limit - len(running))
+            changed = asyncio.ensure_future(group.changed.wait())
+            try:
+                await asyncio.wait({*running, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+            group.changed.clear()
+            running = {task for task in running if not task.done()}
+            if not queue_empty and group.active <= limit // 2:
+                more = await claim_more(services, worker, first.kind, limit - group.active)
                 queue_empty = not more
                 start(more)
     finally:

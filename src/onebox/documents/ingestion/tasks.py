@@ -124,11 +124,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         on_batch=embedded,
         title=prepared.title,
         # Jobs embedding beside this one need not wait for its index and database writes.
-        on_embedded=(
-            (lambda: embedder.finished(ctx.job_id))
-            if isinstance(embedder, CoalescingEmbedder)
-            else None
-        ),
+        on_embedded=_release(ctx),
     )
     async with services.sessionmaker() as session:
         repository = DocumentRepository(session)
@@ -149,6 +145,14 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
     await ctx.progress(1.0, f"Ready: {len(rows)} passages")
 
 
+def _release(ctx: JobContext) -> Callable[[], None] | None:
+    """For a grouped job: tells the group this job needs no more embedding."""
+    group = ctx.group
+    if group is None:
+        return None
+    return lambda: group.release(ctx.job_id)
+
+
 def _embedder(ctx: JobContext) -> Embedder:
     """The process's embedder; for jobs claimed together, one shared wrapper over it that
     embeds their passages in common batches (small pages have a handful each)."""
@@ -158,9 +162,9 @@ def _embedder(ctx: JobContext) -> Embedder:
     shared = group.shared.get("embedder")
     if not isinstance(shared, CoalescingEmbedder):
         shared = CoalescingEmbedder(
-            embedder, lambda: group.members, ctx.services.settings.embedding_batch_size
+            embedder, lambda: group.active, ctx.services.settings.embedding_batch_size
         )
-        group.on_leave(shared.finished)
+        group.on_change(shared.wake)
         group.shared["embedder"] = shared
     return shared
 
