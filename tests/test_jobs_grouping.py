@@ -92,6 +92,28 @@ async def test_members_that_left_before_the_batching_began_are_not_waited_for() 
     assert rows.shape == (1, 8)
 
 
+async def test_calls_are_packed_to_one_encoder_batch() -> None:
+    inner = CountingEmbedder()
+    group = JobGroup()
+    shared = CoalescingEmbedder(inner, lambda: group.active, max_batch=64)
+    group.on_change(shared.wake)
+
+    async def member(number: int, size: int) -> Vectors:
+        group.join(f"job-{number}")
+        try:
+            return await shared.embed([f"r{number}-{i}" for i in range(size)])
+        finally:
+            group.release(f"job-{number}")  # as ingestion does once it has its vectors
+
+    sizes = (60, 10, 4)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(member(n, size) for n, size in enumerate(sizes))), 10
+    )
+    assert [len(call) for call in inner.calls] == [64, 10]  # 60 + 4, then the 10
+    assert [rows.shape[0] for rows in results] == list(sizes)
+    np.testing.assert_allclose(results[1][3], vector("r1-3"), rtol=1e-6)
+
+
 async def test_a_failing_request_fails_alone() -> None:
     inner = CountingEmbedder()
     shared = CoalescingEmbedder(inner, lambda: 2, max_batch=64)
