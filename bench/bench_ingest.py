@@ -16,9 +16,11 @@ the texts the pipeline embedded (read back from the database), with the same mod
 and precision. Ratio = (a) chunks/s / (b) chunks/s; best of a few rounds, interleaved.
 
 Then, to see where a gap goes, each stage alone on the same files: parse + chunk, the
-embedder in the batches the jobs use (per document, ``embedding_batch_size``), BM25 vectors,
-and the index upserts (BM25 included, as the Edge backend computes them) with the vectors
-already made.
+embedder in per-document batches (``embedding_batch_size``; what the jobs did before queued
+documents were claimed as a group and embedded in shared batches: on small pages that is
+1 to 8 texts a call, and each call costs far more than its share), BM25 vectors, and the
+index upserts (BM25 included, as the Edge backend computes them) with the vectors already
+made.
 """
 
 from __future__ import annotations
@@ -307,7 +309,7 @@ def run(quick: bool) -> dict[str, Any]:
     print("\nstage by stage, seconds (each alone, same files, best of the rounds):")
     accounted = stages["parse_chunk"] + stages["embed_job_batches"] + stages["index_upsert"]
     print_table(
-        ["raw encode", "parse+chunk", "embed (job batches)", "BM25", "index upsert (+BM25)",
+        ["raw encode", "parse+chunk", "embed (per-doc batches)", "BM25", "index upsert (+BM25)",
          "pipeline", "pipeline - stages"],
         [[best["raw"], stages["parse_chunk"], stages["embed_job_batches"], stages["bm25"],
           stages["index_upsert"], best["pipeline"], best["pipeline"] - accounted]],

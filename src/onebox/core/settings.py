@@ -323,6 +323,14 @@ class Settings(BaseSettings):
     )
     celery_broker_url: str = "redis://127.0.0.1:6379/0"
     worker_concurrency: int = Field(default=1, ge=1, le=64)
+    job_group_size: int = Field(
+        default=64,
+        ge=1,
+        le=256,
+        description="Queued jobs of a groupable kind (document ingestion) one in-process worker "
+        "loop claims together and runs side by side, so they can share work (one embedding "
+        "batch across many small documents); 1 runs them one by one",
+    )
     job_max_attempts: int = Field(default=3, ge=1, le=20)
     job_retry_base_seconds: float = Field(default=2.0, ge=0)
     job_lease_seconds: float = Field(

@@ -4,6 +4,7 @@ the way in; canary detection and PII redaction on the way out."""
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ from onebox.guard import (
 )
 
 logger = logging.getLogger(__name__)
+
+PASSAGE_CACHE = 2048  # screened passages remembered (least recently used go first)
 
 
 class OutputBlockedError(ProviderError):
@@ -49,6 +52,9 @@ class Guard:
         self.prompt_echo_words = settings.prompt_echo_words
         if self.pii is not None:
             redact("", self.pii)  # compile the patterns now, not on the first reply
+        # Stored passages come back again and again (a search screens each hit and its
+        # neighbours: ~10 scans, several ms); the verdict depends on the text alone.
+        self._passages: OrderedDict[str, InputVerdict | None] = OrderedDict()
 
     def check_input(self, text: str) -> InputVerdict:
         """Raises a 400 when the deployment blocks prompt injection; may strip it instead."""
@@ -74,10 +80,19 @@ class Guard:
         them (``None``) when it blocks; flagged passages are kept but marked."""
         if self.injection is None:
             return InputVerdict(text, False)
+        if text in self._passages:
+            self._passages.move_to_end(text)
+            return self._passages[text]
         result = apply(text, self.injection)
-        if result.blocked:
-            return None
-        return InputVerdict(result.text, result.flagged, tuple(result.report.signals))
+        verdict = (
+            None
+            if result.blocked
+            else InputVerdict(result.text, result.flagged, tuple(result.report.signals))
+        )
+        self._passages[text] = verdict
+        if len(self._passages) > PASSAGE_CACHE:
+            self._passages.popitem(last=False)
+        return verdict
 
     def protect_system_prompt(
         self, messages: Sequence[ChatMessage]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,49 @@ class JobServices:
 ProgressReporter = Callable[[float, str], Awaitable[None]]
 
 
+class JobGroup:
+    """Jobs of one kind claimed together and run side by side. Each keeps its own lease,
+    transactions and outcome; handlers may share work through ``shared`` (ingestion embeds
+    the passages of several documents in one batch). ``members`` holds the ids of the jobs
+    whose handler has not ended; a member that needs nothing more from the shared work says
+    :meth:`release` (its writes may still run). The runner tops the group up from the queue
+    when few members are left ``active``; listeners hear each change."""
+
+    def __init__(self) -> None:
+        self.members: set[str] = set()
+        self.released: set[str] = set()
+        self.shared: dict[str, Any] = {}
+        self.changed = asyncio.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def active(self) -> int:
+        """Members that may still ask for shared work."""
+        return len(self.members - self.released)
+
+    def join(self, job_id: str) -> None:
+        self.members.add(job_id)
+        self._notify()
+
+    def release(self, job_id: str) -> None:
+        if job_id in self.members:
+            self.released.add(job_id)
+            self._notify()
+
+    def leave(self, job_id: str) -> None:
+        self.members.discard(job_id)
+        self.released.discard(job_id)
+        self._notify()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        self.changed.set()
+        for listener in list(self._listeners):
+            listener()
+
+
 @dataclass
 class JobContext:
     job_id: str
@@ -45,6 +89,7 @@ class JobContext:
     services: JobServices
     report: ProgressReporter
     max_attempts: int = 3
+    group: JobGroup | None = None  # set when claimed with others of its kind
 
     @property
     def is_last_attempt(self) -> bool:

@@ -18,6 +18,9 @@ HANDLERS: dict[str, str] = {
     "testing.record": "onebox.testing.job_handlers:record",
 }
 
+# Kinds a worker may claim several of at once and run side by side (see JobGroup).
+GROUPABLE: set[str] = {"ingest_document"}
+
 _resolved: dict[str, JobHandler] = {}
 
 

@@ -103,12 +103,17 @@ class JobRepository:
         )
         return self._claimed((await self.session.execute(statement)).first())
 
-    async def claim_next(self, worker: str, lease_seconds: float) -> ClaimedJob | None:
-        """Take the oldest due job nobody holds, or None."""
+    async def claim_next(
+        self, worker: str, lease_seconds: float, *, kind: str | None = None
+    ) -> ClaimedJob | None:
+        """Take the oldest due job nobody holds (of ``kind`` when given), or None."""
         now = utcnow()
+        due = [Job.status == JobStatus.QUEUED, Job.run_after <= now]
+        if kind is not None:
+            due.append(Job.kind == kind)
         candidate = (
             select(Job.id)
-            .where(Job.status == JobStatus.QUEUED, Job.run_after <= now)
+            .where(*due)
             .order_by(Job.run_after, Job.created_at)
             .limit(1)
             # Its own scan of the table, never tied to the row the UPDATE is looking at.

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from onebox.core.db import utcnow
 from onebox.core.metrics import metrics
 from onebox.core.requestid import REQUEST_ID_FIELD, request_id, valid_request_id
-from onebox.jobs.base import JobContext, JobServices, PermanentJobError
-from onebox.jobs.registry import resolve
+from onebox.jobs.base import JobContext, JobGroup, JobServices, PermanentJobError
+from onebox.jobs.registry import GROUPABLE, resolve
 from onebox.jobs.repository import ClaimedJob, JobRepository
 
 logger = logging.getLogger(__name__)
@@ -57,15 +57,65 @@ async def run_job(services: JobServices, job_id: str, worker: str) -> bool:
 
 
 async def run_next(services: JobServices, worker: str) -> bool:
-    """Run the oldest due job, if any; False when none was waiting."""
-    token = claim_token(worker)
+    """Run the oldest due job, if any; False when none was waiting. When its kind is
+    groupable, more due jobs of that kind are claimed with it and all run side by side as
+    one :class:`JobGroup` of up to ``job_group_size`` active members; whenever half of them
+    have released the shared work (or ended) the group is topped up from the queue, so the
+    jobs still working never wait for a new group to be claimed and started."""
+    lease = services.settings.job_lease_seconds
     async with services.sessionmaker() as session:
-        job = await JobRepository(session).claim_next(token, services.settings.job_lease_seconds)
+        first = await JobRepository(session).claim_next(claim_token(worker), lease)
         await session.commit()
-    if job is None:
+    if first is None:
         return False
-    await execute(services, job)
+    limit = services.settings.job_group_size
+    if first.kind not in GROUPABLE or limit < 2:
+        await execute(services, first)
+        return True
+    group = JobGroup()
+    running: set[asyncio.Task[None]] = set()
+
+    def start(jobs: list[ClaimedJob]) -> None:
+        for job in jobs:
+            group.join(job.id)
+            running.add(asyncio.create_task(execute(services, job, group), name=f"job-{job.id}"))
+
+    try:
+        start([first, *await claim_more(services, worker, first.kind, limit - 1)])
+        queue_empty = False
+        while running:
+            changed = asyncio.ensure_future(group.changed.wait())
+            try:
+                await asyncio.wait({*running, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+            group.changed.clear()
+            running = {task for task in running if not task.done()}
+            if not queue_empty and group.active <= limit // 2:
+                more = await claim_more(services, worker, first.kind, limit - group.active)
+                queue_empty = not more
+                start(more)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
     return True
+
+
+async def claim_more(services: JobServices, worker: str, kind: str, count: int) -> list[ClaimedJob]:
+    """Up to ``count`` more due jobs of ``kind``, oldest first, in one transaction; each
+    with its own claim token and lease, so each is resumed alone if this worker stops."""
+    lease = services.settings.job_lease_seconds
+    jobs: list[ClaimedJob] = []
+    async with services.sessionmaker() as session:
+        repository = JobRepository(session)
+        while len(jobs) < count:
+            job = await repository.claim_next(claim_token(worker), lease, kind=kind)
+            if job is None:
+                break
+            jobs.append(job)
+        await session.commit()
+    return jobs
 
 
 class _Lease:
@@ -129,17 +179,19 @@ class _Lease:
                 await self.write()
 
 
-async def execute(services: JobServices, job: ClaimedJob) -> None:
+async def execute(services: JobServices, job: ClaimedJob, group: JobGroup | None = None) -> None:
     """Run a job this worker has claimed and record how it ended. Never raises, except
     CancelledError (shutdown), after putting the job back in the queue. Its log lines carry
-    the id of the request that queued it."""
+    the id of the request that queued it. A grouped job leaves its group when it ends."""
     token = request_id.set(valid_request_id(job.payload.get(REQUEST_ID_FIELD)))
     started = time.perf_counter()
     outcome = "released"
     logger.info("job %s (%s) started, attempt %d", job.id, job.kind, job.attempts)
     try:
-        outcome = await _execute(services, job)
+        outcome = await _execute(services, job, group)
     finally:
+        if group is not None:
+            group.leave(job.id)
         seconds = time.perf_counter() - started
         metrics().jobs_finished.labels(job.kind, outcome).inc()
         metrics().job_duration.labels(job.kind).observe(seconds)
@@ -150,7 +202,7 @@ async def execute(services: JobServices, job: ClaimedJob) -> None:
         request_id.reset(token)
 
 
-async def _execute(services: JobServices, job: ClaimedJob) -> str:
+async def _execute(services: JobServices, job: ClaimedJob, group: JobGroup | None) -> str:
     """The outcome: done, failed, retried, released or lost (another worker has it)."""
     lease = _Lease(services, job)
     try:
@@ -163,6 +215,7 @@ async def _execute(services: JobServices, job: ClaimedJob) -> str:
             services=services,
             report=lease.report,
             max_attempts=job.max_attempts,
+            group=group,
         )
 
         async def call() -> None:

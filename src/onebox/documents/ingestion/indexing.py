@@ -54,11 +54,13 @@ async def embed_and_index(
     batch_size: int,
     on_batch: Callable[[int], Awaitable[None]] | None = None,
     title: str | None = None,
+    on_embedded: Callable[[], None] | None = None,
 ) -> list[Chunk]:
     """Embeds and indexes ``drafts``; returns the chunk rows for the caller to store in the
     same transaction that marks the document ready. The next batch is being embedded while
     the current one is written to the index, so the encoder never waits for the index.
-    ``title`` (see :func:`document_title`) heads every passage's indexed text."""
+    ``title`` (see :func:`document_title`) heads every passage's indexed text;
+    ``on_embedded`` is called once the last batch's vectors are in (before its index write)."""
     batches = [drafts[i : i + batch_size] for i in range(0, len(drafts), batch_size)]
     texts = [[embedding_text(d.heading_path, d.text, title) for d in batch] for batch in batches]
     rows: list[Chunk] = []
@@ -72,6 +74,8 @@ async def embed_and_index(
                 if number + 1 < len(batches)
                 else None
             )
+            if upcoming is None and on_embedded is not None:
+                on_embedded()
             batch_rows = [_row(draft, document_id, collection_id) for draft in batch]
             await index.upsert(
                 [

@@ -16,6 +16,8 @@ from onebox.documents.ingestion.preparing import prepare_document
 from onebox.documents.models import Document, DocumentStatus
 from onebox.documents.repository import DocumentRepository
 from onebox.documents.service import content_hash, parse_limits
+from onebox.embeddings.base import Embedder
+from onebox.embeddings.batching import CoalescingEmbedder
 from onebox.jobs.base import JobContext, PermanentJobError
 from onebox.jobs.sandbox import SandboxLimitError
 
@@ -111,15 +113,18 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
     async def embedded(done: int) -> None:
         await ctx.progress(0.1 + 0.85 * done / len(drafts), f"Embedded {done}/{len(drafts)}")
 
+    embedder = _embedder(ctx)
     rows = await embed_and_index(
         drafts,
         document_id=document_id,
         collection_id=document.collection_id,
-        embedder=services.embedder,
+        embedder=embedder,
         index=services.index,
         batch_size=settings.embedding_batch_size,
         on_batch=embedded,
         title=prepared.title,
+        # Jobs embedding beside this one need not wait for its index and database writes.
+        on_embedded=_release(ctx),
     )
     async with services.sessionmaker() as session:
         repository = DocumentRepository(session)
@@ -138,6 +143,30 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         current.media_type = prepared.media_type
         await session.commit()
     await ctx.progress(1.0, f"Ready: {len(rows)} passages")
+
+
+def _release(ctx: JobContext) -> Callable[[], None] | None:
+    """For a grouped job: tells the group this job needs no more embedding."""
+    group = ctx.group
+    if group is None:
+        return None
+    return lambda: group.release(ctx.job_id)
+
+
+def _embedder(ctx: JobContext) -> Embedder:
+    """The process's embedder; for jobs claimed together, one shared wrapper over it that
+    embeds their passages in common batches (small pages have a handful each)."""
+    group, embedder = ctx.group, ctx.services.embedder
+    if group is None:
+        return embedder
+    shared = group.shared.get("embedder")
+    if not isinstance(shared, CoalescingEmbedder):
+        shared = CoalescingEmbedder(
+            embedder, lambda: group.active, ctx.services.settings.embedding_batch_size
+        )
+        group.on_change(shared.wake)
+        group.shared["embedder"] = shared
+    return shared
 
 
 async def _sandboxed(
