@@ -143,3 +143,31 @@ async def test_api_key_reads_only_its_collections(api: AppUnderTest) -> None:
             "/api/search", json={"query": "x", "collection_ids": [allowed["id"]]}, headers=auth
         )
         assert search.status_code == 200
+
+
+async def test_hydrating_hits_keeps_only_the_allowed_collections(api: AppUnderTest) -> None:
+    """An index that drifted from the database (a hit the search filter should have dropped)
+    still never surfaces a passage from a collection the caller did not ask for."""
+    from onebox.documents.repository import DocumentRepository
+
+    kept = await create_collection(api.client, "Kept")
+    other = await create_collection(api.client, "Other")
+    await upload(api.client, kept["id"], [("kept.txt", b"Lighthouses are lit at dusk.")])
+    await upload(api.client, other["id"], [("other.txt", SECRET)])
+    await wait_for_documents(api.client, kept["id"], expected=1)
+    await wait_for_documents(api.client, other["id"], expected=1)
+
+    async def chunk_ids(collection_id: str, query: str) -> list[str]:
+        response = await api.client.post(
+            "/api/search", json={"query": query, "collection_ids": [collection_id]}
+        )
+        return [source["chunk_id"] for source in response.json()["sources"]]
+
+    ours = await chunk_ids(kept["id"], "lighthouses")
+    theirs = await chunk_ids(other["id"], "merger code name")
+    assert ours
+    assert theirs
+    async with api.app.state.onebox.sessionmaker() as session:
+        found = await DocumentRepository(session).chunks_with_documents(ours + theirs, [kept["id"]])
+    assert set(found) == set(ours)
+    assert all(chunk.collection_id == kept["id"] for chunk, _ in found.values())

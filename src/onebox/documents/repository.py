@@ -212,15 +212,24 @@ class DocumentRepository:
         self, chunk_ids: Sequence[str], collection_ids: Sequence[str]
     ) -> dict[str, tuple[Chunk, Document]]:
         """Hydrates search hits; the collection filter is repeated so an index that drifted
-        from the database can never surface a chunk the caller may not read."""
+        from the database can never surface a chunk the caller may not read.
+
+        The rows are looked up by primary key only and the collection is checked here: with
+        both conditions in SQL, SQLite (no ANALYZE statistics) walks the collection index,
+        every chunk of the collection, instead: 52 ms against 0.7 ms at 100k passages."""
         if not chunk_ids or not collection_ids:
             return {}
+        allowed = set(collection_ids)
         result = await self.session.execute(
             select(Chunk, Document)
             .join(Document, Document.id == Chunk.document_id)
-            .where(Chunk.id.in_(chunk_ids), Chunk.collection_id.in_(collection_ids))
+            .where(Chunk.id.in_(chunk_ids))
         )
-        return {row[0].id: (row[0], row[1]) for row in result.all()}
+        return {
+            chunk.id: (chunk, document)
+            for chunk, document in result.all()
+            if chunk.collection_id in allowed
+        }
 
     async def get_chunk(self, owner_id: str, chunk_id: str) -> tuple[Chunk, Document] | None:
         result = await self.session.execute(
