@@ -20,7 +20,9 @@ Queries: the 85 questions of ``bench/quality_set.py`` and a reworded copy of eac
 distinct (the embedder has no query cache anyway). Each query is sent once per mode (hybrid,
 dense), modes interleaved so noise hits them alike, sequentially on one keep-alive
 connection; then the server stops and the same queries go through ``Retriever.retrieve``
-here, with the query embedding alone timed too. ``--quick``: 10k passages.
+here, with the query embedding alone and ``VectorIndex.search`` alone (given the embedded
+vector) timed too, so the rest (SQL hydration, neighbours, guard, HTTP) is the difference.
+``--quick``: 10k passages.
 """
 
 from __future__ import annotations
@@ -218,20 +220,29 @@ def _http(port: int, collection_id: str, texts: list[str]) -> dict[str, list[flo
 async def _in_process(
     settings: Settings, collection_id: str, texts: list[str], warmup: list[str]
 ) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {"embed": [], **{mode: [] for mode in MODES}}
+    samples: dict[str, list[float]] = {
+        "embed": [], **{mode: [] for mode in MODES}, **{f"index_{m}": [] for m in MODES}
+    }  # fmt: skip
     embedder = build_embedder(settings, None)  # type: ignore[arg-type]  # local: no HTTP
     await embedder.start()
     index = build_index(settings)
     await index.open(embedder.dimension)
     retriever = Retriever(settings, embedder, index, Guard(settings))
+    candidates = max(5, settings.retrieval_candidates)
     try:
         async with open_database(settings) as sessionmaker:
             for number, text in enumerate(warmup + texts):
                 timed = number >= len(warmup)
                 started = time.perf_counter()
-                await embedder.embed([text], kind="query")
+                vector = (await embedder.embed([text], kind="query"))[0]
                 if timed:
                     samples["embed"].append(time.perf_counter() - started)
+                for mode in MODES:  # the index search alone, as the route asks it
+                    started = time.perf_counter()
+                    await index.search(dense=vector, text=text, collection_ids=[collection_id],
+                                       limit=5, candidates=candidates, mode=mode)  # type: ignore[arg-type]  # fmt: skip
+                    if timed:
+                        samples[f"index_{mode}"].append(time.perf_counter() - started)
                 for mode in MODES:
                     async with sessionmaker() as session:
                         started = time.perf_counter()
@@ -274,6 +285,7 @@ def run(quick: bool) -> dict[str, Any]:
         "embed_query": _percentiles(local["embed"]),
         **{f"http_{mode}": _percentiles(http_samples[mode]) for mode in MODES},
         **{f"in_process_{mode}": _percentiles(local[mode]) for mode in MODES},
+        **{f"index_search_{mode}": _percentiles(local[f"index_{mode}"]) for mode in MODES},
     }
     rows = [
         [name.replace("_", " "), f["n"], f["p50"], f["p95"], f["p99"],
