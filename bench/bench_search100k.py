@@ -267,7 +267,7 @@ def run(quick: bool) -> dict[str, Any]:
     size = QUICK_PASSAGES if quick else PASSAGES
     load_before = os.getloadavg()[0]
     directory = Path(tempfile.mkdtemp(prefix="onebox-bench-search-"))
-    settings = Settings(_env_file=None, data_dir=directory / "data")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, data_dir=directory / "data")
     texts = queries()
     warmup = [f"What does Onebox do with {w}?" for w in ("pdf", "html", "tokens", "keys")] * 3
     try:
