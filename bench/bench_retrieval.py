@@ -25,6 +25,10 @@ is the best of a few rounds of 150 retrievals (noise on a shared machine only ad
 (781 s measured on a quiet machine, 29 min on a busy one; 100k takes 44 s) after 81 s of
 loading, and the process peaks at 16 GB of RSS. Ask for it with
 ``ONEBOX_BENCH_RETRIEVAL_SIZES=10000,100000,1000000 python -m bench retrieval``.
+
+The whole ``POST /api/search`` route over HTTP at 100k passages (a real ``onebox serve``,
+SQL hydration, neighbours, guard), beside ``Retriever.retrieve`` in-process, is
+``python -m bench search100k`` (``bench/bench_search100k.py``).
 """
 
 from __future__ import annotations
