@@ -114,6 +114,27 @@ async def test_calls_are_packed_to_one_encoder_batch() -> None:
     np.testing.assert_allclose(results[1][3], vector("r1-3"), rtol=1e-6)
 
 
+async def test_a_batch_holds_texts_of_similar_length_and_the_oldest_text() -> None:
+    # The encoder pads a batch to its longest text: long with long, short with short.
+    inner = CountingEmbedder()
+    shared = CoalescingEmbedder(inner, lambda: 2, max_batch=2)
+    long_a, short_b, long_c, short_d = "a" * 50, "b", "c" * 49, "dd"
+    first, second = await asyncio.wait_for(
+        asyncio.gather(shared.embed([long_a, short_b]), shared.embed([long_c, short_d])), 5
+    )
+    assert [sorted(call) for call in inner.calls] == [[long_a, long_c], [short_b, short_d]]
+    np.testing.assert_allclose(first, np.asarray([vector(long_a), vector(short_b)]), rtol=1e-6)
+    np.testing.assert_allclose(second, np.asarray([vector(long_c), vector(short_d)]), rtol=1e-6)
+
+
+async def test_the_oldest_text_goes_in_the_next_batch_whatever_its_length() -> None:
+    inner = CountingEmbedder()
+    shared = CoalescingEmbedder(inner, lambda: 2, max_batch=2)
+    tiny, longs = "t", ["x" * 40, "y" * 41, "z" * 42]
+    await asyncio.wait_for(asyncio.gather(shared.embed([tiny]), shared.embed(longs)), 5)
+    assert tiny in inner.calls[0]
+
+
 async def test_a_failing_request_fails_alone() -> None:
     inner = CountingEmbedder()
     shared = CoalescingEmbedder(inner, lambda: 2, max_batch=64)

@@ -6,7 +6,10 @@ synchronisation inside every layer) dwarfs the work. Ingestion jobs claimed toge
 :class:`~onebox.jobs.base.JobGroup`) share one :class:`CoalescingEmbedder`: each job's
 ``embed`` call waits until either a full batch of texts is pending or every job still
 running is waiting for its vectors (or done), and then one call embeds them all. Nothing is
-waited on by time, so it neither stalls nor depends on how loaded the machine is.
+waited on by time, so it neither stalls nor depends on how loaded the machine is. A call
+takes texts of similar length from all the waiting jobs (the encoder pads a batch to its
+longest text: on the PostgreSQL manual, first-come batches padded to 225k word pieces where
+length-sorted ones need 146k), the oldest text always among them.
 """
 
 from __future__ import annotations
@@ -21,10 +24,38 @@ import numpy as np
 from onebox.embeddings.base import Embedder, InputKind, Vectors
 
 
-@dataclass
+@dataclass(eq=False)
+class _Item:
+    request: _Request
+    position: int
+    text: str
+    taken: bool = False
+
+
+@dataclass(eq=False)
 class _Request:
     texts: list[str]
     future: asyncio.Future[Vectors] = field(repr=False)
+    items: list[_Item] = field(default_factory=list, repr=False)
+    rows: Vectors | None = field(default=None, repr=False)
+    missing: int = 0
+
+    def __post_init__(self) -> None:
+        self.items = [_Item(self, position, text) for position, text in enumerate(self.texts)]
+        self.missing = len(self.texts)
+
+    def waiting(self) -> list[_Item]:
+        return [item for item in self.items if not item.taken]
+
+    def fill(self, position: int, row: Vectors) -> None:
+        if self.future.done():
+            return
+        if self.rows is None:
+            self.rows = np.empty((len(self.texts), row.shape[-1]), dtype=np.float32)
+        self.rows[position] = row
+        self.missing -= 1
+        if self.missing == 0:
+            self.future.set_result(self.rows)
 
 
 class CoalescingEmbedder(Embedder):
@@ -70,42 +101,45 @@ class CoalescingEmbedder(Embedder):
         live = self._live()
         if not live:
             return False
-        texts = sum(len(request.texts) for request in live)
-        return texts >= self.max_batch or len(live) >= self._outstanding()
+        texts = sum(len(request.waiting()) for request in live)
+        return texts > 0 and (texts >= self.max_batch or len(live) >= self._outstanding())
 
     async def _flush(self) -> None:
         while self._ready():
-            # At most one encoder batch per call (first fit, oldest first): a call just over
-            # it would be cut by the encoder into a full batch and a tiny one, which costs
-            # nearly as much. Index writes then overlap the next call.
-            taken: list[_Request] = []
-            kept: list[_Request] = []
-            room = self.max_batch
-            for request in self._pending:
-                if len(request.texts) <= room or not taken:
-                    taken.append(request)
-                    room -= len(request.texts)
-                else:
-                    kept.append(request)
-            self._pending = kept
+            taken = self._take()
             try:
-                vectors = await self.inner.embed([t for r in taken for t in r.texts])
+                vectors = await self.inner.embed([item.text for item in taken])
             except asyncio.CancelledError:
-                for request in taken:
-                    request.future.cancel()
+                for item in taken:
+                    item.request.future.cancel()
                 raise
             except Exception:
                 # One bad request must not fail the others: each goes alone.
-                for request in taken:
+                failed = list(dict.fromkeys(item.request for item in taken))
+                self._pending = [r for r in self._pending if r not in failed]
+                for request in failed:
                     await self._alone(request)
                 continue
-            start = 0
-            for request in taken:
-                end = start + len(request.texts)
-                if not request.future.done():
-                    request.future.set_result(np.ascontiguousarray(vectors[start:end]))
-                start = end
+            for item, row in zip(taken, vectors, strict=True):
+                item.request.fill(item.position, row)
             self.calls += 1
+
+    def _take(self) -> list[_Item]:
+        """One encoder batch: texts of similar length (the encoder pads each batch to its
+        longest text, so mixed lengths waste up to a third of the work on the padding),
+        always including the oldest text waiting so that none waits forever."""
+        items = [item for request in self._pending for item in request.waiting()]
+        if len(items) > self.max_batch:
+            oldest = items[0]
+            items.sort(key=lambda item: -len(item.text))
+            start = min(
+                next(i for i, item in enumerate(items) if item is oldest),
+                len(items) - self.max_batch,
+            )
+            items = items[start : start + self.max_batch]
+        for item in items:
+            item.taken = True
+        return items
 
     async def _alone(self, request: _Request) -> None:
         if request.future.done():
