@@ -186,6 +186,30 @@ async def test_worker_runs_jobs_and_a_poison_job_fails_alone(cluster: Cluster) -
     assert {run["pid"] for run in runs}.isdisjoint({os.getpid()})
 
 
+async def test_a_message_runs_the_queued_jobs_of_a_groupable_kind_as_one_group(
+    cluster: Cluster,
+) -> None:
+    # Ingestion's kind is groupable: the pages of an upload share embedding batches in a
+    # Celery worker as they do in the in-process one.
+    marker = cluster.tmp_path / "grouped.jsonl"
+    ids = [await cluster.enqueue("testing.group_record", {"marker": str(marker)}) for _ in range(3)]
+    flaky = await cluster.enqueue(
+        "testing.group_record", {"marker": str(marker), "failures": 1}, max_attempts=3
+    )
+    cluster.start_worker("worker")
+
+    jobs = await cluster.wait([*ids, flaky], within=40)
+    assert [job.status for job in jobs] == ["done"] * 4, cluster.logs()
+    by_id = {job.id: job for job in jobs}
+    assert [by_id[job_id].attempts for job_id in ids] == [1, 1, 1]
+    assert by_id[flaky].attempts == 2  # its retry was scheduled though another's message ran it
+    runs = [json.loads(line) for line in marker.read_text().splitlines()]
+    first_runs = [run for run in runs if run["attempt"] == 1]
+    assert sorted(run["job_id"] for run in first_runs) == sorted([*ids, flaky])
+    everyone = sorted([*ids, flaky])
+    assert all(run["members"] == everyone for run in first_runs), runs
+
+
 async def test_job_of_a_killed_worker_is_resumed_by_another(cluster: Cluster) -> None:
     marker = cluster.tmp_path / "resumed.jsonl"
     job_id = await cluster.enqueue(

@@ -327,8 +327,8 @@ class Settings(BaseSettings):
         default=64,
         ge=1,
         le=256,
-        description="Queued jobs of a groupable kind (document ingestion) one in-process worker "
-        "loop claims together and runs side by side, so they can share work (one embedding "
+        description="Queued jobs of a groupable kind (document ingestion) a worker (in-process or "
+        "Celery) claims together and runs side by side, so they can share work (one embedding "
         "batch across many small documents); 1 runs them one by one",
     )
     job_max_attempts: int = Field(default=3, ge=1, le=20)

@@ -112,24 +112,31 @@ class _WorkerRuntime:
 
     def run(self, job_id: str) -> bool:
         loop, services = self._ensure()
-        ran, retry_in = asyncio.run_coroutine_threadsafe(self._run(services, job_id), loop).result()
-        if retry_in is not None:
+        ran, retries = asyncio.run_coroutine_threadsafe(self._run(services, job_id), loop).result()
+        for retry_id, retry_in in retries.items():
             # The retry waits in the broker; if this send is lost the sweeper finds the
             # job once it is due.
             try:
-                self.app.send_task(TASK_NAME, args=[job_id], countdown=retry_in, queue=QUEUE)
+                self.app.send_task(TASK_NAME, args=[retry_id], countdown=retry_in, queue=QUEUE)
             except Exception:
-                logger.warning("could not schedule the retry of job %s", job_id, exc_info=True)
+                logger.warning("could not schedule the retry of job %s", retry_id, exc_info=True)
         return ran
 
-    async def _run(self, services: JobServices, job_id: str) -> tuple[bool, float | None]:
-        if not await run_job(services, job_id, self.worker):
-            return False, None
+    async def _run(self, services: JobServices, job_id: str) -> tuple[bool, dict[str, float]]:
+        """Whether ``job_id`` ran here, and the seconds until each job run with it (its
+        group's members too) that failed and waits to be retried."""
+        ran = await run_job(services, job_id, self.worker)
+        if not ran:
+            return False, {}
         async with services.sessionmaker() as session:
-            job = await JobRepository(session).get(job_id)
-        if job is None or job.status != JobStatus.QUEUED:
-            return True, None
-        return True, max(0.0, (job.run_after - utcnow()).total_seconds())
+            repository = JobRepository(session)
+            jobs = [await repository.get(ran_id) for ran_id in ran]
+        now = utcnow()
+        return True, {
+            job.id: max(0.0, (job.run_after - now).total_seconds())
+            for job in jobs
+            if job is not None and job.status == JobStatus.QUEUED
+        }
 
     def close(self) -> None:
         with self._lock:

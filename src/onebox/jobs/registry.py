@@ -16,10 +16,11 @@ HANDLERS: dict[str, str] = {
     "testing.poison": "onebox.testing.job_handlers:poison",
     "testing.flaky": "onebox.testing.job_handlers:flaky",
     "testing.record": "onebox.testing.job_handlers:record",
+    "testing.group_record": "onebox.testing.job_handlers:group_record",
 }
 
 # Kinds a worker may claim several of at once and run side by side (see JobGroup).
-GROUPABLE: set[str] = {"ingest_document"}
+GROUPABLE: set[str] = {"ingest_document", "testing.group_record"}
 
 _resolved: dict[str, JobHandler] = {}
 

@@ -44,40 +44,52 @@ def failure_reason(exc: BaseException) -> str:
     return reason
 
 
-async def run_job(services: JobServices, job_id: str, worker: str) -> bool:
-    """Run ``job_id`` if it can be claimed now; False (and nothing done) otherwise."""
+async def run_job(services: JobServices, job_id: str, worker: str) -> list[str]:
+    """Run ``job_id`` if it can be claimed now, with queued jobs of its kind when the kind
+    is groupable (as :func:`run_next` does): the ids of the jobs run, empty (and nothing
+    done) when it could not be claimed. Celery workers come in here: a message for one page
+    of an upload runs the upload's other queued pages in its group, and their own messages
+    then find them claimed."""
     token = claim_token(worker)
     async with services.sessionmaker() as session:
         job = await JobRepository(session).claim(job_id, token, services.settings.job_lease_seconds)
         await session.commit()
     if job is None:
-        return False
-    await execute(services, job)
-    return True
+        return []
+    return await run_claimed(services, job, worker)
 
 
 async def run_next(services: JobServices, worker: str) -> bool:
-    """Run the oldest due job, if any; False when none was waiting. When its kind is
-    groupable, more due jobs of that kind are claimed with it and all run side by side as
-    one :class:`JobGroup` of up to ``job_group_size`` active members; whenever half of them
-    have released the shared work (or ended) the group is topped up from the queue, so the
-    jobs still working never wait for a new group to be claimed and started."""
+    """Run the oldest due job, if any (with others of its kind when groupable, see
+    :func:`run_claimed`); False when none was waiting."""
     lease = services.settings.job_lease_seconds
     async with services.sessionmaker() as session:
         first = await JobRepository(session).claim_next(claim_token(worker), lease)
         await session.commit()
     if first is None:
         return False
+    await run_claimed(services, first, worker)
+    return True
+
+
+async def run_claimed(services: JobServices, first: ClaimedJob, worker: str) -> list[str]:
+    """Run a claimed job; the ids of all the jobs run. When its kind is groupable, more due
+    jobs of that kind are claimed with it and all run side by side as one
+    :class:`JobGroup` of up to ``job_group_size`` active members; whenever half of them have
+    released the shared work (or ended) the group is topped up from the queue, so the jobs
+    still working never wait for a new group to be claimed and started."""
     limit = services.settings.job_group_size
     if first.kind not in GROUPABLE or limit < 2:
         await execute(services, first)
-        return True
+        return [first.id]
     group = JobGroup()
+    ran: list[str] = []
     running: set[asyncio.Task[None]] = set()
 
     def start(jobs: list[ClaimedJob]) -> None:
         for job in jobs:
             group.join(job.id)
+            ran.append(job.id)
             running.add(asyncio.create_task(execute(services, job, group), name=f"job-{job.id}"))
 
     try:
@@ -99,7 +111,7 @@ async def run_next(services: JobServices, worker: str) -> bool:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
-    return True
+    return ran
 
 
 async def claim_more(services: JobServices, worker: str, kind: str, count: int) -> list[ClaimedJob]:

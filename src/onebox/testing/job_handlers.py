@@ -48,12 +48,22 @@ async def record(ctx: JobContext) -> None:
     await _record(ctx)
 
 
-async def _record(ctx: JobContext) -> None:
+async def group_record(ctx: JobContext) -> None:
+    """A groupable kind: like ``record``, the line also lists the ids of the group's members
+    as it ran; ``{"failures": n}`` fails the first ``n`` attempts (after recording)."""
+    await asyncio.sleep(0)  # the other members of its group start
+    await _record(ctx, members=sorted(ctx.group.members) if ctx.group else [ctx.job_id])
+    if ctx.attempt <= int(ctx.payload.get("failures", 0)):
+        raise RuntimeError(f"group member failed on attempt {ctx.attempt}")
+
+
+async def _record(ctx: JobContext, **extra: object) -> None:
     marker = ctx.payload.get("marker")
     if not marker:
         return
     line = json.dumps(
         {"job_id": ctx.job_id, "attempt": ctx.attempt, "pid": os.getpid(), "at": time.time()}
+        | extra
     )
     await asyncio.to_thread(_append, Path(str(marker)), line)
 
