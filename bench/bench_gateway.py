@@ -167,7 +167,8 @@ def run(quick: bool) -> dict[str, Any]:
         "method": {
             "upstream": "onebox.testing.fake_upstream: 16 tokens after 20 ms (stream and not)",
             "onebox": "one `onebox serve` process, embedded topology (SQLite, Qdrant Edge, "
-            "in-memory counters), models file pointing at the fake, an API token",
+            "in-memory counters), models file pointing at the fake, an API token; metrics "
+            "and the JSON access log on (ONEBOX_LOG_LEVEL=INFO, to a file)",
             "repeats": repeats,
             "seconds_per_run": seconds,
             "hey": f"hey -c {BURST} -q RATE/{BURST} (bursts of {BURST}); also -c {WIDE_BURST} "

@@ -79,7 +79,8 @@ def onebox(
     upstream_url: str, workers: int = 1, shared: dict[str, str] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``onebox serve`` in front of ``upstream_url``; ``shared`` is the environment of the
-    several-worker topology (database, vector backend, counters)."""
+    several-worker topology (database, vector backend, counters). As deployed: metrics
+    and the JSON access log on (one line per request, written to a file)."""
     with tempfile.TemporaryDirectory(prefix="onebox-bench-") as directory:
         models = Path(directory) / "models.yaml"
         models.write_text(
@@ -87,16 +88,21 @@ def onebox(
             f"    upstream_url: {upstream_url}\n    context_window: 8192\n    max_retries: 0\n"
         )
         port = free_port()
-        env = _env(ONEBOX_MODELS_FILE=str(models), ONEBOX_API_TOKEN=TOKEN, **(shared or {}))
-        process = subprocess.Popen(
-            [sys.executable, "-m", "onebox", "serve", "--port", str(port), "--workers",
-             str(workers), "--data-dir", str(Path(directory) / "data")],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env = _env(
+            ONEBOX_MODELS_FILE=str(models), ONEBOX_API_TOKEN=TOKEN, ONEBOX_LOG_LEVEL="INFO",
+            ONEBOX_ACCESS_LOG="true", **(shared or {}),
         )  # fmt: skip
+        log_path = Path(directory) / "onebox.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "onebox", "serve", "--port", str(port), "--workers",
+                 str(workers), "--data-dir", str(Path(directory) / "data")],
+                env=env, stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
             if not wait_until_ready(url, timeout=300, alive=lambda: process.poll() is None):
-                raise RuntimeError(process.stderr.read().decode() if process.stderr else "")
+                raise RuntimeError(log_path.read_text(errors="replace")[-5000:])
             yield url, process
         finally:
             process.terminate()

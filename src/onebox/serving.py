@@ -143,6 +143,16 @@ def export_settings(settings: Settings) -> None:
     os.environ["ONEBOX_PORT"] = str(settings.port)
 
 
+def _http_protocol() -> type[asyncio.Protocol] | None:
+    """uvicorn's httptools protocol, sending each response's head with its body (see
+    :mod:`onebox.serving_protocol`); None without httptools (uvicorn picks h11)."""
+    try:
+        from onebox.serving_protocol import http_protocol
+    except ImportError:
+        return None
+    return http_protocol()
+
+
 def run(settings: Settings, workers: int = 1) -> None:
     """Serve until interrupted. Raises ``ValueError`` listing what stops ``workers``
     processes from sharing this configuration."""
@@ -169,6 +179,9 @@ def run(settings: Settings, workers: int = 1) -> None:
         # The client address is Onebox's to work out, from ONEBOX_TRUSTED_PROXIES alone.
         "proxy_headers": False,
     }
+    protocol = _http_protocol()
+    if protocol is not None:
+        options["http"] = protocol
     if workers == 1:
         uvicorn.run(serving_app(settings), **options)
         return

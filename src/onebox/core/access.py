@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onebox.core.metrics import metrics
 from onebox.core.requestid import accept_request_id, request_id
 
-access_logger = logging.getLogger("onebox.access")
+_ACCESS = "onebox.access"
+access_logger = logging.getLogger(_ACCESS)
 
 UNMATCHED_ROUTE = "unmatched"
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that left before the answer
@@ -87,20 +88,20 @@ class AccessLog:
             if self.log and access_logger.isEnabledFor(logging.INFO):
                 path = scope["path"][:MAX_LOGGED_PATH]
                 client = scope.get("client")
-                access_logger.info(
-                    "%s %s %d",
-                    method,
-                    path,
-                    status,
-                    extra={
-                        "fields": {
-                            "method": method,
-                            "route": template,
-                            "path": path,
-                            "status": status,
-                            "duration_ms": round(seconds * 1000, 3),
-                            "client": client[0] if client else None,
-                        }
-                    },
-                )
+                fields = {
+                    "method": method,
+                    "route": template,
+                    "path": path,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "client": client[0] if client else None,
+                }
+                # The record built directly: Logger.info() would walk the stack for the
+                # caller's file and line, which no access line shows.
+                access_logger.handle(
+                    access_logger.makeRecord(
+                        _ACCESS, logging.INFO, __file__, 0, "%s %s %d", (method, path, status),
+                        None, extra={"fields": fields},
+                    )
+                )  # fmt: skip
             request_id.reset(token)

@@ -5,8 +5,8 @@ call."""
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +97,7 @@ class Completion:
 
     request: ChatCompletionRequest
     turn: Turn
-    completion_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    completion_id: str = field(default_factory=lambda: f"chatcmpl-{os.urandom(16).hex()}")
     created: int = field(default_factory=lambda: int(time.time()))
     ending: bool = False  # sse() is handing out its last piece
 

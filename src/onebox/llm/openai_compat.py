@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import random
 import time
@@ -41,6 +42,7 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import orjson
 
 from onebox.core.metrics import metrics
 from onebox.core.requestid import HEADER as REQUEST_ID_HEADER
@@ -60,6 +62,7 @@ from onebox.llm.openai_sse import (
     _SseParser,
     _StreamBroken,
 )
+from onebox.llm.transport import FastTransport
 from onebox.llm.upstream_health import (
     UnavailableReason,
     UpstreamHealth,
@@ -149,13 +152,16 @@ def _describe_transport_error(exc: httpx.TransportError) -> tuple[UnavailableRea
 _UNKNOWN = object()
 
 
-def _fast_transport_for(
-    client: httpx.AsyncClient, url: httpx.URL
-) -> httpx.AsyncBaseTransport | None:
+_TRACE = REQUEST_ID_HEADER.encode("ascii")
+# Headers the direct path writes per request (or never: the host comes from the URL).
+_SET_PER_REQUEST = frozenset(
+    {b"host", b"content-length", b"content-type", b"transfer-encoding", b"x-request-id"}
+)
+
+
+def _fast_transport_for(client: httpx.AsyncClient, url: httpx.URL) -> FastTransport | None:
     """The :class:`FastTransport` ``client`` would send ``url`` through (proxies and mounts
     considered), provided sending to it directly skips nothing the client was set up to do."""
-    from onebox.llm.transport import FastTransport
-
     pick = getattr(client, "_transport_for_url", None)  # httpx's own choice, if it has one
     if pick is None or client.auth is not None or any(client.event_hooks.values()):
         return None
@@ -199,7 +205,7 @@ class OpenAICompatProvider(ChatProvider):
     _last_error: str | None = field(default=None, init=False, repr=False)
     _parsed_url: httpx.URL = field(init=False, repr=False)
     _direct: object = field(default=None, init=False, repr=False)
-    _direct_headers: httpx.Headers = field(init=False, repr=False)
+    _direct_head: bytes = field(default=b"", init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -258,7 +264,7 @@ class OpenAICompatProvider(ChatProvider):
                                 yield TextDelta(content)
                         else:
                             self._record_success()
-                            chunks = cast("AsyncGenerator[bytes]", response.aiter_bytes())
+                            chunks = self._body(response)
                             try:
                                 async for raw in chunks:
                                     # Deltas that arrived in one read travel as one chunk:
@@ -441,58 +447,82 @@ class OpenAICompatProvider(ChatProvider):
         """POSTs ``payload`` and yields the streaming response, closed on exit.
 
         When the shared client hands this URL to Onebox's own :class:`FastTransport` and has
-        no hooks or auth of its own, the request goes straight to the transport: the
-        client's cookie, auth and redirect layers (none of which an upstream call uses) cost
-        about as much CPU as the rest of the exchange, and its response wrapper is a
-        reference cycle, i.e. garbage-collector work on every request."""
-        timeout = self._timeout(remaining)
+        no hooks or auth of its own, the request goes straight to the transport, already in
+        bytes: the client's cookie, auth and redirect layers and building an
+        :class:`httpx.Request` (none of which an upstream call needs) cost about as much CPU
+        as the rest of the exchange, and the client's response wrapper is a reference
+        cycle, i.e. garbage-collector work on every request."""
+        timeouts = self._timeouts(remaining)
         transport = self._direct_transport()
         if transport is None:
             async with self.client.stream(
                 "POST", self._url, json=payload, headers=traced_headers(self._headers),
-                timeout=timeout,
+                timeout=httpx.Timeout(**timeouts),
             ) as response:  # fmt: skip
                 yield response
             return
-        request = httpx.Request(
-            "POST",
-            self._parsed_url,
-            json=payload,
-            headers=self._traced_direct_headers(),
-            extensions={"timeout": timeout.as_dict()},
+        response = await transport.send_prepared(
+            self._parsed_url, self._direct_message(payload), timeouts
         )
-        response = await transport.handle_async_request(request)
-        response.request = request
         try:
             yield response
         finally:
             await response.aclose()
 
-    def _traced_direct_headers(self) -> httpx.Headers:
-        current = request_id.get()
-        if current is None:
-            return self._direct_headers
-        headers = self._direct_headers.copy()
-        headers[REQUEST_ID_HEADER] = current
-        return headers
+    def _body(self, response: httpx.Response) -> AsyncGenerator[bytes]:
+        """The body as it arrives: from the transport itself when it came the direct way
+        and has no content coding to undo (httpx's decoding and byte-counting layers cost
+        per read)."""
+        stream = response.stream
+        if (
+            self._direct is not None
+            and isinstance(stream, httpx.AsyncByteStream)
+            and "content-encoding" not in response.headers
+        ):
+            return cast("AsyncGenerator[bytes]", stream.__aiter__())
+        return cast("AsyncGenerator[bytes]", response.aiter_bytes())
 
-    def _direct_transport(self) -> httpx.AsyncBaseTransport | None:
+    def _direct_message(self, payload: dict[str, Any]) -> bytes:
+        """The whole request as the client would have sent it: its headers and ours, the
+        request id, the JSON body (httpx's encoding: compact, UTF-8, no NaN)."""
+        try:
+            body = orjson.dumps(payload)
+        except TypeError:  # what orjson does not encode (non-str keys in extra_body)
+            body = json.dumps(
+                payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+            ).encode()
+        current = request_id.get()
+        traced = b"" if current is None else b"%b: %b\r\n" % (_TRACE, current.encode("latin-1"))
+        return b"%b%bContent-Length: %d\r\n\r\n%b" % (
+            self._direct_head, traced, len(body), body,
+        )  # fmt: skip
+
+    def _direct_transport(self) -> FastTransport | None:
         if self._direct is _UNKNOWN:
             self._direct = _fast_transport_for(self.client, self._parsed_url)
             # What the client would have sent: its defaults, then ours.
-            self._direct_headers = httpx.Headers(self.client.headers)
-            self._direct_headers.update(self._headers)
-        return cast("httpx.AsyncBaseTransport | None", self._direct)
+            headers = httpx.Headers(self.client.headers)
+            headers.update(self._headers)
+            url = self._parsed_url
+            lines = [b"POST %b HTTP/1.1\r\nHost: %b\r\n" % (url.raw_path, url.netloc)]
+            lines += [
+                b"%b: %b\r\n" % (name, value)
+                for name, value in headers.raw
+                if name.lower() not in _SET_PER_REQUEST
+            ]
+            lines.append(b"Content-Type: application/json\r\n")
+            self._direct_head = b"".join(lines)
+        return cast("FastTransport | None", self._direct)
 
-    def _timeout(self, remaining: float) -> httpx.Timeout:
+    def _timeouts(self, remaining: float) -> dict[str, float | None]:
         remaining = max(remaining, 0.001)
         pool = self.pool_timeout if self.pool_timeout is not None else remaining
-        return httpx.Timeout(
-            connect=min(self.connect_timeout, remaining),
-            read=min(self.read_timeout, remaining),
-            write=min(self.read_timeout, remaining),
-            pool=min(pool, remaining),
-        )
+        return {
+            "connect": min(self.connect_timeout, remaining),
+            "read": min(self.read_timeout, remaining),
+            "write": min(self.read_timeout, remaining),
+            "pool": min(pool, remaining),
+        }
 
     def _scrub(self, text: str) -> str:
         if self.api_key and self.api_key in text:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 _loads = json.loads
 _raw_decode = json.JSONDecoder().raw_decode
+_fast_loads = orjson.loads
 
 
 class _StreamBroken(Exception):
@@ -53,12 +56,9 @@ class _SseParser:
                 self.done = True
                 continue
             try:
-                event = _raw_decode(frame.decode())[0]  # twice as fast as json.loads(bytes)
+                event = _fast_loads(frame)  # every token's event: orjson, 2x json's speed
             except ValueError:
-                try:  # leading whitespace, odd encodings
-                    event = _loads(frame)
-                except ValueError as exc:
-                    raise _StreamBroken(f"malformed chunk {frame[:200]!r}") from exc
+                event = _lenient(frame)
             if type(event) is not dict:
                 raise _StreamBroken(f"unexpected chunk {frame[:200]!r}")
             choices = event.get("choices")
@@ -99,6 +99,18 @@ class _SseParser:
             raise _StreamBroken(f"unexpected JSON answer {body[:200]!r}") from exc
         self.done = True
         return [str(text)] if text else []
+
+
+def _lenient(frame: bytes) -> object:
+    """What orjson refuses but an event may still carry: text after the JSON value, leading
+    whitespace, other encodings, integers past 64 bits."""
+    try:
+        return _raw_decode(frame.decode())[0]
+    except ValueError:
+        try:
+            return _loads(frame)
+        except ValueError as exc:
+            raise _StreamBroken(f"malformed chunk {frame[:200]!r}") from exc
 
 
 def _error_fields(body: bytes) -> tuple[str, str | None, str | None, str | None]:

@@ -69,12 +69,7 @@ class FastTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise RuntimeError("the transport is closed")
-        url = request.url
-        scheme = url.scheme
-        port = url.port or _DEFAULT_PORTS.get(scheme)
-        if port is None:
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        origin = (scheme, url.raw_host.decode("ascii"), port)
+        origin = _origin(request.url)
         timeouts = request.extensions.get("timeout") or _NO_TIMEOUTS
         try:
             body: bytes | None = request.content
@@ -84,6 +79,28 @@ class FastTransport(httpx.AsyncBaseTransport):
         if body is not None and len(body) <= _COALESCE_LIMIT:
             head += body
             body = b""
+        return await self._send(origin, request, head, body, timeouts)
+
+    async def send_prepared(
+        self, url: httpx.URL, message: bytes, timeouts: dict[str, float | None]
+    ) -> httpx.Response:
+        """Sends ``message``, a whole request already in bytes (request line, ``Host``,
+        ``Content-Length``, the body), to ``url``'s origin, as :meth:`handle_async_request`
+        would have sent it: for a caller that sends the same request shape again and again
+        and can skip building an :class:`httpx.Request` (the response's ``request`` is
+        unset). Not a ``HEAD`` request."""
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        return await self._send(_origin(url), None, message, b"", timeouts)
+
+    async def _send(
+        self,
+        origin: Origin,
+        request: httpx.Request | None,
+        head: bytes,
+        body: bytes | None,
+        timeouts: dict[str, float | None],
+    ) -> httpx.Response:
         loop = asyncio.get_running_loop()
         conn = await self._acquire(loop, origin, timeouts, fresh=False)
         try:
@@ -117,14 +134,17 @@ class FastTransport(httpx.AsyncBaseTransport):
         self,
         loop: asyncio.AbstractEventLoop,
         conn: _Connection,
-        request: httpx.Request,
+        request: httpx.Request | None,
         head: bytes,
         body: bytes | None,
         timeouts: dict[str, float | None],
     ) -> httpx.Response:
+        """``request`` is None for :meth:`send_prepared`'s requests (buffered, never
+        ``HEAD``)."""
         transport = conn.transport
         assert transport is not None
-        response = _Response(conn, loop, timeouts.get("read"), request.method == "HEAD")
+        head_only = request is not None and request.method == "HEAD"
+        response = _Response(conn, loop, timeouts.get("read"), head_only)
         conn.response = response
         try:
             if conn.closed:  # the server closed it between release and now
@@ -134,6 +154,7 @@ class FastTransport(httpx.AsyncBaseTransport):
                 if body:
                     transport.write(body)
                 elif body is None:
+                    assert request is not None
                     await self._send_stream(loop, conn, response, request, timeouts)
                 if conn.write_paused:
                     response.writing = True
@@ -370,6 +391,14 @@ class FastTransport(httpx.AsyncBaseTransport):
                 context.verify_mode = ssl.CERT_NONE
             self._ssl = context
         return self._ssl
+
+
+def _origin(url: httpx.URL) -> Origin:
+    scheme = url.scheme
+    port = url.port or _DEFAULT_PORTS.get(scheme)
+    if port is None:
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
+    return (scheme, url.raw_host.decode("ascii"), port)
 
 
 def _request_head(request: httpx.Request, streamed: bool) -> bytes:
