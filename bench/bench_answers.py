@@ -36,7 +36,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -278,7 +278,7 @@ async def _answer(
         ChatMessage("system", settings.system_prompt), ChatMessage("user", case.text)
     ]  # fmt: skip
     sources, grounding = case.sources, case.grounding
-    row: dict[str, Any] = {"used_with_restatements": [],
+    row: dict[str, Any] = {
         "question": case.text, "answerable": bool(case.document), "half": case.half,
         "best": round(grounding.best, 4), "variant": variant,
     }  # fmt: skip
@@ -299,9 +299,6 @@ async def _answer(
         if first is not None:
             speeds.observe(settings.model_name, prompt_tokens, first)
         links = await attribute(embedder, text, sources, grounding)
-        # The same answer attributed without the question (sentences that restate it count):
-        # the attribution rule before restatements were dropped, compared on the same text.
-        echoes = await attribute(embedder, text, sources, replace(grounding, question=""))
 
         def used(found: list[Link]) -> list[dict[str, Any]]:
             return [
@@ -314,7 +311,7 @@ async def _answer(
             answer=text, first_token_ms=case.support_ms + (first or 0) * 1000,
             prompt_tokens=prompt_tokens, passages=len(sources),
             abstained=any(p in text.lower() for p in ABSTAIN_PHRASES),
-            used=used(links), used_with_restatements=used(echoes),
+            used=used(links),
         )  # fmt: skip
     quote = " ".join(s.text for s in case.grounding.support).lower()
     answer = str(row["answer"]).lower()
@@ -330,7 +327,6 @@ def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
     unanswerable = [r for r in rows if not r["answerable"]]
     short = [r for r in answerable if r["correct_answer"] is not None]
     used = [u for r in answerable for u in r["used"]]
-    echoes = [u for r in answerable for u in r["used_with_restatements"]]
     generated = [r for r in rows if not (r["abstained"] and r["prompt_tokens"] == 0)]
     return {
         "questions": len(rows),
@@ -338,10 +334,6 @@ def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "answer_or_quote_correct": sum(r["correct"] for r in short) / max(len(short), 1),
         "citation_precision": sum(u["evidence"] for u in used) / len(used) if used else None,
         "sources_used": len(used),
-        "citation_precision_with_restatements": sum(u["evidence"] for u in echoes) / len(echoes)
-        if echoes
-        else None,
-        "sources_used_with_restatements": len(echoes),
         "unanswerable_abstained": sum(r["abstained"] for r in unanswerable)
         / max(len(unanswerable), 1),
         "answerable_abstained": sum(r["abstained"] for r in answerable) / max(len(answerable), 1),
@@ -466,9 +458,7 @@ def run(quick: bool) -> dict[str, Any]:
         for v, m in model.items():
             if isinstance(m, dict):
                 print(f"{v}: citation precision per half " + ", ".join(
-                    f"{half} {h['citation_precision']} ({h['sources_used']} used; with "
-                    f"restatements {h['citation_precision_with_restatements']} of "
-                    f"{h['sources_used_with_restatements']})"
+                    f"{half} {h['citation_precision']} ({h['sources_used']} used)"
                     for half, h in m["halves"].items()
                 ))  # fmt: skip
     return results

@@ -130,26 +130,6 @@ async def test_attribution_links_each_sentence_to_its_passage(
     assert "support" not in stored[0]
 
 
-async def test_a_sentence_that_restates_the_question_leans_on_nothing(
-    embedder: SentenceTransformerEmbedder,
-) -> None:
-    grounding = await ground(embedder, "How long are deleted backups kept?", SOURCES)
-    answer = (
-        "To know how long deleted backups are kept, you can ask your administrator. "
-        "Deleted backups are kept for 28 days."
-    )
-    links = await attribute(embedder, answer, SOURCES, grounding)
-    assert [(link.number, link.sentence) for link in links] == [
-        (2, "Deleted backups are kept for 28 days.")
-    ]
-    # Without the question the echo is linked too: the question is what tells them apart.
-    unasked = await attribute(embedder, answer, SOURCES, replace(grounding, question=""))
-    assert [link.number for link in unasked] == [2, 2]
-    # Trimming the passages for a slow model keeps the question.
-    _, narrowed = budget_passages(SOURCES, grounding, 60)
-    assert narrowed.question == "How long are deleted backups kept?"
-
-
 async def test_markers_count_and_abstaining_marks_nothing(
     embedder: SentenceTransformerEmbedder,
 ) -> None:

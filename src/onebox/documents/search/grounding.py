@@ -41,7 +41,7 @@ ABSTAIN_TEXT = "I couldn't find this in your documents."
 # Below this best-sentence score the documents do not answer: calibrated on the tuning half
 # of bench/bench_answers.py (answerable and unanswerable questions) for this embedder.
 CALIBRATED_EMBEDDER = "all-MiniLM-L6-v2"
-CALIBRATED_THRESHOLD = 0.606
+CALIBRATED_THRESHOLD = 0.591
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#•]|\s*\d+[.)])")
 _WORD = re.compile(r"[A-Za-z0-9_]{3,}")
@@ -91,7 +91,6 @@ class Grounding:
     support: list[Support] = field(default_factory=list)
     best: float = 0.0
     passage_scores: list[float] = field(default_factory=list)  # per passage: its best
-    question: str = ""  # what was asked: an answer sentence that only restates it leans on nothing
 
     def best_sentence(self, passage: int) -> int | None:
         candidates = [i for i, s in enumerate(self.sentences) if s.source == passage]
@@ -143,7 +142,7 @@ def _cosines(matrix: Vectors, vector: Any) -> list[float]:
 async def ground(embedder: Embedder, question: str, sources: Sequence[Source]) -> Grounding:
     """Splits the passages into sentences, scores each against the question and picks the
     quoted support. One embedding call for the question and all the sentences."""
-    grounding = Grounding(question=question)
+    grounding = Grounding()
     for index, source in enumerate(sources):
         for text in split_sentences(source.text):
             if len(text.split()) >= MIN_SENTENCE_WORDS:
@@ -212,16 +211,14 @@ async def attribute(
         return []
     if grounding is None or grounding.vectors is None:
         grounding = await ground(embedder, answer, sources)
-        grounding.question = ""  # grounded on the answer itself: nothing to restate
     spoken = [s for s in split_sentences(answer) if s != ABSTAIN_TEXT]
     if not spoken or grounding.vectors is None:
         return []
     plain = [_CITATION.sub("", s).strip() or s for s in spoken]
-    asked = grounding.question.strip()
-    vectors = await embedder.embed(plain + ([asked] if asked else []), kind="document")
+    vectors = await embedder.embed(plain, kind="document")
     numbers = [sources[s.source].number for s in grounding.sentences]
     links: list[Link] = []
-    for sentence, bare, vector in zip(spoken, plain, vectors[: len(plain)], strict=True):
+    for sentence, bare, vector in zip(spoken, plain, vectors, strict=True):
         cited = _cited(sentence, len(sources))
         if cited:
             links.extend(Link(sentence, n, 1.0) for n in sorted(cited))
@@ -235,12 +232,6 @@ async def attribute(
             score = cos + OVERLAP_WEIGHT * overlap(wanted, grounding.sentences[i].text)
             if score >= best_score:
                 best, best_score = i, score
-        if best is not None and asked:
-            # "To strip the indentation shared by all lines, use strip()": a sentence closer
-            # to the question than to any passage sentence restates it and leans on nothing.
-            echo = float(vectors[-1] @ vector) + OVERLAP_WEIGHT * overlap(wanted, asked)
-            if echo >= best_score:
-                best = None
         if best is not None:
             links.append(Link(sentence, numbers[best], best_score))
     return links
@@ -352,5 +343,4 @@ def _restrict(grounding: Grounding, sources: Sequence[Source], picked: list[int]
         ],
         best=grounding.best,
         passage_scores=[grounding.passage_scores[old] for old in picked],
-        question=grounding.question,
     )
