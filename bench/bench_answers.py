@@ -23,7 +23,10 @@ sample, it is slow), three prompts:
 Scored: answer correctness (a short answer appears in the answer or the quote), citation
 precision (sources marked used by attribution that contain the evidence), abstention on
 unanswerable questions, first-token time from the question (search, support and prefill).
-``ONEBOX_BENCH_MODEL=0`` skips the model part.
+``ONEBOX_BENCH_MODEL=0`` skips the model part (``1`` runs it with ``--quick`` too, on the
+quick index); ``ONEBOX_BENCH_SAMPLE=N``: N answerable questions (those with a short answer
+first, then any other: citation precision needs only the evidence) and N/2 unanswerable;
+``ONEBOX_BENCH_VARIANTS=brief``: only those prompts. Each prompt is also scored per half.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from onebox.documents.search.grounding import (
     ABSTAIN_TEXT,
     CALIBRATED_THRESHOLD,
     Grounding,
+    Link,
     attribute,
     budget_passages,
     ground,
@@ -107,6 +111,7 @@ SHORT_ANSWERS: dict[str, tuple[str, ...]] = {
 }
 SAMPLE_ANSWERABLE = int(os.environ.get("ONEBOX_BENCH_SAMPLE", "14"))
 SAMPLE_UNANSWERABLE = max(2, SAMPLE_ANSWERABLE // 2)
+VARIANTS = tuple(os.environ.get("ONEBOX_BENCH_VARIANTS", "today,brief,quote").split(","))
 ABSTAIN_PHRASES = ("couldn't find", "could not find", "do not cover", "don't cover", "not covered")
 
 
@@ -208,6 +213,13 @@ def _support_hit(cases: list[Case]) -> dict[str, float]:
     }
 
 
+def _sample(cases: list[Case]) -> list[Case]:
+    answerable = [c for c in cases if c.short] + [c for c in cases if c.document and not c.short]
+    return (
+        answerable[:SAMPLE_ANSWERABLE] + [c for c in cases if not c.document][:SAMPLE_UNANSWERABLE]
+    )
+
+
 async def _model_sample(
     embedder: Embedder, cases: list[Case], threshold: float, settings: Settings
 ) -> dict[str, Any]:
@@ -220,18 +232,20 @@ async def _model_sample(
     speeds = PrefillSpeeds(prior=settings.grounding_prefill_prior)
     params = GenerationParams(max_tokens=MAX_TOKENS, temperature=0.0, top_p=1.0, seed=7)
     system = ChatMessage("system", settings.system_prompt)
-    sample = [c for c in cases if c.short][:SAMPLE_ANSWERABLE]
-    sample += [c for c in cases if not c.document][:SAMPLE_UNANSWERABLE]
+    sample = _sample(cases)
     results: dict[str, Any] = {}
     try:
         await _generate(provider, [system, ChatMessage("user", "Hello")], params)  # warm-up
-        for variant in ("today", "brief", "quote"):
+        for variant in VARIANTS:
             rows = []
             for case in sample:
                 rows.append(
                     await _answer(provider, embedder, speeds, case, variant, threshold, params)
                 )
             results[variant] = _score(rows)
+            results[variant]["halves"] = {
+                half: _score([r for r in rows if r["half"] == half]) for half in ("tune", "report")
+            }
             results[variant]["rows"] = rows
     finally:
         await provider.close()
@@ -265,7 +279,7 @@ async def _answer(
     ]  # fmt: skip
     sources, grounding = case.sources, case.grounding
     row: dict[str, Any] = {
-        "question": case.text, "answerable": bool(case.document),
+        "question": case.text, "answerable": bool(case.document), "half": case.half,
         "best": round(grounding.best, 4), "variant": variant,
     }  # fmt: skip
     if variant != "today" and grounding.best < threshold:
@@ -285,20 +299,23 @@ async def _answer(
         if first is not None:
             speeds.observe(settings.model_name, prompt_tokens, first)
         links = await attribute(embedder, text, sources, grounding)
-        used = sorted({link.number for link in links})
+
+        def used(found: list[Link]) -> list[dict[str, Any]]:
+            return [
+                {"document": sources[n - 1].document,
+                 "evidence": normalise(case.evidence) in normalise(sources[n - 1].text)}
+                for n in sorted({link.number for link in found})
+            ]  # fmt: skip
+
         row.update(
             answer=text, first_token_ms=case.support_ms + (first or 0) * 1000,
             prompt_tokens=prompt_tokens, passages=len(sources),
             abstained=any(p in text.lower() for p in ABSTAIN_PHRASES),
-            used=[
-                {"document": sources[n - 1].document,
-                 "evidence": normalise(case.evidence) in normalise(sources[n - 1].text)}
-                for n in used
-            ],
+            used=used(links),
         )  # fmt: skip
     quote = " ".join(s.text for s in case.grounding.support).lower()
     answer = str(row["answer"]).lower()
-    row["correct_answer"] = any(a in answer for a in case.short)
+    row["correct_answer"] = any(a in answer for a in case.short) if case.short else None
     row["correct"] = row["correct_answer"] or any(a in quote for a in case.short)
     row["support_ms"] = round(case.support_ms, 1)
     row["first_token_ms"] = round(row["first_token_ms"], 1)
@@ -308,12 +325,13 @@ async def _answer(
 def _score(rows: list[dict[str, Any]]) -> dict[str, Any]:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
+    short = [r for r in answerable if r["correct_answer"] is not None]
     used = [u for r in answerable for u in r["used"]]
     generated = [r for r in rows if not (r["abstained"] and r["prompt_tokens"] == 0)]
     return {
         "questions": len(rows),
-        "answer_correct": sum(r["correct_answer"] for r in answerable) / max(len(answerable), 1),
-        "answer_or_quote_correct": sum(r["correct"] for r in answerable) / max(len(answerable), 1),
+        "answer_correct": sum(r["correct_answer"] for r in short) / max(len(short), 1),
+        "answer_or_quote_correct": sum(r["correct"] for r in short) / max(len(short), 1),
         "citation_precision": sum(u["evidence"] for u in used) / len(used) if used else None,
         "sources_used": len(used),
         "unanswerable_abstained": sum(r["abstained"] for r in unanswerable)
@@ -337,11 +355,10 @@ async def _measure(quick: bool, model_only: bool = False) -> dict[str, Any]:
     files = documents()
     cases = _cases()
     if model_only:
-        wanted = [c for c in cases if c.short][:SAMPLE_ANSWERABLE]
-        names = {c.document for c in wanted}
+        cases = _sample(cases)
+        names = {c.document for c in cases if c.document}
         others = [f for f in files if f[0] not in names][: len(names)]
         files = [f for f in files if f[0] in names] + others
-        cases = wanted + [c for c in cases if not c.document][:SAMPLE_UNANSWERABLE]
     elif quick:  # every other document, the questions about those, every unanswerable one
         files = files[::2]
         kept = {name for name, _ in files}
@@ -396,7 +413,8 @@ async def _measure(quick: bool, model_only: bool = False) -> dict[str, Any]:
                     **_support_hit(half),
                     **_abstention(half, threshold),
                 }
-            if not quick and os.environ.get("ONEBOX_BENCH_MODEL", "1") != "0":
+            wanted = os.environ.get("ONEBOX_BENCH_MODEL", "0" if quick else "1")
+            if wanted != "0":
                 results["model"] = await _model_sample(embedder, cases, threshold, settings)
         finally:
             await index.close()
@@ -437,4 +455,10 @@ def run(quick: bool) -> dict[str, Any]:
                 for v, m in model.items() if isinstance(m, dict)
             ],
         )  # fmt: skip
+        for v, m in model.items():
+            if isinstance(m, dict):
+                print(f"{v}: citation precision per half " + ", ".join(
+                    f"{half} {h['citation_precision']} ({h['sources_used']} used)"
+                    for half, h in m["halves"].items()
+                ))  # fmt: skip
     return results

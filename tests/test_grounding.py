@@ -4,6 +4,7 @@ answer sentences, abstention scores and the passage budget for slow local models
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -83,6 +84,20 @@ async def test_support_is_the_sentence_that_answers(embedder: SentenceTransforme
     assert len(quotes) <= 2
     ferry = await ground(embedder, "When does the night ferry leave?", SOURCES)
     assert "23:40" in ferry.support[0].text
+
+
+async def test_the_heading_tells_apart_passages_that_read_alike(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    text = "It leaves at 23:40 from pier four and arrives at dawn. Tickets are sold on board."
+    sources = [
+        replace(_source(1, text, "harbour.md"), heading="Harbour \u203a Cargo barge"),
+        replace(_source(2, text, "harbour.md"), heading="Harbour \u203a Night ferry"),
+    ]
+    grounding = await ground(embedder, "When does the night ferry leave?", sources)
+    assert grounding.support[0].number == 2
+    assert "23:40" in grounding.support[0].text
+    assert grounding.passage_scores[1] > grounding.passage_scores[0]
 
 
 async def test_an_unrelated_question_scores_lower(embedder: SentenceTransformerEmbedder) -> None:
