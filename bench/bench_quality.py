@@ -34,10 +34,12 @@ from bench.quality_set import QUESTIONS, Question, documents, normalise
 from bench.table import print_table
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.boilerplate import DOCUMENTS_KEY, common_fingerprints
-from onebox.documents.ingestion.indexing import embed_and_index, embedding_text
+from onebox.documents.ingestion.indexing import document_title, embed_and_index, embedding_text
 from onebox.documents.ingestion.parsing import ParseLimits
 from onebox.documents.ingestion.preparing import prepare_document
+from onebox.documents.search.rerank import rerank
 from onebox.embeddings.factory import build_embedder
+from onebox.vectors.base import SearchHit
 from onebox.vectors.edge import EdgeIndex
 from onebox.vectors.fusion import FusionMethod, fuse
 
@@ -99,8 +101,10 @@ def _variants() -> dict[str, tuple[FusionMethod, float]]:
 
 async def _ingest(
     settings: Settings, embedder: Any, index: EdgeIndex, corpus: str, files: list[tuple[str, bytes]]
-) -> tuple[dict[str, tuple[str, str]], dict[str, float]]:
+) -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]], dict[str, Any]]:
     chunks: dict[str, tuple[str, str]] = {}
+    # chunk id -> (text, indexed text as the retriever rebuilds it from the stored rows)
+    texts: dict[str, tuple[str, str]] = {}
     parse_seconds = embed_seconds = 0.0
     over = total = over_before = 0
     counts: Counter[str] = Counter()  # the collection's line counts (boilerplate pass)
@@ -136,13 +140,36 @@ async def _ingest(
         )  # fmt: skip
         embed_seconds += time.perf_counter() - started
         chunks.update({row.id: (name, normalise(row.text)) for row in rows})
+        stored_title = document_title(None, name)
+        texts.update(
+            {r.id: (r.text, embedding_text(r.heading_path, r.text, stored_title)) for r in rows}
+        )
     stats = {
         "documents": len(files), "chunks": total, "over_encoder_window": over,
         "over_encoder_window_without_fit": over_before if window is not None else over,
         "share_over_encoder_window": over / max(total, 1),
         "parse_chunk_seconds": round(parse_seconds, 2), "embed_index_seconds": round(embed_seconds, 2),
     }  # fmt: skip
-    return chunks, stats
+    return chunks, texts, stats
+
+
+async def _rerank(
+    embedder: Any,
+    question: str,
+    vector: Any,
+    hits: list[SearchHit],
+    texts: dict[str, tuple[str, str]],
+) -> tuple[Hits, float]:
+    """The production rerank (``Retriever._rerank``) over the fused top; (hits, seconds).
+    A fresh sentence cache per question: the seconds are a cold query's."""
+    started = time.perf_counter()
+    order = await rerank(
+        embedder, question, vector, [texts[h.chunk_id][0] for h in hits],
+        [texts[h.chunk_id][1] for h in hits],
+        [h.similarity if h.similarity is not None else h.score for h in hits],
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    return [(hits[i].chunk_id, hits[i].score) for i in order], seconds
 
 
 async def _measure(quick: bool) -> dict[str, Any]:
@@ -159,7 +186,8 @@ async def _measure(quick: bool) -> dict[str, Any]:
         depth = settings.retrieval_candidates
         try:
             for corpus, (files, questions) in corpora.items():
-                chunks, stats = await _ingest(settings, embedder, index, corpus, files)
+                chunks, texts, stats = await _ingest(settings, embedder, index, corpus, files)
+                rerank_seconds: list[float] = []
                 embed_cache.save(embedder, cache)
                 await index.optimize()
                 _check_labels(questions, chunks)
@@ -167,14 +195,24 @@ async def _measure(quick: bool) -> dict[str, Any]:
                 for question in questions:
                     dense_vector = (await embedder.embed([question.text], kind="query"))[0]
                     lists = []
+                    pool = max(DEPTH, settings.rerank_candidates)
                     for mode in ("dense", "keyword", "hybrid"):
                         hits = await index.search(
                             dense=dense_vector, text=question.text, collection_ids=[corpus],
-                            limit=depth if mode != "hybrid" else DEPTH, candidates=depth,
+                            limit=depth if mode != "hybrid" else pool, candidates=depth,
                             mode=mode,
                         )  # fmt: skip
                         lists.append([(hit.chunk_id, hit.score) for hit in hits])
-                    rows.append((question, *lists))
+                    fused = lists[2][:DEPTH]
+                    if settings.rerank:  # production: the fused top, reranked
+                        top, seconds = await _rerank(
+                            embedder, question.text, dense_vector,
+                            hits[: settings.rerank_candidates], texts,
+                        )  # fmt: skip
+                        lists[2] = (top + lists[2][settings.rerank_candidates :])[:DEPTH]
+                        rerank_seconds.append(seconds)
+                    rows.append((question, *lists, fused))
+                stats["rerank_ms_per_query"] = _per_query_ms(rerank_seconds)
                 results["corpora"][corpus] = {"stats": stats, "rows": rows, "chunks": chunks}
         finally:
             embed_cache.save(embedder, cache)
@@ -185,10 +223,21 @@ async def _measure(quick: bool) -> dict[str, Any]:
         "candidates": settings.retrieval_candidates, "depth": DEPTH,
         "hybrid_fusion": settings.hybrid_fusion,
         "hybrid_keyword_weight": settings.hybrid_keyword_weight,
+        "rerank": settings.rerank, "rerank_candidates": settings.rerank_candidates,
         # Vectors from embed_cache (seconds then do not time the encoder; ranks are the same).
         "embedding_cache": bool(os.environ.get("ONEBOX_BENCH_EMBED_CACHE")),
     }  # fmt: skip
     return results
+
+
+def _per_query_ms(seconds: list[float]) -> dict[str, float] | None:
+    if not seconds:
+        return None
+    ordered = sorted(seconds)
+    return {
+        "p50": round(1000 * ordered[len(ordered) // 2], 1),
+        "p95": round(1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
+    }
 
 
 def _check_labels(questions: list[Question], chunks: dict[str, tuple[str, str]]) -> None:
@@ -206,13 +255,14 @@ def _check_labels(questions: list[Question], chunks: dict[str, tuple[str, str]])
 def _ranks_by_variant(corpus: dict[str, Any]) -> dict[str, list[tuple[Question, int | None]]]:
     chunks = corpus["chunks"]
     out: dict[str, list[tuple[Question, int | None]]] = {}
-    for question, dense, keyword, hybrid in corpus["rows"]:
+    for question, dense, keyword, hybrid, fused_only in corpus["rows"]:
         if not question.answerable:
             continue
         ranked: dict[str, list[str]] = {
             "dense": [k for k, _ in dense],
             "keyword": [k for k, _ in keyword],
             "hybrid": [k for k, _ in hybrid],
+            "fusion only": [k for k, _ in fused_only],
         }
         for name, (method, weight) in _variants().items():
             fused = fuse(dense, keyword, method=method, keyword_weight=weight, limit=DEPTH)
@@ -263,7 +313,7 @@ def run(quick: bool) -> dict[str, Any]:
     measured = asyncio.run(_measure(quick))
     per_corpus = {c: _ranks_by_variant(data) for c, data in measured["corpora"].items()}
     tuned = _tune(per_corpus)
-    shown = ["dense", "keyword", "hybrid", *dict.fromkeys(tuned.values())]
+    shown = ["dense", "keyword", "hybrid", "fusion only", *dict.fromkeys(tuned.values())]
     out: dict[str, Any] = {"settings": measured["settings"], "tuned_on_tune_half": tuned}
     rows = []
     for corpus, variants in per_corpus.items():
@@ -284,7 +334,7 @@ def run(quick: bool) -> dict[str, Any]:
                 ])  # fmt: skip
         entry["misses@5_hybrid"] = [q.text for q, r in variants["hybrid"] if r is None or r > 5]
         top_dense = {
-            answerable: [dense[0][1] if dense else 0.0 for q, dense, _, _ in data["rows"]
+            answerable: [dense[0][1] if dense else 0.0 for q, dense, *_ in data["rows"]
                          if q.answerable == answerable]
             for answerable in (True, False)
         }  # fmt: skip

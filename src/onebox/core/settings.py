@@ -250,7 +250,14 @@ class Settings(BaseSettings):
         description="The keyword (BM25) side's share of the fused score (0-1 for minmax and "
         "zscore); for rrf, its rank weight against dense (1.0)",
     )
-    rerank: bool = Field(default=False, description="Rerank fused candidates (cross-scoring)")
+    rerank: bool = Field(
+        default=True,
+        description="Re-score the top fused candidates by passage cosine, best sentence cosine "
+        "and term coverage (documents/search/rerank.py); dense and hybrid modes",
+    )
+    rerank_candidates: int = Field(
+        default=15, ge=1, le=200, description="Fused candidates the rerank re-scores"
+    )
     grounding_abstain_below: float | None = Field(
         default=None,
         ge=0,

@@ -43,6 +43,9 @@ class SearchHit:
     document_id: str
     collection_id: str
     score: float
+    # The dense side's cosine to the question, when the search had one (hybrid: a passage
+    # only the keyword side found gets the lowest cosine the dense side returned, a bound).
+    similarity: float | None = None
 
 
 class VectorIndex(ABC):
@@ -74,6 +77,8 @@ class VectorIndex(ABC):
             ),
         )  # fmt: skip
         by_id = {hit.chunk_id: hit for hit in (*keyword_hits, *dense_hits)}
+        cosine = {hit.chunk_id: hit.score for hit in dense_hits}
+        floor = min(cosine.values(), default=0.0)
         fused = fuse(
             [(hit.chunk_id, hit.score) for hit in dense_hits],
             [(hit.chunk_id, hit.score) for hit in keyword_hits],
@@ -87,6 +92,7 @@ class VectorIndex(ABC):
                 document_id=by_id[key].document_id,
                 collection_id=by_id[key].collection_id,
                 score=score,
+                similarity=cosine.get(key, floor),
             )
             for key, score in fused
         ]

@@ -17,15 +17,14 @@ from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import HEADING_JOINER, document_title, embedding_text
 from onebox.documents.models import Chunk
 from onebox.documents.repository import DocumentRepository
-from onebox.documents.search.rerank import rerank
-from onebox.embeddings.base import Embedder
+from onebox.documents.search.rerank import SentenceCache, rerank
+from onebox.embeddings.base import Embedder, Vectors
 from onebox.guard.service import Guard
-from onebox.vectors.base import SearchMode, VectorIndex
+from onebox.vectors.base import SearchHit, SearchMode, VectorIndex
 
 logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 280
-RERANK_POOL = 4  # candidates reranked per passage kept
 _WORD = re.compile(r"\w{3,}", re.UNICODE)
 
 
@@ -106,6 +105,7 @@ class Retriever:
         self.embedder = embedder
         self.index = index
         self.guard = guard
+        self.sentence_cache = SentenceCache()
 
     async def retrieve(
         self,
@@ -122,17 +122,18 @@ class Retriever:
         started = time.perf_counter()
         limit = limit or self.settings.retrieval_top_k
         candidates = max(limit, self.settings.retrieval_candidates)
-        reranking = self.settings.rerank
+        reranking = self.settings.rerank and mode != "keyword"
         dense = None
-        if mode != "keyword" or reranking:
+        if mode != "keyword":
             dense = (await self.embedder.embed([query], kind="query"))[0]
             metrics().embedding_latency.labels("query").observe(time.perf_counter() - started)
+        pool = max(limit, self.settings.rerank_candidates) if reranking else limit
         hits = await self.index.search(
-            dense=dense if mode != "keyword" else None,
+            dense=dense,
             text=query,
             collection_ids=list(collection_ids),
-            limit=min(candidates, limit * RERANK_POOL) if reranking else limit,
-            candidates=candidates,
+            limit=pool,
+            candidates=max(candidates, pool),
             mode=mode,
         )
         rows = await DocumentRepository(session).chunks_with_documents(
@@ -140,16 +141,8 @@ class Retriever:
         )
         hits = [hit for hit in hits if hit.chunk_id in rows]
         if reranking and dense is not None and len(hits) > 1:
-            texts = [
-                embedding_text(
-                    rows[h.chunk_id][0].heading_path or [],
-                    rows[h.chunk_id][0].text,
-                    document_title(None, rows[h.chunk_id][1].filename),
-                )
-                for h in hits
-            ]
-            order = await rerank(self.embedder, query, dense, texts, limit)
-            hits = [hits[i] for i in order]
+            hits = await self._rerank(query, dense, hits, rows)
+        hits = hits[:limit]
         around = self.settings.retrieval_neighbours
         repository = DocumentRepository(session)
         neighbours = (
@@ -186,6 +179,29 @@ class Retriever:
             )
         metrics().retrieval_latency.observe(time.perf_counter() - started)
         return sources
+
+    async def _rerank(
+        self, query: str, dense: Vectors, hits: list[SearchHit], rows: dict[str, tuple[Chunk, Any]]
+    ) -> list[SearchHit]:
+        indexed = [
+            embedding_text(
+                rows[h.chunk_id][0].heading_path or [],
+                rows[h.chunk_id][0].text,
+                document_title(None, rows[h.chunk_id][1].filename),
+            )
+            for h in hits
+        ]
+        similarities = [h.similarity if h.similarity is not None else h.score for h in hits]
+        order = await rerank(
+            self.embedder,
+            query,
+            dense,
+            [rows[h.chunk_id][0].text for h in hits],
+            indexed,
+            similarities,
+            self.sentence_cache,
+        )
+        return [hits[i] for i in order]
 
     def _context(self, chunk: Chunk, text: str, neighbours: dict[tuple[str, int], Chunk]) -> str:
         """The passage joined with the chunks before and after it, their overlap removed
