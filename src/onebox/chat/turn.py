@@ -400,10 +400,12 @@ class Turns:
             )
         else:
             history = messages
-        sources = await self._retrieve(session, request, history)
+        sources, query_vector = await self._retrieve(session, request, history)
         grounding, abstained = None, False
         if sources is not None:
-            history, sources, grounding, abstained = await self._ground(request, history, sources)
+            history, sources, grounding, abstained = await self._ground(
+                request, history, sources, query_vector
+            )
         history, prompt_secret = self.guard.protect_system_prompt(history)
         try:
             prompt = fit_to_context(
@@ -442,6 +444,7 @@ class Turns:
         request: TurnRequest,
         history: list[ChatMessage],
         sources: list[Source],
+        query_vector: Any = None,
     ) -> tuple[list[ChatMessage], list[Source], Grounding | None, bool]:
         """Quoted support, the abstention verdict and the passages the model reads: all of
         them for upstream engines; for a local one, as much as its measured prefill speed
@@ -449,7 +452,10 @@ class Turns:
         entry = request.model
         grounding = None
         if sources:
-            grounding = await ground(self.retriever.embedder, retrieval_query(history), sources)
+            grounding = await ground(
+                self.retriever.embedder, retrieval_query(history), sources,
+                query_vector=query_vector,  # retrieval's: the same text, embedded once
+            )  # fmt: skip
         searched = request.collections is None or bool(request.collections)
         threshold = abstain_threshold(self.settings)
         best = grounding.best if grounding is not None else 0.0
@@ -509,13 +515,14 @@ class Turns:
 
     async def _retrieve(
         self, session: AsyncSession | None, request: TurnRequest, history: list[ChatMessage]
-    ) -> list[Source] | None:
+    ) -> tuple[list[Source] | None, Any]:
         """Passages from the collections the caller may read, or ``None`` when the turn
-        reads no collection. Ownership and the API key's allow-list are checked every time."""
+        reads no collection, and the query's vector (``None`` when not embedded).
+        Ownership and the API key's allow-list are checked every time."""
         if request.collections is not None and not request.collections:
-            return []
+            return [], None
         if session is None:  # prepare() opens one whenever a collection may be read
-            return None
+            return None, None
         caller = request.caller
         allowed = caller.key.collections if caller.key else None
         documents = DocumentService(session, self.settings)
@@ -535,12 +542,15 @@ class Turns:
                 caller.user_id, request.conversation.collection_ids, allowed
             )
             if not ids:
-                return None
+                return None, None
         else:
-            return None
-        return await self.retriever.retrieve(
-            session, retrieval_query(history), ids, limit=request.passages
+            return None, None
+        query = retrieval_query(history)
+        vector = await self.retriever.embed_query(query) if ids and query.strip() else None
+        sources = await self.retriever.retrieve(
+            session, query, ids, limit=request.passages, query_vector=vector
         )
+        return sources, vector
 
     def record_usage(self, turn: Turn, status: TurnStatus, error_type: str | None) -> None:
         served = turn.route.model

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from onebox.documents.search.retrieval import Source
+from onebox.documents.search.sentence_vectors import sentence_vectors
 from onebox.embeddings.base import Embedder, Vectors
 
 OVERLAP_WEIGHT = 0.35  # term overlap's weight next to cosine similarity
@@ -130,9 +131,17 @@ def _cosines(matrix: Vectors, vector: Any) -> list[float]:
     return [float(x) for x in np.asarray(matrix @ vector, dtype=np.float32)]
 
 
-async def ground(embedder: Embedder, question: str, sources: Sequence[Source]) -> Grounding:
+async def ground(
+    embedder: Embedder,
+    question: str,
+    sources: Sequence[Source],
+    *,
+    query_vector: Any = None,
+) -> Grounding:
     """Splits the passages into sentences, scores each against the question and picks the
-    quoted support. One embedding call for the question and all the sentences."""
+    quoted support. ``query_vector``: the question's vector when the caller has it already
+    (retrieval embedded the same text, ``kind="query"``); sentence vectors are remembered
+    per embedder (``sentence_vectors``)."""
     grounding = Grounding()
     for index, source in enumerate(sources):
         for text in split_sentences(source.text):
@@ -141,8 +150,12 @@ async def ground(embedder: Embedder, question: str, sources: Sequence[Source]) -
     grounding.passage_scores = [0.0] * len(sources)
     if not grounding.sentences or not question.strip():
         return grounding
-    query = (await embedder.embed([question], kind="query"))[0]
-    vectors = await embedder.embed([s.text for s in grounding.sentences], kind="document")
+    query = (
+        np.asarray(query_vector, dtype=np.float32)
+        if query_vector is not None
+        else (await embedder.embed([question], kind="query"))[0]
+    )
+    vectors = await sentence_vectors(embedder, [s.text for s in grounding.sentences])
     grounding.vectors = vectors
     wanted = terms(question)
     cosines = _cosines(vectors, query)

@@ -107,6 +107,12 @@ class Retriever:
         self.index = index
         self.guard = guard
 
+    async def embed_query(self, query: str) -> Any:
+        started = time.perf_counter()
+        dense = (await self.embedder.embed([query], kind="query"))[0]
+        metrics().embedding_latency.labels("query").observe(time.perf_counter() - started)
+        return dense
+
     async def retrieve(
         self,
         session: AsyncSession,
@@ -115,18 +121,19 @@ class Retriever:
         *,
         limit: int | None = None,
         mode: SearchMode = "hybrid",
+        query_vector: Any = None,
     ) -> list[Source]:
-        """``collection_ids`` must already be the caller's readable collections."""
+        """``collection_ids`` must already be the caller's readable collections.
+        ``query_vector``: ``query`` already embedded (:meth:`embed_query`), reused."""
         if not collection_ids or not query.strip():
             return []
         started = time.perf_counter()
         limit = limit or self.settings.retrieval_top_k
         candidates = max(limit, self.settings.retrieval_candidates)
         reranking = self.settings.rerank
-        dense = None
-        if mode != "keyword" or reranking:
-            dense = (await self.embedder.embed([query], kind="query"))[0]
-            metrics().embedding_latency.labels("query").observe(time.perf_counter() - started)
+        dense = query_vector
+        if dense is None and (mode != "keyword" or reranking):
+            dense = await self.embed_query(query)
         hits = await self.index.search(
             dense=dense if mode != "keyword" else None,
             text=query,
