@@ -404,7 +404,7 @@ class Turns:
         grounding, abstained = None, False
         if sources is not None:
             history, sources, grounding, abstained = await self._ground(
-                request, history, sources, query_vector
+                request, history, sources, query_vector, arrived
             )
         history, prompt_secret = self.guard.protect_system_prompt(history)
         try:
@@ -445,10 +445,12 @@ class Turns:
         history: list[ChatMessage],
         sources: list[Source],
         query_vector: Any = None,
+        arrived: float | None = None,
     ) -> tuple[list[ChatMessage], list[Source], Grounding | None, bool]:
         """Quoted support, the abstention verdict and the passages the model reads: all of
         them for upstream engines; for a local one, as much as its measured prefill speed
-        reads within ``grounding_first_token_seconds``."""
+        reads within what is left of ``grounding_first_token_seconds`` since the question
+        ``arrived`` (retrieval and support have spent some)."""
         entry = request.model
         grounding = None
         if sources:
@@ -462,26 +464,33 @@ class Turns:
         if searched and threshold > 0 and best < threshold:
             return history, sources, grounding, True
         style = "citations"
+        elapsed = time.perf_counter() - arrived if arrived is not None else 0.0
         slow = (
             sources and grounding is not None and entry.provider.capabilities.local
-            and self._passage_budget(entry, history, sources, style) is not None
+            and self._passage_budget(entry, history, sources, style, elapsed) is not None
         )  # fmt: skip
         if slow and grounding is not None:
             # Too much for this model to read in time: short instructions, cut passages.
             style = self.settings.grounding_prompt
-            budget = self._passage_budget(entry, history, sources, style)
+            budget = self._passage_budget(entry, history, sources, style, elapsed)
             sources, grounding = budget_passages(sources, grounding, budget)
         quotes = [(s.number, s.text) for s in grounding.support] if grounding else []
         return with_sources(history, sources, style=style, quotes=quotes), sources, grounding, False
 
     def _passage_budget(
-        self, entry: ModelEntry, history: list[ChatMessage], sources: list[Source], style: str
+        self,
+        entry: ModelEntry,
+        history: list[ChatMessage],
+        sources: list[Source],
+        style: str,
+        elapsed: float = 0.0,
     ) -> int | None:
-        """Prompt tokens left for passages, or ``None`` when they all fit the target."""
+        """Prompt tokens left for passages (the whole prompt as the model's chat template
+        renders it must be read before the first token), or ``None`` when they all fit."""
         target = self.settings.grounding_first_token_seconds
         if not target:
             return None
-        allowed = self.prefill.prompt_tokens_within(entry.name, target)
+        allowed = self.prefill.prompt_tokens_within(entry.name, target, elapsed)
         return passage_budget(entry.provider.count_tokens, history, sources, style, allowed)
 
     async def _guard_input(self, request: TurnRequest) -> list[ChatMessage]:
