@@ -1,9 +1,15 @@
 """all-MiniLM-L6-v2 (or any sentence-transformers model folder) on this machine's CPU.
 
 One copy of each model per process, whatever the number of apps (tests build many): the
-model and the single thread that runs it are cached by folder. Every forward pass goes
-through that thread, so the event loop never blocks and concurrent callers queue batch by
-batch instead of fighting over the cores.
+model and the threads that run it are cached by folder. Every forward pass goes through one
+of two threads, so the event loop never blocks: large jobs (ingestion batches) on the
+document thread with torch's full thread count, queueing batch by batch; small ones (a
+search's query, a turn's passage sentences: ``QUICK_CHARS``) on the quick lane with one
+torch thread, so a search never waits behind a document batch.
+
+For the plain ``Transformer → mean Pooling → Normalize`` models (the default one), the
+forward pass skips ``SentenceTransformer.encode`` (``direct.py``: checked against it when the
+model loads).
 
 Speed: inputs are sorted by length before batching (less padding), batches run under
 ``torch.inference_mode`` and, on CPUs with native bfloat16 (AVX512-BF16, AMX), under
