@@ -107,6 +107,7 @@ def build(model: Any, path: Path) -> DirectEncoder | None:
     if (
         transformer is None or mode != "mean" or not limit or getattr(wrapper, "do_lower_case", False)
         or any(getattr(model, "prompts", {}).values()) or not file.is_file()
+        or getattr(model, "default_prompt_name", None)
     ):  # fmt: skip
         return None
     tokenizer = Tokenizer.from_file(str(file))

@@ -5,7 +5,8 @@ model and the threads that run it are cached by folder. Every forward pass goes 
 of two threads, so the event loop never blocks: large jobs (ingestion batches) on the
 document thread with torch's full thread count, queueing batch by batch; small ones (a
 search's query, a turn's passage sentences: ``QUICK_CHARS``) on the quick lane with one
-torch thread, so a search never waits behind a document batch.
+torch thread, so a search never waits behind a document batch (direct path only: ``encode``
+is not safe on two threads at once).
 
 For the plain ``Transformer → mean Pooling → Normalize`` models (the default one), the
 forward pass skips ``SentenceTransformer.encode`` (``direct.py``: checked against it when the
@@ -302,10 +303,14 @@ class SentenceTransformerEmbedder(Embedder):
             return out
         prompt_name = kind if loaded.model.prompts.get(kind) else None
         loop = asyncio.get_running_loop()
+        # encode() itself is not safe on two threads at once (it mutates its tokenizer):
+        # only the direct path takes the second lane.
+        two_lanes = loaded.direct is not None and prompt_name is None
         for batch in _batches(texts, self.max_batch):
             chunk = [texts[index] for index in batch]
             # One executor job per batch; small ones take the quick lane.
-            lane = slot.quick if sum(map(len, chunk)) <= QUICK_CHARS else slot.executor
+            small = two_lanes and sum(map(len, chunk)) <= QUICK_CHARS
+            lane = slot.quick if small else slot.executor
             out[batch] = await loop.run_in_executor(lane, _encode, loaded, chunk, prompt_name)
         return out
 
