@@ -158,7 +158,8 @@ async def _search(
                 snippet=snippet(text, case.text), score=hit.score,
             )
         )  # fmt: skip
-    case.grounding = await ground(embedder, case.text, case.sources)
+    # As a chat turn does: the retrieval's query vector is reused.
+    case.grounding = await ground(embedder, case.text, case.sources, query_vector=dense)
     case.support_ms = (time.perf_counter() - started) * 1000
     evidence = normalise(case.evidence)
     case.retrieved = bool(case.document) and any(
@@ -287,9 +288,10 @@ async def _answer(
                    passages=0, abstained=True, used=[])  # fmt: skip
     else:
         if variant != "today":
-            allowed = speeds.prompt_tokens_within(
-                settings.model_name, settings.grounding_first_token_seconds
-            )
+            allowed = speeds.prompt_tokens_within(  # as the turn: search and support spent
+                settings.model_name, settings.grounding_first_token_seconds,
+                case.support_ms / 1000,
+            )  # fmt: skip
             budget = passage_budget(provider.count_tokens, history, sources, variant, allowed)
             sources, grounding = budget_passages(sources, grounding, budget)
         quotes = [(s.number, s.text) for s in grounding.support]

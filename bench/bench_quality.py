@@ -38,6 +38,7 @@ from onebox.documents.ingestion.indexing import document_title, embed_and_index,
 from onebox.documents.ingestion.parsing import ParseLimits
 from onebox.documents.ingestion.preparing import prepare_document
 from onebox.documents.search.rerank import rerank
+from onebox.documents.search.sentence_vectors import SentenceCache
 from onebox.embeddings.factory import build_embedder
 from onebox.vectors.base import SearchHit
 from onebox.vectors.edge import EdgeIndex
@@ -166,7 +167,7 @@ async def _rerank(
     order = await rerank(
         embedder, question, vector, [texts[h.chunk_id][0] for h in hits],
         [texts[h.chunk_id][1] for h in hits],
-        [h.similarity if h.similarity is not None else h.score for h in hits],
+        [h.similarity if h.similarity is not None else h.score for h in hits], SentenceCache(),
     )  # fmt: skip
     seconds = time.perf_counter() - started
     return [(hits[i].chunk_id, hits[i].score) for i in order], seconds

@@ -10,7 +10,8 @@ import pytest
 
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import embedding_text
-from onebox.documents.search.rerank import SentenceCache, coverage, rerank, sentences
+from onebox.documents.search.rerank import coverage, rerank
+from onebox.documents.search.sentence_vectors import SentenceCache, split_sentences
 from onebox.embeddings.factory import build_embedder
 from onebox.vectors.base import IndexPoint
 from onebox.vectors.edge import EdgeIndex
@@ -43,7 +44,7 @@ def test_coverage_counts_distinct_question_words() -> None:
 
 def test_sentences_split_at_ends_blank_lines_and_list_items() -> None:
     text = "First one. Second one!\n\nA paragraph\n- an item\n- another " + "x" * 900
-    parts = sentences(text)
+    parts = split_sentences(text)
     assert parts[:4] == ["First one.", "Second one!", "A paragraph", "an item"]
     assert all(len(part) <= 400 for part in parts)
 

@@ -400,10 +400,12 @@ class Turns:
             )
         else:
             history = messages
-        sources = await self._retrieve(session, request, history)
+        sources, query_vector = await self._retrieve(session, request, history)
         grounding, abstained = None, False
         if sources is not None:
-            history, sources, grounding, abstained = await self._ground(request, history, sources)
+            history, sources, grounding, abstained = await self._ground(
+                request, history, sources, query_vector, arrived
+            )
         history, prompt_secret = self.guard.protect_system_prompt(history)
         try:
             prompt = fit_to_context(
@@ -442,40 +444,53 @@ class Turns:
         request: TurnRequest,
         history: list[ChatMessage],
         sources: list[Source],
+        query_vector: Any = None,
+        arrived: float | None = None,
     ) -> tuple[list[ChatMessage], list[Source], Grounding | None, bool]:
         """Quoted support, the abstention verdict and the passages the model reads: all of
         them for upstream engines; for a local one, as much as its measured prefill speed
-        reads within ``grounding_first_token_seconds``."""
+        reads within what is left of ``grounding_first_token_seconds`` since the question
+        ``arrived`` (retrieval and support have spent some)."""
         entry = request.model
         grounding = None
         if sources:
-            grounding = await ground(self.retriever.embedder, retrieval_query(history), sources)
+            grounding = await ground(
+                self.retriever.embedder, retrieval_query(history), sources,
+                query_vector=query_vector,  # retrieval's: the same text, embedded once
+            )  # fmt: skip
         searched = request.collections is None or bool(request.collections)
         threshold = abstain_threshold(self.settings)
         best = grounding.best if grounding is not None else 0.0
         if searched and threshold > 0 and best < threshold:
             return history, sources, grounding, True
         style = "citations"
+        elapsed = time.perf_counter() - arrived if arrived is not None else 0.0
         slow = (
             sources and grounding is not None and entry.provider.capabilities.local
-            and self._passage_budget(entry, history, sources, style) is not None
+            and self._passage_budget(entry, history, sources, style, elapsed) is not None
         )  # fmt: skip
         if slow and grounding is not None:
             # Too much for this model to read in time: short instructions, cut passages.
             style = self.settings.grounding_prompt
-            budget = self._passage_budget(entry, history, sources, style)
+            budget = self._passage_budget(entry, history, sources, style, elapsed)
             sources, grounding = budget_passages(sources, grounding, budget)
         quotes = [(s.number, s.text) for s in grounding.support] if grounding else []
         return with_sources(history, sources, style=style, quotes=quotes), sources, grounding, False
 
     def _passage_budget(
-        self, entry: ModelEntry, history: list[ChatMessage], sources: list[Source], style: str
+        self,
+        entry: ModelEntry,
+        history: list[ChatMessage],
+        sources: list[Source],
+        style: str,
+        elapsed: float = 0.0,
     ) -> int | None:
-        """Prompt tokens left for passages, or ``None`` when they all fit the target."""
+        """Prompt tokens left for passages (the whole prompt as the model's chat template
+        renders it must be read before the first token), or ``None`` when they all fit."""
         target = self.settings.grounding_first_token_seconds
         if not target:
             return None
-        allowed = self.prefill.prompt_tokens_within(entry.name, target)
+        allowed = self.prefill.prompt_tokens_within(entry.name, target, elapsed)
         return passage_budget(entry.provider.count_tokens, history, sources, style, allowed)
 
     async def _guard_input(self, request: TurnRequest) -> list[ChatMessage]:
@@ -509,13 +524,14 @@ class Turns:
 
     async def _retrieve(
         self, session: AsyncSession | None, request: TurnRequest, history: list[ChatMessage]
-    ) -> list[Source] | None:
+    ) -> tuple[list[Source] | None, Any]:
         """Passages from the collections the caller may read, or ``None`` when the turn
-        reads no collection. Ownership and the API key's allow-list are checked every time."""
+        reads no collection, and the query's vector (``None`` when not embedded).
+        Ownership and the API key's allow-list are checked every time."""
         if request.collections is not None and not request.collections:
-            return []
+            return [], None
         if session is None:  # prepare() opens one whenever a collection may be read
-            return None
+            return None, None
         caller = request.caller
         allowed = caller.key.collections if caller.key else None
         documents = DocumentService(session, self.settings)
@@ -535,12 +551,15 @@ class Turns:
                 caller.user_id, request.conversation.collection_ids, allowed
             )
             if not ids:
-                return None
+                return None, None
         else:
-            return None
-        return await self.retriever.retrieve(
-            session, retrieval_query(history), ids, limit=request.passages
+            return None, None
+        query = retrieval_query(history)
+        vector = await self.retriever.embed_query(query) if ids and query.strip() else None
+        sources = await self.retriever.retrieve(
+            session, query, ids, limit=request.passages, query_vector=vector
         )
+        return sources, vector
 
     def record_usage(self, turn: Turn, status: TurnStatus, error_type: str | None) -> None:
         served = turn.route.model

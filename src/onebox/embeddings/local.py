@@ -1,9 +1,16 @@
 """all-MiniLM-L6-v2 (or any sentence-transformers model folder) on this machine's CPU.
 
 One copy of each model per process, whatever the number of apps (tests build many): the
-model and the single thread that runs it are cached by folder. Every forward pass goes
-through that thread, so the event loop never blocks and concurrent callers queue batch by
-batch instead of fighting over the cores.
+model and the threads that run it are cached by folder. Every forward pass goes through one
+of two threads, so the event loop never blocks: large jobs (ingestion batches) on the
+document thread with torch's full thread count, queueing batch by batch; small ones (a
+search's query, a turn's passage sentences: ``QUICK_CHARS``) on the quick lane with one
+torch thread, so a search never waits behind a document batch (direct path only: ``encode``
+is not safe on two threads at once).
+
+For the plain ``Transformer → mean Pooling → Normalize`` models (the default one), the
+forward pass skips ``SentenceTransformer.encode`` (``direct.py``: checked against it when the
+model loads).
 
 Speed: inputs are sorted by length before batching (less padding), batches run under
 ``torch.inference_mode`` and, on CPUs with native bfloat16 (AVX512-BF16, AMX), under
@@ -28,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from onebox.core.settings import Settings
+from onebox.embeddings import direct
 from onebox.embeddings.base import Embedder, EmbeddingError, InputKind, Vectors
 
 if TYPE_CHECKING:
@@ -45,6 +53,9 @@ _PROBES = (
     "retry with exponential backoff " * 40,
 )
 _MIN_BF16_AGREEMENT = 0.999
+# Jobs up to this many characters run on the quick lane (one torch thread): a query, or a
+# turn's passage sentences. Larger ones (ingestion batches) use every thread.
+QUICK_CHARS = 8000
 
 
 @dataclass
@@ -53,12 +64,17 @@ class _Model:
     counter: Tokenizer | None  # a separate copy: the model's own is mutated while encoding
     dimension: int
     bfloat16: bool
+    direct: direct.DirectEncoder | None = None  # encode() without its overheads, when exact
 
 
 @dataclass
 class _Slot:
     executor: ThreadPoolExecutor
     loading: Future[_Model]
+    # Small jobs (a search's query, a turn's passage sentences) run here, one torch thread:
+    # they never wait behind a batch of documents, and on 2 busy cores a second OpenMP thread
+    # for a few dozen tokens costs more in wake-ups and spinning than it saves.
+    quick: ThreadPoolExecutor
 
 
 _slots: dict[tuple[Path, Precision], _Slot] = {}
@@ -77,12 +93,21 @@ def default_model_path() -> Path:
     return Path(package.get_model_path())
 
 
-def _set_threads(threads: int | None) -> None:
-    # Runs in the worker thread itself: OpenMP thread counts are per calling thread.
-    if threads is not None:
-        import torch
+_default_threads: int | None = None
 
-        torch.set_num_threads(threads)
+
+def _set_threads(threads: int | None) -> None:
+    # Runs in the worker thread itself: OpenMP thread counts are per calling thread. A thread
+    # that never sets its count takes the last one set by any thread (the quick lane's 1), so
+    # the document thread pins torch's default, read once before any lane exists.
+    global _default_threads
+    import torch
+
+    with _slots_lock:
+        if _default_threads is None:
+            _default_threads = torch.get_num_threads()
+        count = threads if threads is not None else _default_threads
+    torch.set_num_threads(count)
 
 
 def _native_bfloat16() -> bool:
@@ -121,6 +146,7 @@ def _load(path: Path, precision: Precision) -> _Model:
     if not dimension:
         raise EmbeddingError(f"The model in {path} does not report its embedding size.")
     loaded = _Model(model, _counter(path), int(dimension), bfloat16=False)
+    loaded.direct = _direct(loaded, path)
     if precision == "bfloat16" or (precision == "auto" and _native_bfloat16()):
         exact = _encode(loaded, list(_PROBES), None)
         loaded.bfloat16 = True
@@ -129,11 +155,33 @@ def _load(path: Path, precision: Precision) -> _Model:
             logger.warning("bfloat16 embeddings disagree (cos %.4f); using float32", agreement)
             loaded.bfloat16 = False
     logger.info(
-        "Embedding model %s loaded: %d dimensions, %s, %d torch threads",
+        "Embedding model %s loaded: %d dimensions, %s, %d torch threads, %s",
         path, loaded.dimension, "bfloat16" if loaded.bfloat16 else "float32",
-        torch.get_num_threads(),
+        torch.get_num_threads(), "direct forward" if loaded.direct else "encode()",
     )  # fmt: skip
     return loaded
+
+
+def _direct(loaded: _Model, path: Path) -> direct.DirectEncoder | None:
+    """The direct forward pass, when the model is the plain pipeline and its vectors match
+    ``encode()``'s on the probes, batched (padding) and one by one."""
+    try:
+        encoder = direct.build(loaded.model, path)
+    except Exception:
+        logger.warning("No direct forward pass for %s", path, exc_info=True)
+        return None
+    if encoder is None:
+        return None
+    probes = list(_PROBES)
+    exact = _encode(loaded, probes, None)
+    worst = min(
+        direct.agreement(encoder, exact, probes),
+        *(direct.agreement(encoder, exact[i : i + 1], [text]) for i, text in enumerate(probes)),
+    )
+    if worst < direct.MIN_AGREEMENT:
+        logger.warning("The direct forward pass disagrees with encode() (cos %.6f)", worst)
+        return None
+    return encoder
 
 
 def _counter(path: Path) -> Tokenizer | None:
@@ -157,6 +205,8 @@ def _encode(loaded: _Model, texts: list[str], prompt_name: str | None) -> Vector
         torch.autocast("cpu", dtype=torch.bfloat16) if loaded.bfloat16 else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast:
+        if loaded.direct is not None and prompt_name is None:
+            return loaded.direct.encode(texts)
         vectors = loaded.model.encode(
             texts,
             prompt_name=prompt_name,
@@ -224,7 +274,12 @@ class SentenceTransformerEmbedder(Embedder):
                 executor = ThreadPoolExecutor(
                     1, "onebox-embed", initializer=_set_threads, initargs=(self.threads,)
                 )
-                slot = _Slot(executor, executor.submit(_load, path, self.precision))
+                loading = executor.submit(_load, path, self.precision)
+                # Its thread starts on the first small job, after the load (see _set_threads).
+                quick = ThreadPoolExecutor(
+                    1, "onebox-embed-quick", initializer=_set_threads, initargs=(1,)
+                )
+                slot = _Slot(executor, loading, quick)
                 _slots[key] = slot
         try:
             # Shielded: a cancelled start() must not cancel a load that others wait for.
@@ -234,6 +289,7 @@ class SentenceTransformerEmbedder(Embedder):
                 if slot.loading.done() and _slots.get(key) is slot:
                     del _slots[key]  # a failed load is retried by the next start()
                     slot.executor.shutdown(wait=False)
+                    slot.quick.shutdown(wait=False)
             raise
         self._slot = slot
         self.dimension = self._model.dimension
@@ -247,11 +303,15 @@ class SentenceTransformerEmbedder(Embedder):
             return out
         prompt_name = kind if loaded.model.prompts.get(kind) else None
         loop = asyncio.get_running_loop()
+        # encode() itself is not safe on two threads at once (it mutates its tokenizer):
+        # only the direct path takes the second lane.
+        two_lanes = loaded.direct is not None and prompt_name is None
         for batch in _batches(texts, self.max_batch):
-            # One executor job per batch: a query waits for at most one batch of documents.
-            out[batch] = await loop.run_in_executor(
-                slot.executor, _encode, loaded, [texts[index] for index in batch], prompt_name
-            )
+            chunk = [texts[index] for index in batch]
+            # One executor job per batch; small ones take the quick lane.
+            small = two_lanes and sum(map(len, chunk)) <= QUICK_CHARS
+            lane = slot.quick if small else slot.executor
+            out[batch] = await loop.run_in_executor(lane, _encode, loaded, chunk, prompt_name)
         return out
 
     def window(self) -> tuple[str, int] | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 SMOOTHING = 0.3  # weight of the newest measurement
 MIN_PROMPT_TOKENS = 32  # shorter prompts say more about overheads than about speed
+MIN_SHARE = 0.25
 
 
 @dataclass
@@ -28,6 +29,10 @@ class PrefillSpeeds:
     def tokens_per_second(self, model: str) -> float:
         return self.speeds.get(model, self.prior)
 
-    def prompt_tokens_within(self, model: str, seconds: float) -> int:
-        """How many prompt tokens the model reads in ``seconds``."""
-        return int(self.tokens_per_second(model) * seconds)
+    def prompt_tokens_within(self, model: str, seconds: float, elapsed: float = 0.0) -> int:
+        """How many prompt tokens the model reads for its first token to land ``seconds``
+        after the question, ``elapsed`` of them already spent (retrieval, quoted support).
+        At least ``MIN_SHARE`` of ``seconds`` is left to the model, so a slow search still
+        leaves it something to read."""
+        left = max(seconds - max(elapsed, 0.0), seconds * MIN_SHARE)
+        return int(self.tokens_per_second(model) * left)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from onebox.documents.search.retrieval import Source
+from onebox.documents.search.sentence_vectors import sentence_vectors, split_sentences
 from onebox.embeddings.base import Embedder, Vectors
 
 OVERLAP_WEIGHT = 0.35  # term overlap's weight next to cosine similarity
@@ -36,14 +37,12 @@ SUPPORT_MAX = 2
 SUPPORT_RELATIVE = 0.9  # a second quote only when it scores this close to the first
 ATTRIBUTION_MIN = 0.5  # an answer sentence scoring below this leans on no passage
 MIN_SENTENCE_WORDS = 3
-MAX_SENTENCE_CHARS = 400
 ABSTAIN_TEXT = "I couldn't find this in your documents."
 # Below this best-sentence score the documents do not answer: calibrated on the tuning half
 # of bench/bench_answers.py (answerable and unanswerable questions) for this embedder.
 CALIBRATED_EMBEDDER = "all-MiniLM-L6-v2"
 CALIBRATED_THRESHOLD = 0.591
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#•]|\s*\d+[.)])")
 _WORD = re.compile(r"[A-Za-z0-9_]{3,}")
 _CITATION = re.compile(r"\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]")
 _STOP_WORDS = """the and for are but not you your with this that from have has had was were
@@ -114,23 +113,6 @@ def overlap(query_terms: set[str], text: str) -> float:
     return hits / len(query_terms)
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences (or list items, headings) of a passage or an answer, whitespace folded."""
-    out = []
-    for part in _SENTENCE_END.split(text):
-        flat = " ".join(part.split()).lstrip("#>*-• ").strip()
-        if not flat:
-            continue
-        while len(flat) > MAX_SENTENCE_CHARS:  # an unpunctuated run: cut at a space
-            cut = flat.rfind(" ", 0, MAX_SENTENCE_CHARS)
-            cut = cut if cut > MAX_SENTENCE_CHARS // 2 else MAX_SENTENCE_CHARS
-            out.append(flat[:cut])
-            flat = flat[cut:].strip()
-        if flat:
-            out.append(flat)
-    return out
-
-
 def _in_context(heading: str, sentence: str) -> str:
     return f"{heading}: {sentence}" if heading else sentence
 
@@ -139,9 +121,17 @@ def _cosines(matrix: Vectors, vector: Any) -> list[float]:
     return [float(x) for x in np.asarray(matrix @ vector, dtype=np.float32)]
 
 
-async def ground(embedder: Embedder, question: str, sources: Sequence[Source]) -> Grounding:
+async def ground(
+    embedder: Embedder,
+    question: str,
+    sources: Sequence[Source],
+    *,
+    query_vector: Any = None,
+) -> Grounding:
     """Splits the passages into sentences, scores each against the question and picks the
-    quoted support. One embedding call for the question and all the sentences."""
+    quoted support. ``query_vector``: the question's vector when the caller has it already
+    (retrieval embedded the same text, ``kind="query"``); sentence vectors are remembered
+    per embedder (``sentence_vectors``)."""
     grounding = Grounding()
     for index, source in enumerate(sources):
         for text in split_sentences(source.text):
@@ -150,12 +140,16 @@ async def ground(embedder: Embedder, question: str, sources: Sequence[Source]) -
     grounding.passage_scores = [0.0] * len(sources)
     if not grounding.sentences or not question.strip():
         return grounding
-    query = (await embedder.embed([question], kind="query"))[0]
+    query = (
+        np.asarray(query_vector, dtype=np.float32)
+        if query_vector is not None
+        else (await embedder.embed([question], kind="query"))[0]
+    )
     # A sentence is embedded under its heading ("shutil.rmtree(): Recursively
     # delete a directory tree."): the function or section it belongs to is often the answer.
     titles = [source.heading or source.document for source in sources]
     texts = [_in_context(sources[s.source].heading, s.text) for s in grounding.sentences]
-    embedded = await embedder.embed(texts + titles, kind="document")
+    embedded = await sentence_vectors(embedder, texts + titles)
     vectors = embedded[: len(texts)]
     grounding.vectors = vectors
     wanted = terms(question)

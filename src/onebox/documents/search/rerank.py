@@ -11,28 +11,25 @@ where the passage cosine is the dense side's score of the passage as indexed (ti
 heading path included), the best sentence cosine is the question against each of the
 passage's sentences, and the coverage is the share of the question's words the indexed text
 contains. Weights and pool size were chosen on the tune half of ``bench/bench_quality.py``
-(see the README's retrieval quality section). Sentence vectors are cached in-process by
-text, so a passage that keeps being retrieved is embedded once.
+(see the README's retrieval quality section). Sentence vectors come from the embedder's
+cache (``sentence_vectors``, shared with the quoted support), so a passage that keeps being
+retrieved is embedded once.
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 
+from onebox.documents.search.sentence_vectors import SentenceCache, cache_for, split_sentences
 from onebox.embeddings.base import Embedder, Vectors
 
 _TERM = re.compile(r"\w{3,}", re.UNICODE)
-# Sentence ends, blank lines and list items; the same cut grounding.py quotes from.
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#•]|\s*\d+[.)])")
-MAX_SENTENCE_CHARS = 400
 PASSAGE_WEIGHT = 0.5
 SENTENCE_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.2
-CACHE_SENTENCES = 20_000  # ~30 MB of 384-dimension vectors
 
 
 def coverage(query: str, passage: str) -> float:
@@ -42,43 +39,6 @@ def coverage(query: str, passage: str) -> float:
         return 0.0
     words = {w.lower() for w in _TERM.findall(passage)}
     return len(terms & words) / len(terms)
-
-
-def sentences(text: str) -> list[str]:
-    """A passage's sentences (or list items), whitespace folded; an unpunctuated run is cut
-    at a space so no piece outgrows the encoder."""
-    out = []
-    for part in _SENTENCE_END.split(text):
-        flat = " ".join(part.split()).lstrip("#>*-• ").strip()
-        while len(flat) > MAX_SENTENCE_CHARS:
-            cut = flat.rfind(" ", 0, MAX_SENTENCE_CHARS)
-            cut = cut if cut > MAX_SENTENCE_CHARS // 2 else MAX_SENTENCE_CHARS
-            out.append(flat[:cut])
-            flat = flat[cut:].strip()
-        if flat:
-            out.append(flat)
-    return out
-
-
-class SentenceCache:
-    """Sentence text → unit vector, least recently used dropped first."""
-
-    def __init__(self, size: int = CACHE_SENTENCES) -> None:
-        self.size = size
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-
-    async def vectors(self, embedder: Embedder, texts: Sequence[str]) -> Vectors:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        if missing:
-            fresh = await embedder.embed(missing, kind="document")
-            for text, vector in zip(missing, fresh, strict=True):
-                self._vectors[text] = vector
-        for text in texts:
-            self._vectors.move_to_end(text)
-        out = np.stack([self._vectors[t] for t in texts]).astype(np.float32)
-        while len(self._vectors) > self.size:
-            self._vectors.popitem(last=False)
-        return out
 
 
 async def rerank(
@@ -94,9 +54,9 @@ async def rerank(
     and headings included); ``similarities``: its dense cosine to the question."""
     if not passages:
         return []
-    split = [sentences(text) or [" ".join(text.split())] for text in passages]
+    split = [split_sentences(text) or [" ".join(text.split())] for text in passages]
     flat = [s for parts in split for s in parts]
-    vectors = await (cache or SentenceCache()).vectors(embedder, flat)
+    vectors = await (cache or cache_for(embedder)).embed(embedder, flat)
     cosines = vectors @ np.asarray(query_vector, dtype=np.float32)
     scores, at = [], 0
     for i, parts in enumerate(split):

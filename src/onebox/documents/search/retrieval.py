@@ -17,7 +17,7 @@ from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import HEADING_JOINER, document_title, embedding_text
 from onebox.documents.models import Chunk
 from onebox.documents.repository import DocumentRepository
-from onebox.documents.search.rerank import SentenceCache, rerank
+from onebox.documents.search.rerank import rerank
 from onebox.embeddings.base import Embedder, Vectors
 from onebox.guard.service import Guard
 from onebox.vectors.base import SearchHit, SearchMode, VectorIndex
@@ -105,7 +105,12 @@ class Retriever:
         self.embedder = embedder
         self.index = index
         self.guard = guard
-        self.sentence_cache = SentenceCache()
+
+    async def embed_query(self, query: str) -> Any:
+        started = time.perf_counter()
+        dense = (await self.embedder.embed([query], kind="query"))[0]
+        metrics().embedding_latency.labels("query").observe(time.perf_counter() - started)
+        return dense
 
     async def retrieve(
         self,
@@ -115,18 +120,19 @@ class Retriever:
         *,
         limit: int | None = None,
         mode: SearchMode = "hybrid",
+        query_vector: Any = None,
     ) -> list[Source]:
-        """``collection_ids`` must already be the caller's readable collections."""
+        """``collection_ids`` must already be the caller's readable collections.
+        ``query_vector``: ``query`` already embedded (:meth:`embed_query`), reused."""
         if not collection_ids or not query.strip():
             return []
         started = time.perf_counter()
         limit = limit or self.settings.retrieval_top_k
         candidates = max(limit, self.settings.retrieval_candidates)
         reranking = self.settings.rerank and mode != "keyword"
-        dense = None
-        if mode != "keyword":
-            dense = (await self.embedder.embed([query], kind="query"))[0]
-            metrics().embedding_latency.labels("query").observe(time.perf_counter() - started)
+        dense = query_vector if mode != "keyword" else None
+        if dense is None and mode != "keyword":
+            dense = await self.embed_query(query)
         pool = max(limit, self.settings.rerank_candidates) if reranking else limit
         hits = await self.index.search(
             dense=dense,
@@ -199,7 +205,6 @@ class Retriever:
             [rows[h.chunk_id][0].text for h in hits],
             indexed,
             similarities,
-            self.sentence_cache,
         )
         return [hits[i] for i in order]
 
