@@ -99,7 +99,8 @@ async def test_sentence_vectors_are_remembered_per_embedder(
     first = await ground(embedded, "When does the night ferry leave?", _sources(PASSAGES[1:]))
     sent = [texts for kind, texts in embedded.calls if kind == "document"]
     assert len(sent) == 1
-    assert len(sent[0]) == len(first.sentences)
+    # The sentences, and each passage's heading (here its document's name) scored with them.
+    assert sent[0] == [s.text for s in first.sentences] + ["doc0.md", "doc1.md"]
 
     embedded.calls.clear()
     # Another question over one passage already seen and one new: only the new one's
