@@ -251,9 +251,11 @@ class Settings(BaseSettings):
         "zscore); for rrf, its rank weight against dense (1.0)",
     )
     rerank: bool = Field(
-        default=True,
+        default=False,
         description="Re-score the top fused candidates by passage cosine, best sentence cosine "
-        "and term coverage (documents/search/rerank.py); dense and hybrid modes",
+        "and term coverage (documents/search/rerank.py); dense and hybrid modes. Off by "
+        "default: the candidates' sentences are embedded at query time (hundreds of ms a "
+        "search on 2 CPU cores until they are cached)",
     )
     rerank_candidates: int = Field(
         default=15, ge=1, le=200, description="Fused candidates the rerank re-scores"
