@@ -201,6 +201,10 @@ def _raw(model: Any, texts: list[str]) -> float:
     would run it (inference mode, bfloat16 autocast when the embedder chose it)."""
     import torch
 
+    from onebox.embeddings.local import pin_document_threads
+
+    # This thread never set a count: it would run on the quick lane's one thread.
+    pin_document_threads()
     autocast: contextlib.AbstractContextManager[Any] = (
         torch.autocast("cpu", dtype=torch.bfloat16) if model.bfloat16 else contextlib.nullcontext()
     )

@@ -205,8 +205,8 @@ async def _measure(quick: bool) -> dict[str, Any]:
                         )  # fmt: skip
                         lists.append([(hit.chunk_id, hit.score) for hit in hits])
                     fused = lists[2][:DEPTH]
-                    # "hybrid" is the fused top reranked (ONEBOX_RERANK, opt-in), measured
-                    # whatever the default; "fusion only" is the default search.
+                    # "hybrid" is the fused top reranked (ONEBOX_RERANK, the default search),
+                    # measured whatever the setting; "fusion only" is the search without it.
                     top, seconds = await _rerank(
                         embedder, question.text, dense_vector,
                         hits[: settings.rerank_candidates], texts,

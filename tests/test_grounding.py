@@ -3,7 +3,7 @@ answer sentences, abstention scores and the passage budget for slow local models
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import pytest
@@ -13,6 +13,7 @@ from onebox.documents.search.grounding import (
     CALIBRATED_THRESHOLD,
     attribute,
     budget_passages,
+    fit_passages,
     ground,
     sources_with_links,
     split_sentences,
@@ -158,6 +159,31 @@ async def test_slow_models_read_trimmed_passages(embedder: SentenceTransformerEm
     whole, same = budget_passages(sources, grounding, None)
     assert whole == sources
     assert same is grounding
+
+
+async def test_passages_are_dropped_until_the_rendered_prompt_fits(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    sources = [_source(1, RETENTION, "backups.md"), _source(2, KETTLE), _source(3, FERRY)]
+    history = [ChatMessage("user", "How long are deleted backups kept?")]
+    grounding = await ground(embedder, history[0].content, sources)
+
+    def dense_tokens(messages: Sequence[ChatMessage]) -> int:
+        # Code and Markdown run at about two characters a token, not the estimate's four.
+        return sum(len(m.content) for m in messages) // 2
+
+    one = dense_tokens(with_sources(history, sources[:1], style="brief"))
+    allowed = one + 40  # one passage fits; budget_passages alone would add a second
+    kept, narrowed = fit_passages(dense_tokens, history, sources, grounding, "brief", allowed)
+    assert [s.document for s in kept] == ["backups.md"]
+    assert dense_tokens(with_sources(history, kept, style="brief")) <= allowed
+    assert {s.source for s in narrowed.sentences} == {0}
+    assert [s.number for s in narrowed.support] == [1]
+    # Too small for anything: one passage still stays.
+    least, _ = fit_passages(dense_tokens, history, sources, grounding, "brief", 10)
+    assert len(least) == 1
+    roomy, _ = fit_passages(dense_tokens, history, sources, grounding, "brief", 10 * one)
+    assert len(roomy) == 3
 
 
 def test_the_budget_follows_the_measured_speed() -> None:

@@ -212,6 +212,19 @@ async def test_concurrent_claims_never_share_a_job(services: JobServices) -> Non
     assert (await load(services, single)).attempts == 1
 
 
+async def test_a_background_kind_waits_for_every_other_due_job(services: JobServices) -> None:
+    later = await add_job(services, "testing.background_record", {})
+    first, second = [await add_job(services, "testing.record", {}) for _ in range(2)]
+
+    async def claim_next() -> str | None:
+        async with services.sessionmaker() as session:
+            job = await JobRepository(session).claim_next("solo", 30)
+            await session.commit()
+        return job.id if job else None
+
+    assert [await claim_next() for _ in range(4)] == [first, second, later, None]
+
+
 async def test_two_workers_run_each_job_once(services: JobServices, tmp_path: Path) -> None:
     marker = tmp_path / "once.jsonl"
     job_ids = [

@@ -92,16 +92,16 @@ def database(pg18_url: str) -> Iterator[str]:  # noqa: F811
     asyncio.run(_admin(pg18_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-async def _fetch_jobs_and_chunks(url: str) -> tuple[list[tuple[str, int]], int]:
+async def _fetch_jobs_and_chunks(url: str) -> tuple[list[tuple[str, str, int]], int]:
     import asyncpg
 
     connection = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
-        jobs = await connection.fetch("SELECT status, attempts FROM jobs")
+        jobs = await connection.fetch("SELECT kind, status, attempts FROM jobs")
         stored = await connection.fetchval("SELECT count(*) FROM chunks")
     finally:
         await connection.close()
-    return [(row["status"], row["attempts"]) for row in jobs], int(stored)
+    return [(row["kind"], row["status"], row["attempts"]) for row in jobs], int(stored)
 
 
 @pytest.fixture
@@ -172,7 +172,11 @@ def test_two_workers_share_one_port_and_each_job_runs_once(
         assert (summary["ready"], summary["failed"]) == (8, 0)
         # Every job ran exactly once: the chunks stored are the chunks the documents report.
         jobs, stored = asyncio.run(_fetch_jobs_and_chunks(database))
-        assert jobs == [("done", 1)] * 8
+        assert [(s, a) for kind, s, a in jobs if kind == "ingest_document"] == [("done", 1)] * 8
+        # Each ready document queued its sentence vectors, run (or waiting) once at most.
+        follow_ups = [(s, a) for kind, s, a in jobs if kind == "embed_sentences"]
+        assert len(follow_ups) == 8
+        assert all(a <= 1 and s in ("queued", "running", "done") for s, a in follow_ups), follow_ups
         assert stored == summary["chunks"]
 
         searched = bench(

@@ -344,13 +344,24 @@ def test_https_through_nginx_to_two_apps_a_worker_and_postgres(topology: Topolog
         assert user_turns[0] == "How long may the pump run dry?"
         assert client.get(f"/api/collections/{collection['id']}/documents").json()["items"]
 
-        # PostgreSQL restarts: /readyz says 503 while it is down, and recovers by itself.
+        # PostgreSQL restarts: each live app's /readyz says 503 while it is down (readiness is
+        # per replica: a probe asks the pod, not the balancer), and recovers by itself.
+        survivors = [app for app in topology.apps if app.process.poll() is None]
         topology.postgres.stop()
         try:
-            deadline = time.monotonic() + 20
-            while client.get("/readyz").status_code != 503:
-                assert time.monotonic() < deadline, "/readyz stayed ready with PostgreSQL down"
-                time.sleep(0.2)
+            for app in survivors:
+                deadline = time.monotonic() + 20
+                while (reply := httpx.get(f"{app.url}/readyz", timeout=10)).status_code != 503:
+                    assert time.monotonic() < deadline, (
+                        f"app {app.name} stayed ready with PostgreSQL down: "
+                        f"{reply.status_code} {reply.text}"
+                    )
+                    time.sleep(0.2)
+                assert reply.json()["checks"]["database"] == "unreachable", reply.text
+            # Through nginx, no replica is ready: the app's 503, or nginx's 502 when its retry
+            # of that 503 (proxy_next_upstream http_503) last reached the killed replica.
+            edge = client.get("/readyz")
+            assert edge.status_code in (502, 503), edge.text
         finally:
             topology.postgres.start()
         deadline = time.monotonic() + 20

@@ -26,6 +26,7 @@ from onebox.core.migrate import upgrade
 from onebox.core.openapi import install_openapi
 from onebox.core.security import SecurityHeaders, WidgetCors
 from onebox.core.settings import Settings
+from onebox.documents.ingestion.sentences import queue_missing_sentences
 from onebox.documents.routes import router as documents_router
 from onebox.documents.search.retrieval import Retriever
 from onebox.embeddings.factory import build_embedder
@@ -102,6 +103,7 @@ async def open_state(
         await upgrade(engine)
         sessionmaker = create_sessionmaker(engine)
         local_user = await ensure_local_user(sessionmaker)
+        await queue_missing_sentences(sessionmaker, settings)
         http = upstream_client(settings)
         stack.push_async_callback(http.aclose)
         if catalog is not None:

@@ -42,7 +42,7 @@ from onebox.documents.search.grounding import (
     Grounding,
     Link,
     attribute,
-    budget_passages,
+    fit_passages,
     ground,
     sources_with_links,
     support_out,
@@ -465,33 +465,28 @@ class Turns:
             return history, sources, grounding, True
         style = "citations"
         elapsed = time.perf_counter() - arrived if arrived is not None else 0.0
+        allowed = self._allowed_prompt_tokens(entry, elapsed)
+        count = entry.provider.count_tokens
         slow = (
             sources and grounding is not None and entry.provider.capabilities.local
-            and self._passage_budget(entry, history, sources, style, elapsed) is not None
+            and allowed is not None
+            and passage_budget(count, history, sources, style, allowed) is not None
         )  # fmt: skip
-        if slow and grounding is not None:
+        if slow and grounding is not None and allowed is not None:
             # Too much for this model to read in time: short instructions, cut passages.
             style = self.settings.grounding_prompt
-            budget = self._passage_budget(entry, history, sources, style, elapsed)
-            sources, grounding = budget_passages(sources, grounding, budget)
+            sources, grounding = fit_passages(count, history, sources, grounding, style, allowed)
         quotes = [(s.number, s.text) for s in grounding.support] if grounding else []
         return with_sources(history, sources, style=style, quotes=quotes), sources, grounding, False
 
-    def _passage_budget(
-        self,
-        entry: ModelEntry,
-        history: list[ChatMessage],
-        sources: list[Source],
-        style: str,
-        elapsed: float = 0.0,
-    ) -> int | None:
-        """Prompt tokens left for passages (the whole prompt as the model's chat template
-        renders it must be read before the first token), or ``None`` when they all fit."""
+    def _allowed_prompt_tokens(self, entry: ModelEntry, elapsed: float) -> int | None:
+        """Prompt tokens the model reads (its chat template included: all of it comes before
+        the first token) within what is left of ``grounding_first_token_seconds``, or
+        ``None`` without that target."""
         target = self.settings.grounding_first_token_seconds
         if not target:
             return None
-        allowed = self.prefill.prompt_tokens_within(entry.name, target, elapsed)
-        return passage_budget(entry.provider.count_tokens, history, sources, style, allowed)
+        return self.prefill.prompt_tokens_within(entry.name, target, elapsed)
 
     async def _guard_input(self, request: TurnRequest) -> list[ChatMessage]:
         """Cleans the input (a stored conversation's message is cleaned and checked where it

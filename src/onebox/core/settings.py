@@ -251,11 +251,11 @@ class Settings(BaseSettings):
         "zscore); for rrf, its rank weight against dense (1.0)",
     )
     rerank: bool = Field(
-        default=False,
+        default=True,
         description="Re-score the top fused candidates by passage cosine, best sentence cosine "
-        "and term coverage (documents/search/rerank.py); dense and hybrid modes. Off by "
-        "default: the candidates' sentences are embedded at query time (hundreds of ms a "
-        "search on 2 CPU cores until they are cached)",
+        "and term coverage (documents/search/rerank.py); dense and hybrid modes. The sentence "
+        "vectors are stored at ingestion (a background job); passages without them yet are "
+        "embedded at query time",
     )
     rerank_candidates: int = Field(
         default=15, ge=1, le=200, description="Fused candidates the rerank re-scores"

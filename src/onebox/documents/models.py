@@ -13,7 +13,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from onebox.core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
 
@@ -84,6 +84,9 @@ class Chunk(IdMixin, Base):
     start_offset: Mapped[int] = mapped_column(Integer)
     end_offset: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The vectors of the passage's sentences (documents/search/sentence_vectors.py), filled by
+    # ingestion's follow-up job; loaded only by retrieval and that job.
+    sentences: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
 
 
 class CollectionLine(Base):

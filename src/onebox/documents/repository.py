@@ -6,15 +6,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import undefer
 
 from onebox.documents.ingestion.boilerplate import DOCUMENTS_KEY, MIN_DOCUMENTS, MIN_SHARE
-from onebox.documents.models import Chunk, Collection, CollectionLine, Document, DocumentBlob
-from onebox.jobs.models import Job
+from onebox.documents.models import (
+    Chunk,
+    Collection,
+    CollectionLine,
+    Document,
+    DocumentBlob,
+    DocumentStatus,
+)
+from onebox.jobs.models import Job, JobStatus
 
 INGEST_JOB = "ingest_document"
+SENTENCES_JOB = "embed_sentences"
 
 
 class DocumentRepository:
@@ -155,6 +164,39 @@ class DocumentRepository:
         self.session.add_all(chunks)
         await self.session.flush()
 
+    async def chunks_for_sentences(self, document_id: str) -> list[Chunk]:
+        """The document's chunks in order, with their stored sentence vectors."""
+        result = await self.session.scalars(
+            select(Chunk)
+            .options(undefer(Chunk.sentences))
+            .where(Chunk.document_id == document_id)
+            .order_by(Chunk.ordinal)
+        )
+        return list(result)
+
+    async def documents_missing_sentences(self) -> list[str]:
+        """Ready documents with a chunk whose sentence vectors were never stored and no
+        sentence job waiting for them (ingested before the job existed)."""
+        waiting = select(Job.id).where(
+            Job.kind == SENTENCES_JOB,
+            Job.subject_id == Document.id,
+            Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+        missing = select(Chunk.id).where(
+            Chunk.document_id == Document.id, Chunk.sentences.is_(None)
+        )
+        result = await self.session.execute(
+            select(Document.id).where(
+                Document.status == DocumentStatus.READY, missing.exists(), ~waiting.exists()
+            )
+        )
+        return [str(row[0]) for row in result.all()]
+
+    async def store_sentences(self, chunk_id: str, packed: bytes) -> None:
+        await self.session.execute(
+            update(Chunk).where(Chunk.id == chunk_id).values(sentences=packed)
+        )
+
     async def neighbours(self, chunks: Sequence[Chunk]) -> dict[tuple[str, int], Chunk]:
         """The chunks just before and after each of ``chunks`` in its document, by
         (document id, ordinal)."""
@@ -222,6 +264,7 @@ class DocumentRepository:
         allowed = set(collection_ids)
         result = await self.session.execute(
             select(Chunk, Document)
+            .options(undefer(Chunk.sentences))  # for the rerank and the support
             .join(Document, Document.id == Chunk.document_id)
             .where(Chunk.id.in_(chunk_ids))
         )

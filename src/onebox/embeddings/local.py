@@ -96,6 +96,12 @@ def default_model_path() -> Path:
 _default_threads: int | None = None
 
 
+def pin_document_threads() -> None:
+    """Gives the calling thread the document lane's torch thread count: a thread that never
+    set one runs on whatever a lane set last (benchmarks timing the bare encoder)."""
+    _set_threads(None)
+
+
 def _set_threads(threads: int | None) -> None:
     # Runs in the worker thread itself: OpenMP thread counts are per calling thread. A thread
     # that never sets its count takes the last one set by any thread (the quick lane's 1), so

@@ -10,6 +10,7 @@ from onebox.jobs.base import JobHandler, PermanentJobError
 
 HANDLERS: dict[str, str] = {
     "ingest_document": "onebox.documents.ingestion.tasks:ingest_document",
+    "embed_sentences": "onebox.documents.ingestion.sentences:embed_sentences",
     # Deterministic kinds for tests and for checking a deployment's workers end to end.
     "testing.sleep": "onebox.testing.job_handlers:sleep",
     "testing.fail": "onebox.testing.job_handlers:fail",
@@ -17,10 +18,14 @@ HANDLERS: dict[str, str] = {
     "testing.flaky": "onebox.testing.job_handlers:flaky",
     "testing.record": "onebox.testing.job_handlers:record",
     "testing.group_record": "onebox.testing.job_handlers:group_record",
+    "testing.background_record": "onebox.testing.job_handlers:record",
 }
 
 # Kinds a worker may claim several of at once and run side by side (see JobGroup).
 GROUPABLE: set[str] = {"ingest_document", "testing.group_record"}
+# Kinds a polling worker claims only when no other job is due: work that makes something
+# faster later must not hold up work a user is waiting for.
+BACKGROUND: set[str] = {"embed_sentences", "testing.background_record"}
 
 _resolved: dict[str, JobHandler] = {}
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.db import utcnow
 from onebox.jobs.models import Job, JobStatus
+from onebox.jobs.registry import BACKGROUND
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,8 @@ class JobRepository:
     async def claim_next(
         self, worker: str, lease_seconds: float, *, kind: str | None = None
     ) -> ClaimedJob | None:
-        """Take the oldest due job nobody holds (of ``kind`` when given), or None."""
+        """Take the oldest due job nobody holds (of ``kind`` when given), or None; a
+        ``BACKGROUND`` kind only when no other job is due."""
         now = utcnow()
         due = [Job.status == JobStatus.QUEUED, Job.run_after <= now]
         if kind is not None:
@@ -114,7 +116,11 @@ class JobRepository:
         candidate = (
             select(Job.id)
             .where(*due)
-            .order_by(Job.run_after, Job.created_at)
+            .order_by(
+                case((Job.kind.in_(sorted(BACKGROUND)), 1), else_=0),
+                Job.run_after,
+                Job.created_at,
+            )
             .limit(1)
             # Its own scan of the table, never tied to the row the UPDATE is looking at.
             .correlate(None)

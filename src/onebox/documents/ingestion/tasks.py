@@ -13,6 +13,7 @@ from onebox.documents.ingestion.fetching import FetchError, FetchPolicy, fetch_u
 from onebox.documents.ingestion.indexing import embed_and_index
 from onebox.documents.ingestion.parsing import ParseError, detect_media_type
 from onebox.documents.ingestion.preparing import prepare_document
+from onebox.documents.ingestion.sentences import queue_sentences
 from onebox.documents.models import Document, DocumentStatus
 from onebox.documents.repository import DocumentRepository
 from onebox.documents.service import content_hash, parse_limits
@@ -141,6 +142,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         current.chunk_count = len(rows)
         current.pages = prepared.pages
         current.media_type = prepared.media_type
+        await queue_sentences(session, current.id, settings)
         await session.commit()
     await ctx.progress(1.0, f"Ready: {len(rows)} passages")
 

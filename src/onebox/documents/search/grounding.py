@@ -17,15 +17,23 @@ Everything here is pure computation over vectors from the app's embedder (MiniLM
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from onebox.documents.search.answering import passage_budget, with_sources
 from onebox.documents.search.retrieval import Source
-from onebox.documents.search.sentence_vectors import sentence_vectors, split_sentences
+from onebox.documents.search.sentence_vectors import (
+    MIN_SENTENCE_WORDS,
+    in_context,
+    sentence_vectors,
+    split_sentences,
+    support_sentences,
+)
 from onebox.embeddings.base import Embedder, Vectors
+from onebox.llm.base import ChatMessage
 
 OVERLAP_WEIGHT = 0.35  # term overlap's weight next to cosine similarity
 # The passage's heading (or document name) against the question, added to each of its
@@ -36,7 +44,6 @@ HEADING_WEIGHT = 0.2
 SUPPORT_MAX = 2
 SUPPORT_RELATIVE = 0.9  # a second quote only when it scores this close to the first
 ATTRIBUTION_MIN = 0.5  # an answer sentence scoring below this leans on no passage
-MIN_SENTENCE_WORDS = 3
 ABSTAIN_TEXT = "I couldn't find this in your documents."
 # Below this best-sentence score the documents do not answer: calibrated on the tuning half
 # of bench/bench_answers.py (answerable and unanswerable questions) for this embedder.
@@ -113,10 +120,6 @@ def overlap(query_terms: set[str], text: str) -> float:
     return hits / len(query_terms)
 
 
-def _in_context(heading: str, sentence: str) -> str:
-    return f"{heading}: {sentence}" if heading else sentence
-
-
 def _cosines(matrix: Vectors, vector: Any) -> list[float]:
     return [float(x) for x in np.asarray(matrix @ vector, dtype=np.float32)]
 
@@ -134,9 +137,8 @@ async def ground(
     per embedder (``sentence_vectors``)."""
     grounding = Grounding()
     for index, source in enumerate(sources):
-        for text in split_sentences(source.text):
-            if len(text.split()) >= MIN_SENTENCE_WORDS:
-                grounding.sentences.append(Sentence(index, text))
+        for text in support_sentences(source.text):
+            grounding.sentences.append(Sentence(index, text))
     grounding.passage_scores = [0.0] * len(sources)
     if not grounding.sentences or not question.strip():
         return grounding
@@ -145,10 +147,9 @@ async def ground(
         if query_vector is not None
         else (await embedder.embed([question], kind="query"))[0]
     )
-    # A sentence is embedded under its heading ("shutil.rmtree(): Recursively
-    # delete a directory tree."): the function or section it belongs to is often the answer.
+    # The same texts as ingestion stored (sentence_vectors.stored_texts).
     titles = [source.heading or source.document for source in sources]
-    texts = [_in_context(sources[s.source].heading, s.text) for s in grounding.sentences]
+    texts = [in_context(sources[s.source].heading, s.text) for s in grounding.sentences]
     embedded = await sentence_vectors(embedder, texts + titles)
     vectors = embedded[: len(texts)]
     grounding.vectors = vectors
@@ -317,6 +318,29 @@ def budget_passages(
         picked.append(index)
         used += len(trimmed.prompt_text) + 60  # the fence and label cost some tokens too
     return kept, _restrict(grounding, sources, picked)
+
+
+def fit_passages(
+    count_tokens: Callable[[Sequence[ChatMessage]], int],
+    history: Sequence[ChatMessage],
+    sources: Sequence[Source],
+    grounding: Grounding,
+    style: str,
+    allowed: int,
+) -> tuple[list[Source], Grounding]:
+    """What a slow local model reads when the whole prompt may be ``allowed`` tokens: the
+    passages cut by :func:`budget_passages` (whose character estimate runs long on code and
+    Markdown), then the last dropped while the prompt, rendered as the model will read it,
+    is over (one passage always stays)."""
+    budget = passage_budget(count_tokens, history, sources, style, allowed)
+    kept, narrowed = budget_passages(sources, grounding, budget)
+    while len(kept) > 1:
+        quotes = [(s.number, s.text) for s in narrowed.support]
+        if count_tokens(with_sources(history, kept, style=style, quotes=quotes)) <= allowed:
+            break
+        narrowed = _restrict(narrowed, kept, list(range(len(kept) - 1)))
+        kept = kept[:-1]
+    return kept, narrowed
 
 
 def _restrict(grounding: Grounding, sources: Sequence[Source], picked: list[int]) -> Grounding:

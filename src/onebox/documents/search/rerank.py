@@ -1,4 +1,4 @@
-"""Late-interaction rerank of the fused candidates (``ONEBOX_RERANK``, on by default).
+"""Late-interaction rerank of the fused candidates (``ONEBOX_RERANK``).
 
 MiniLM embeds a whole passage into one vector, so a passage whose answer is one sentence
 among ten scores like its average, and a natural question ("how do I delete a folder with
@@ -12,8 +12,8 @@ heading path included), the best sentence cosine is the question against each of
 passage's sentences, and the coverage is the share of the question's words the indexed text
 contains. Weights and pool size were chosen on the tune half of ``bench/bench_quality.py``
 (see the README's retrieval quality section). Sentence vectors come from the embedder's
-cache (``sentence_vectors``, shared with the quoted support), so a passage that keeps being
-retrieved is embedded once.
+cache (``sentence_vectors``, shared with the quoted support), which retrieval fills with the
+vectors ingestion stored for the passages, so the model runs only for passages without them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from onebox.documents.search.sentence_vectors import SentenceCache, cache_for, split_sentences
+from onebox.documents.search.sentence_vectors import (
+    SentenceCache,
+    cache_for,
+    passage_sentences,
+)
 from onebox.embeddings.base import Embedder, Vectors
 
 _TERM = re.compile(r"\w{3,}", re.UNICODE)
@@ -54,7 +58,7 @@ async def rerank(
     and headings included); ``similarities``: its dense cosine to the question."""
     if not passages:
         return []
-    split = [split_sentences(text) or [" ".join(text.split())] for text in passages]
+    split = [passage_sentences(text) for text in passages]
     flat = [s for parts in split for s in parts]
     vectors = await (cache or cache_for(embedder)).embed(embedder, flat)
     cosines = vectors @ np.asarray(query_vector, dtype=np.float32)

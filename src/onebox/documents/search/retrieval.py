@@ -18,6 +18,7 @@ from onebox.documents.ingestion.indexing import HEADING_JOINER, document_title, 
 from onebox.documents.models import Chunk
 from onebox.documents.repository import DocumentRepository
 from onebox.documents.search.rerank import rerank
+from onebox.documents.search.sentence_vectors import remember_stored
 from onebox.embeddings.base import Embedder, Vectors
 from onebox.guard.service import Guard
 from onebox.vectors.base import SearchHit, SearchMode, VectorIndex
@@ -146,6 +147,7 @@ class Retriever:
             [hit.chunk_id for hit in hits], collection_ids
         )
         hits = [hit for hit in hits if hit.chunk_id in rows]
+        remember_stored(self.embedder, [chunk.sentences for chunk, _ in rows.values()])
         if reranking and dense is not None and len(hits) > 1:
             hits = await self._rerank(query, dense, hits, rows)
         hits = hits[:limit]
