@@ -2,10 +2,11 @@
 
 The rerank and the quoted support score the retrieved passages sentence by sentence; without
 stored vectors each question embeds about a hundred sentences (at 100k passages, every query
-cold, a search took p50 425 ms). The ingestion job queues this one once its document is
-ready, without waking a worker: it runs when a worker next polls (in-process: within
-seconds; Celery: at the app's next sweep), after the ingestion queued before it, so it never
-delays a document becoming searchable. Until it has run, the query path embeds what it needs.
+cold, a search took p50 425 ms). The ingestion job queues this one in the commit that makes
+its document ready, without waking a worker: a polling worker claims it only when no other
+job is due (``jobs/registry.BACKGROUND``; in-process: within seconds of the queue emptying),
+Celery gets it at the app's next sweep. It never delays a document becoming searchable; until
+it has run, the query path embeds what it needs.
 """
 
 from __future__ import annotations
