@@ -48,6 +48,7 @@ from onebox.documents.ingestion.chunking import ChunkDraft
 from onebox.documents.ingestion.indexing import HEADING_JOINER, embedding_text, new_chunk_id
 from onebox.documents.ingestion.parsing import ParseLimits, SourceFile
 from onebox.documents.ingestion.preparing import prepare_document
+from onebox.documents.ingestion.sentences import passage_calls
 from onebox.documents.models import Chunk, Document
 from onebox.documents.schemas import CollectionCreate
 from onebox.documents.search.sentence_vectors import stored_texts
@@ -264,15 +265,15 @@ async def _stages(files: list[SourceFile]) -> dict[str, float]:
         upsert = time.perf_counter() - started
         await index.close()
         # The background job after ingestion (documents/ingestion/sentences.py): every text
-        # the rerank and the support will ask for, about ``size`` distinct texts a call.
+        # the rerank and the support will ask for, in the job's calls.
         started = time.perf_counter()
         for drafts, _, name in documents:
-            texts = list(dict.fromkeys(
-                t for d in drafts
-                for t in stored_texts(d.text, HEADING_JOINER.join(d.heading_path), name)
-            ))  # fmt: skip
-            for i in range(0, len(texts), size):
-                await embedder.embed(texts[i : i + size])
+            pending = [
+                (str(n), stored_texts(d.text, HEADING_JOINER.join(d.heading_path), name))
+                for n, d in enumerate(drafts)
+            ]
+            for call in passage_calls(pending):
+                await embedder.embed(list(dict.fromkeys(t for _, texts in call for t in texts)))
         sentences = time.perf_counter() - started
         await embedder.close()
     return {"parse_chunk": parse_chunk, "embed_job_batches": embed, "bm25": bm25,

@@ -4,6 +4,7 @@ the vectors ``SentenceTransformer.encode`` gives, and small jobs run on their ow
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -93,6 +94,31 @@ async def test_small_jobs_skip_a_document_batch_in_progress(
     await run("query", ["how do I retry?"], "query")
     await documents
     assert finished == ["query", "documents"]
+
+
+async def test_a_large_call_of_short_texts_stays_off_the_quick_lane(
+    local: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane is chosen for the whole call: a background job's hundreds of sentences come
+    in batches each small enough for the quick lane, and would hold it, batch after batch,
+    while searches wait."""
+    threads: list[str] = []
+    encode = local_module._encode
+
+    def recording(*args: object) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return encode(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(local_module, "_encode", recording)
+    sentences = [f"Sentence number {n} of a long background job." for n in range(300)]
+    assert sum(map(len, sentences[: local.max_batch])) <= QUICK_CHARS  # each batch is small
+    assert sum(map(len, sentences)) > QUICK_CHARS  # the call is not
+    await local.embed(sentences)
+    assert len(threads) == -(-len(sentences) // local.max_batch)
+    assert all(name.startswith("onebox-embed_") for name in threads), threads
+    threads.clear()
+    await local.embed(sentences[:10])  # a turn's handful of sentences: the quick lane
+    assert threads == ["onebox-embed-quick_0"]
 
 
 async def test_the_quick_lane_runs_one_torch_thread_and_documents_keep_theirs(

@@ -18,10 +18,12 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
+from sqlalchemy import select
 
 from onebox.app import create_app
 from onebox.core.logging import JsonFormatter
 from onebox.core.metrics import HistogramSeries
+from onebox.usage.models import UsageRecord
 from tests.accounts import make_account, sign_in
 from tests.conftest import AppUnderTest, api_settings
 from tests.metrics_helpers import Samples, scrape, total, value
@@ -54,6 +56,20 @@ async def test_chat_turns_move_the_metrics(api: AppUnderTest) -> None:
     done = next(e.data for e in parse_events(response.text) if e.name == "done")
     prompt = done["message"]["prompt_tokens"]
     completion = done["message"]["completion_tokens"]
+    # The conversation's title, asked of the model after the first reply: its tokens count.
+    state = api.app.state.onebox
+    await asyncio.gather(*list(state.generations.titles.tasks))
+    await state.usage.flush()
+    async with state.sessionmaker() as session:
+        title = (
+            await session.scalars(select(UsageRecord).where(UsageRecord.source == "title"))
+        ).one()
+    assert title.status == "complete"
+    assert title.user_id is not None
+    assert title.prompt_tokens > 0
+    assert title.completion_tokens > 0
+    prompt += title.prompt_tokens
+    completion += title.completion_tokens
 
     for stream in (False, False, True):
         body: dict[str, Any] = {
@@ -86,6 +102,8 @@ async def test_chat_turns_move_the_metrics(api: AppUnderTest) -> None:
                  status="complete") == 1  # fmt: skip
     assert delta(before, after, "onebox_chat_requests_total", model=MODEL, door="api",
                  status="complete") == 3  # fmt: skip
+    assert delta(before, after, "onebox_chat_requests_total", model=MODEL, door="title",
+                 status="complete") == 1  # fmt: skip
     for histogram in (
         "onebox_time_to_first_token_seconds",
         "onebox_e2e_request_latency_seconds",

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import HEADING_JOINER
-from onebox.documents.ingestion.sentences import queue_missing_sentences
+from onebox.documents.ingestion.sentences import passage_calls, queue_missing_sentences
 from onebox.documents.models import Chunk
 from onebox.documents.repository import SENTENCES_JOB
 from onebox.documents.search.sentence_vectors import (
@@ -82,6 +82,21 @@ def test_stored_texts_cover_the_rerank_the_support_and_the_heading() -> None:
         "Above three bar the valve opens.",
         "manual.md",
     ]
+
+
+def test_the_job_embeds_whole_passages_in_large_calls() -> None:
+    pending = [
+        (f"c{n}", [f"s{n}.{k}" for k in range(size)]) for n, size in enumerate([3, 4, 9, 2, 1])
+    ]
+    calls = list(passage_calls(pending, size=8))
+    # Whole passages, never over the size unless one passage alone is; nothing lost or repeated.
+    assert [[chunk_id for chunk_id, _ in call] for call in calls] == [
+        ["c0", "c1"],
+        ["c2"],
+        ["c3", "c4"],
+    ]
+    assert [item for call in calls for item in call] == pending
+    assert list(passage_calls([], size=8)) == []
 
 
 @pytest.fixture

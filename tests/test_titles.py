@@ -7,14 +7,20 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from sqlalchemy import select
 
+from onebox.app import create_app
 from onebox.chat.titles import clean_model_title, title_from
 from onebox.llm.base import ChatRequest, ProviderError, StreamChunk, TextDelta, Usage
 from onebox.llm.fake import FakeProvider
-from tests.conftest import AppUnderTest
+from onebox.ratelimit.models import Subject
+from onebox.usage.models import UsageRecord
+from tests.conftest import AppUnderTest, api_settings
 from tests.sse import parse_events
 
 pytestmark = pytest.mark.anyio
@@ -106,6 +112,7 @@ async def test_the_model_names_the_conversation_after_the_first_reply(api: AppUn
     stored = await conversation(api, created["id"])
     assert stored["title"] == "Heading two"
     assert stored["title_source"] == "model"
+    assert await title_usage(api) == [("complete", None, 1, 1)]  # the fake's usage
     asked = fake(api).title_requests
     assert len(asked) == 1
     assert [m.content for m in asked[0].messages[1:3]] == [
@@ -171,6 +178,16 @@ async def test_a_failing_title_only_logs(
     stored = await conversation(api, created["id"])
     assert (stored["title"], stored["title_source"]) == ("still answered", "auto")
     assert any("title model down" in record.getMessage() for record in caplog.records)
+    # The failed request is in the caller's usage, as a failed reply would be.
+    assert await title_usage(api) == [("error", "ProviderError", 0, 0)]
+
+
+async def title_usage(api: AppUnderTest) -> list[tuple[str, str | None, int, int]]:
+    state = api.app.state.onebox
+    await state.usage.flush()
+    async with state.sessionmaker() as session:
+        rows = await session.scalars(select(UsageRecord).where(UsageRecord.source == "title"))
+        return [(r.status, r.error_type, r.prompt_tokens, r.completion_tokens) for r in rows]
 
 
 async def test_empty_model_title_keeps_the_fallback(api: AppUnderTest) -> None:
@@ -180,3 +197,27 @@ async def test_empty_model_title_keeps_the_fallback(api: AppUnderTest) -> None:
     await titles_done(api)
     stored = await conversation(api, created["id"])
     assert (stored["title"], stored["title_source"]) == ("keep my first line", "auto")
+
+
+async def test_the_title_tokens_count_against_the_callers_limits(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = api_settings(tmp_path, database_url, user_tokens_per_day=100_000)
+    provider = TitledFake(model_name="fake-echo", context_size=4096)
+    app = create_app(settings, provider=provider)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://onebox.test") as client:
+            api = AppUnderTest(app=app, client=client, provider=provider)
+            created = (await client.post("/api/conversations", json={})).json()
+            events = await send(api, created["id"], "count my tokens")
+            await titles_done(api)
+            assert await title_usage(api) == [("complete", None, 1, 1)]
+            state = app.state.onebox
+            async with state.sessionmaker() as session:
+                user_id = (await session.scalars(select(UsageRecord.user_id))).first()
+            assert user_id is not None
+            counted = await state.limits.limiter.usage(Subject("user", user_id))
+    done = next(e.data for e in events if e.name == "done")["message"]
+    # The reply's tokens, then the title's 1 + 1 (the fake's usage).
+    assert counted.tokens_today == done["prompt_tokens"] + done["completion_tokens"] + 2

@@ -18,8 +18,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy import update
 
 from onebox.chat.models import Conversation
-from onebox.llm.base import ChatMessage, ChatRequest, GenerationParams, ProviderError, TextDelta
+from onebox.llm.base import (
+    ChatMessage,
+    ChatRequest,
+    GenerationParams,
+    ProviderError,
+    TextDelta,
+    Usage,
+)
 from onebox.llm.router import Route, stream_with_fallbacks
+from onebox.usage.service import GenerationMeter
 
 if TYPE_CHECKING:
     from onebox.chat.models import Message
@@ -27,6 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+TITLE_SOURCE = "title"  # usage rows of title requests
 TITLE_LENGTH = 80  # the fallback (first line of the first message)
 MODEL_TITLE_LENGTH = 60
 _EXCHANGE_CHARS = 2000  # of the question and of the answer, shown to the model
@@ -151,14 +160,33 @@ class TitleWriter:
             logger.warning("No title for %s", conversation_id, exc_info=True)
 
     async def _ask(self, turn: Turn, question: str, answer: str) -> str:
-        # The model that answered writes the title (its fallbacks if it is down now).
+        # The model that answered writes the title (its fallbacks if it is down now). Its
+        # tokens are the caller's like the reply's: one usage row, source "title".
         route = Route(requested=turn.route.model)
+        meter, usage = GenerationMeter(), None
         parts: list[str] = []
         stream = stream_with_fallbacks(turn.turns.models, route, title_request(question, answer))
-        async with contextlib.aclosing(stream) as chunks:
-            async for chunk in chunks:
-                if isinstance(chunk, TextDelta):
-                    parts.append(chunk.text)
+        try:
+            async with contextlib.aclosing(stream) as chunks:
+                async for chunk in chunks:
+                    if isinstance(chunk, TextDelta):
+                        meter.token()
+                        parts.append(chunk.text)
+                    elif isinstance(chunk, Usage):
+                        usage = chunk
+        except ProviderError as exc:
+            meter.finish()
+            turn.turns.record_generation(
+                turn, route, meter, usage, "error", type(exc).__name__,
+                source=TITLE_SOURCE, timed=False,
+            )  # fmt: skip
+            raise
+        meter.finish()
+        turn.turns.record_generation(
+            turn, route, meter, usage, "complete", None, source=TITLE_SOURCE, timed=False
+        )
+        if usage is not None and turn.admission is not None:  # the caller's token limits
+            await turn.admission.charge(usage.prompt_tokens + usage.completion_tokens)
         return clean_model_title("".join(parts))
 
     async def shutdown(self) -> None:

@@ -557,23 +557,42 @@ class Turns:
         return sources, vector
 
     def record_usage(self, turn: Turn, status: TurnStatus, error_type: str | None) -> None:
-        served = turn.route.model
+        self.record_generation(
+            turn, turn.route, turn.meter, turn.usage, status, error_type, source=turn.request.door
+        )
+
+    def record_generation(
+        self,
+        turn: Turn,
+        route: Route,
+        meter: GenerationMeter,
+        usage: Usage | None,
+        status: str,
+        error_type: str | None,
+        *,
+        source: str,
+        timed: bool = True,
+    ) -> None:
+        """One usage row and its metrics for a generation made for ``turn``'s caller: the
+        turn's own, or one made after it (its conversation's title: counted in tokens and
+        cost, kept out of the latency histograms, ``timed=False``)."""
+        served = route.model
         price = served.spec.price
         key = turn.request.caller.key
-        row = turn.meter.row(
-            source=turn.request.door,
+        row = meter.row(
+            source=source,
             user_id=turn.request.caller.user_id,
             api_key_id=key.id if key else None,
             model=served.name,
-            requested_model=turn.route.requested.name,
+            requested_model=route.requested.name,
             provider=served.spec.provider,
-            usage=turn.usage,
+            usage=usage,
             cost_per_token=(price.input_per_1m / 1e6, price.output_per_1m / 1e6),
             status=status,
             error_type=error_type,
         )
         self.usage.record(row)
-        observe_turn(row, turn.request.door, turn.usage)
+        observe_turn(row, source, usage, timed=timed)
 
     async def checkpoint(self, turn: Turn) -> None:
         try:

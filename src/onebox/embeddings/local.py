@@ -312,11 +312,12 @@ class SentenceTransformerEmbedder(Embedder):
         # encode() itself is not safe on two threads at once (it mutates its tokenizer):
         # only the direct path takes the second lane.
         two_lanes = loaded.direct is not None and prompt_name is None
+        # The lane is the call's, not each batch's: a background job's many short sentences
+        # are a large job, and must not hold the quick lane that searches wait on.
+        small = two_lanes and sum(map(len, texts)) <= QUICK_CHARS
+        lane = slot.quick if small else slot.executor
         for batch in _batches(texts, self.max_batch):
             chunk = [texts[index] for index in batch]
-            # One executor job per batch; small ones take the quick lane.
-            small = two_lanes and sum(map(len, chunk)) <= QUICK_CHARS
-            lane = slot.quick if small else slot.executor
             out[batch] = await loop.run_in_executor(lane, _encode, loaded, chunk, prompt_name)
         return out
 

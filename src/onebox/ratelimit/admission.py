@@ -101,6 +101,13 @@ class Admission:
             subjects = [subject for subject, _ in self.checks]
             await quietly(self._limiter.record_tokens(subjects, self.tokens_used))
 
+    async def charge(self, tokens: int) -> None:
+        """Record ``tokens`` more against the same subjects: work done for this request
+        after it ended (its conversation's title). Storage failures are not raised."""
+        if self.checks and tokens > 0:
+            subjects = [subject for subject, _ in self.checks]
+            await quietly(self._limiter.record_tokens(subjects, tokens))
+
     async def usage(self, subject: Subject) -> Usage:
         return await self._limiter.usage(subject)
 

@@ -20,7 +20,7 @@ class UsageRecord(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     user_id: Mapped[str | None] = mapped_column(String(36), default=None)
     api_key_id: Mapped[str | None] = mapped_column(String(36), default=None)
-    source: Mapped[str] = mapped_column(String(16))  # ui | api | cli
+    source: Mapped[str] = mapped_column(String(16))  # ui | api | cli | widget | title
     model: Mapped[str] = mapped_column(String(200))  # the public name that served it
     requested_model: Mapped[str] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(32))

@@ -12,6 +12,7 @@ it has run, the query path embeds what it needs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,8 @@ from onebox.jobs.base import JobContext
 from onebox.jobs.service import enqueue
 
 logger = logging.getLogger(__name__)
+
+TEXTS_PER_CALL = 512
 
 
 async def queue_sentences(session: AsyncSession, document_id: str, settings: Settings) -> None:
@@ -50,6 +53,25 @@ async def queue_missing_sentences(
     return len(missing)
 
 
+def passage_calls(
+    pending: Sequence[tuple[str, list[str]]], size: int = TEXTS_PER_CALL
+) -> Iterator[list[tuple[str, list[str]]]]:
+    """Whole passages, about ``size`` texts a call (a failure keeps what is stored). One
+    large call rather than many small ones: the embedder sorts it by length (less padding)
+    and, being large, runs it on its document lane, so the quick lane that searches and
+    turns wait on is never held by this job."""
+    batch: list[tuple[str, list[str]]] = []
+    count = 0
+    for chunk_id, texts in pending:
+        if batch and count + len(texts) > size:
+            yield batch
+            batch, count = [], 0
+        batch.append((chunk_id, texts))
+        count += len(texts)
+    if batch:
+        yield batch
+
+
 def chunk_texts(chunk: Chunk, document: Document) -> list[str]:
     return stored_texts(
         chunk.text, HEADING_JOINER.join(chunk.heading_path or []), document.filename
@@ -72,17 +94,8 @@ async def embed_sentences(ctx: JobContext) -> None:
         ]
     if not pending:
         return
-    batch_size = services.settings.embedding_batch_size
     done = 0
-    while done < len(pending):
-        # Whole passages per batch, about ``batch_size`` texts: a failure keeps what is stored.
-        batch: list[tuple[str, list[str]]] = []
-        count = 0
-        for chunk_id, texts in pending[done:]:
-            if batch and count + len(texts) > batch_size:
-                break
-            batch.append((chunk_id, texts))
-            count += len(texts)
+    for batch in passage_calls(pending):
         unique = list(dict.fromkeys(text for _, texts in batch for text in texts))
         vectors = await embedder.embed(unique, kind="document")
         row_of = {text: row for text, row in zip(unique, vectors, strict=True)}
