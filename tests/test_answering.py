@@ -46,6 +46,25 @@ def test_snippets_center_on_the_question_words() -> None:
     assert len(cut) < 300
 
 
+def test_the_snippet_window_holds_the_most_distinct_question_words() -> None:
+    # "ferry" alone early; "ferry" and "pier" together later: the later window wins.
+    text = "ferry " + "filler " * 80 + "the ferry waits at PIER four " + "tail " * 80
+    cut = snippet(text, "ferry pier", width=60)
+    assert cut.startswith("… ")
+    assert "ferry waits at PIER" in cut
+    # A tie keeps the first window; no question word at all keeps the start.
+    assert snippet("alpha " + "x " * 100 + "alpha " + "y " * 100, "alpha", width=40).startswith(
+        "alpha x"
+    )
+    assert snippet("word " * 100, "absent", width=40).startswith("word word")
+    # A letter whose lower case is longer (İ) does not shift the window off its words.
+    dotted = "İ" * 50 + " filler" * 40 + " the ferry leaves " + "end " * 40
+    assert "ferry" in snippet(dotted, "ferry", width=60)
+    # The window never starts within half a window of the end.
+    tail = "start " + "x " * 200 + "needle"
+    assert "needle" in snippet(tail, "needle", width=40)
+
+
 def test_short_follow_ups_carry_the_previous_question() -> None:
     from onebox.documents.search.answering import retrieval_query
     from onebox.llm.base import ChatMessage

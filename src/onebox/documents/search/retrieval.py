@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onebox.core.metrics import metrics
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 280
 _WORD = re.compile(r"\w{3,}", re.UNICODE)
+_WORD_START = re.compile(r"\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,20 +84,45 @@ def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
     flat = " ".join(text.split())
     if len(flat) <= width:
         return flat
-    terms = {w.lower() for w in _WORD.findall(query)}
-    best, best_hits = 0, -1
-    for match in re.finditer(r"\S+", flat):
-        start = match.start()
-        if start > len(flat) - width // 2 and best_hits >= 0:
-            break
-        window = flat[start : start + width].lower()
-        hits = sum(1 for term in terms if term in window)
-        if hits > best_hits:
-            best, best_hits = start, hits
+    best = _best_window(flat, {w.lower() for w in _WORD.findall(query)}, width)
     cut = flat[best : best + width]
     if best + width < len(flat) and " " in cut:
         cut = cut[: cut.rfind(" ")]
     return ("… " if best > 0 else "") + cut + ("…" if best + len(cut) < len(flat) else "")
+
+
+def _best_window(flat: str, terms: set[str], width: int) -> int:
+    """The first word start whose ``width`` characters contain the most distinct ``terms``
+    (case-insensitive), among those up to half a window from the end.
+
+    An occurrence of a term at ``p`` is inside the windows starting from
+    ``p + len(term) - width`` to ``p``: each term's occurrences are found once and every word
+    start is checked against them in one vectorised pass, instead of lowering and searching
+    a window at every word (5 passages a search, half a millisecond each)."""
+    lower = flat.lower()
+    if len(lower) != len(flat):  # a letter whose lower case is longer: keep the offsets
+        lower = "".join(c if len(c.lower()) != 1 else c.lower() for c in flat)
+    occurrences: list[tuple[int, list[int]]] = []
+    for term in terms:
+        found, at = [], lower.find(term)
+        while at >= 0:
+            found.append(at)
+            at = lower.find(term, at + 1)
+        if found:
+            occurrences.append((len(term), found))
+    if not occurrences:
+        return 0
+    starts = np.fromiter((m.start() for m in _WORD_START.finditer(flat)), dtype=np.int64)
+    # The first word start always counts; later ones only up to half a window from the end.
+    starts = starts[: max(1, int(np.searchsorted(starts, len(flat) - width // 2, "right")))]
+    hits = np.zeros(len(starts), dtype=np.int64)
+    for size, found in occurrences:
+        at_or_after = np.asarray(found, dtype=np.int64)
+        first = np.searchsorted(at_or_after, starts, "left")  # first occurrence at or after
+        inside = first < len(at_or_after)
+        ends = at_or_after[np.minimum(first, len(at_or_after) - 1)] + size
+        hits += inside & (ends <= starts + width)
+    return int(starts[int(np.argmax(hits))])
 
 
 class Retriever:
