@@ -273,7 +273,8 @@ async def _stages(files: list[SourceFile]) -> dict[str, float]:
                 for n, d in enumerate(drafts)
             ]
             for call in passage_calls(pending):
-                await embedder.embed(list(dict.fromkeys(t for _, texts in call for t in texts)))
+                unique = list(dict.fromkeys(t for _, texts in call for t in texts))
+                await embedder.embed_background(unique)
         sentences = time.perf_counter() - started
         await embedder.close()
     return {"parse_chunk": parse_chunk, "embed_job_batches": embed, "bm25": bm25,

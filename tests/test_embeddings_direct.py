@@ -96,12 +96,12 @@ async def test_small_jobs_skip_a_document_batch_in_progress(
     assert finished == ["query", "documents"]
 
 
-async def test_a_large_call_of_short_texts_stays_off_the_quick_lane(
+async def test_background_work_stays_off_the_quick_lane(
     local: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lane is chosen for the whole call: a background job's hundreds of sentences come
-    in batches each small enough for the quick lane, and would hold it, batch after batch,
-    while searches wait."""
+    """A background job's hundreds of sentences come in batches each small enough for the
+    quick lane; sent as background work they all run on the document thread, and the quick
+    lane stays free for searches and turns."""
     threads: list[str] = []
     encode = local_module._encode
 
@@ -112,13 +112,14 @@ async def test_a_large_call_of_short_texts_stays_off_the_quick_lane(
     monkeypatch.setattr(local_module, "_encode", recording)
     sentences = [f"Sentence number {n} of a long background job." for n in range(300)]
     assert sum(map(len, sentences[: local.max_batch])) <= QUICK_CHARS  # each batch is small
-    assert sum(map(len, sentences)) > QUICK_CHARS  # the call is not
-    await local.embed(sentences)
-    assert len(threads) == -(-len(sentences) // local.max_batch)
+    batches = -(-len(sentences) // local.max_batch)
+    await local.embed_background(sentences)
+    assert len(threads) == batches
     assert all(name.startswith("onebox-embed_") for name in threads), threads
     threads.clear()
-    await local.embed(sentences[:10])  # a turn's handful of sentences: the quick lane
-    assert threads == ["onebox-embed-quick_0"]
+    await local.embed(sentences)  # the same texts asked interactively: the quick lane
+    assert len(threads) == batches
+    assert all(name.startswith("onebox-embed-quick") for name in threads), threads
 
 
 async def test_the_quick_lane_runs_one_torch_thread_and_documents_keep_theirs(

@@ -31,6 +31,13 @@ class Embedder(ABC):
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Vectors:
         """Rows are unit length, shape ``(len(texts), dimension)``."""
 
+    async def embed_background(
+        self, texts: Sequence[str], *, kind: InputKind = "document"
+    ) -> Vectors:
+        """:meth:`embed` for work nobody waits on (a job after ingestion): a backend that
+        keeps a fast lane for interactive calls keeps this off it."""
+        return await self.embed(texts, kind=kind)
+
     def count_tokens(self, text: str) -> int:
         """For usage accounting; a heuristic unless the backend knows better."""
         return max(1, len(text) // 4)

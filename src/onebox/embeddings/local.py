@@ -301,6 +301,17 @@ class SentenceTransformerEmbedder(Embedder):
         self.dimension = self._model.dimension
 
     async def embed(self, texts: Sequence[str], *, kind: InputKind = "document") -> Vectors:
+        return await self._embed(texts, kind, background=False)
+
+    async def embed_background(
+        self, texts: Sequence[str], *, kind: InputKind = "document"
+    ) -> Vectors:
+        # Every batch on the document lane, however small: a job's hundreds of short
+        # sentences come in batches that each fit the quick lane, and would hold it, batch
+        # after batch, while searches and turns wait.
+        return await self._embed(texts, kind, background=True)
+
+    async def _embed(self, texts: Sequence[str], kind: InputKind, *, background: bool) -> Vectors:
         loaded, slot = self._model, self._slot
         if loaded is None or slot is None:
             raise EmbeddingError("The embedding model is not loaded: call start() first.")
@@ -311,13 +322,12 @@ class SentenceTransformerEmbedder(Embedder):
         loop = asyncio.get_running_loop()
         # encode() itself is not safe on two threads at once (it mutates its tokenizer):
         # only the direct path takes the second lane.
-        two_lanes = loaded.direct is not None and prompt_name is None
-        # The lane is the call's, not each batch's: a background job's many short sentences
-        # are a large job, and must not hold the quick lane that searches wait on.
-        small = two_lanes and sum(map(len, texts)) <= QUICK_CHARS
-        lane = slot.quick if small else slot.executor
+        two_lanes = loaded.direct is not None and prompt_name is None and not background
         for batch in _batches(texts, self.max_batch):
             chunk = [texts[index] for index in batch]
+            # One executor job per batch; small ones take the quick lane.
+            small = two_lanes and sum(map(len, chunk)) <= QUICK_CHARS
+            lane = slot.quick if small else slot.executor
             out[batch] = await loop.run_in_executor(lane, _encode, loaded, chunk, prompt_name)
         return out
 

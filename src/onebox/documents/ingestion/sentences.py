@@ -56,10 +56,10 @@ async def queue_missing_sentences(
 def passage_calls(
     pending: Sequence[tuple[str, list[str]]], size: int = TEXTS_PER_CALL
 ) -> Iterator[list[tuple[str, list[str]]]]:
-    """Whole passages, about ``size`` texts a call (a failure keeps what is stored). One
-    large call rather than many small ones: the embedder sorts it by length (less padding)
-    and, being large, runs it on its document lane, so the quick lane that searches and
-    turns wait on is never held by this job."""
+    """Whole passages, about ``size`` texts a call (a failure keeps what is stored): one
+    large call rather than many small ones, which the embedder sorts by length (less
+    padding). The calls go to ``embed_background``: the local model runs them on its
+    document lane, never on the quick lane that searches and turns wait on."""
     batch: list[tuple[str, list[str]]] = []
     count = 0
     for chunk_id, texts in pending:
@@ -97,7 +97,7 @@ async def embed_sentences(ctx: JobContext) -> None:
     done = 0
     for batch in passage_calls(pending):
         unique = list(dict.fromkeys(text for _, texts in batch for text in texts))
-        vectors = await embedder.embed(unique, kind="document")
+        vectors = await embedder.embed_background(unique, kind="document")
         row_of = {text: row for text, row in zip(unique, vectors, strict=True)}
         async with services.sessionmaker() as session:
             repository = DocumentRepository(session)
