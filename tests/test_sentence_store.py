@@ -16,9 +16,14 @@ from sqlalchemy import delete, select, update
 
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import HEADING_JOINER
-from onebox.documents.ingestion.sentences import passage_calls, queue_missing_sentences
+from onebox.documents.ingestion.sentences import (
+    RETRIES_AT_START,
+    passage_calls,
+    queue_missing_sentences,
+    queue_sentences,
+)
 from onebox.documents.models import Chunk
-from onebox.documents.repository import SENTENCES_JOB
+from onebox.documents.repository import SENTENCES_JOB, DocumentRepository
 from onebox.documents.search.sentence_vectors import (
     cache_for,
     digest,
@@ -206,4 +211,37 @@ async def test_documents_ingested_before_the_job_existed_get_it_at_start(
     assert await queue_missing_sentences(state.sessionmaker, state.settings) == 0  # waiting
     chunks = await _stored_chunks(api)
     assert all(chunk.sentences for chunk in chunks)
+    assert await queue_missing_sentences(state.sessionmaker, state.settings) == 0
+
+
+async def test_a_document_the_job_keeps_failing_on_is_not_queued_at_every_start(
+    api: AppUnderTest,
+) -> None:
+    state = api.app.state.onebox
+    collection = await create_collection(api.client, "boiler", headers=AUTH)
+    await upload(api.client, collection["id"], [("manual.md", MANUAL)], headers=AUTH)
+    await wait_for_documents(api.client, collection["id"], expected=1)
+    chunks = await _stored_chunks(api)
+    async with state.sessionmaker() as session:
+        await session.execute(update(Chunk).values(sentences=None))
+        await session.execute(delete(Job).where(Job.kind == SENTENCES_JOB))
+        await session.commit()
+    document_id = chunks[0].document_id
+    for failures in range(RETRIES_AT_START + 1):
+        # At each count of jobs failed for good, would a start queue another?
+        async with state.sessionmaker() as session:
+            wanted = await DocumentRepository(session).documents_missing_sentences(
+                max_failed=RETRIES_AT_START
+            )
+            assert wanted == ([document_id] if failures < RETRIES_AT_START else []), failures
+            # One more failed job, written failed in the transaction that adds it (the
+            # in-process worker never sees it queued).
+            await queue_sentences(session, document_id, state.settings)
+            await session.flush()
+            await session.execute(
+                update(Job)
+                .where(Job.kind == SENTENCES_JOB, Job.status == JobStatus.QUEUED)
+                .values(status=JobStatus.FAILED, error="the embedder refused it")
+            )
+            await session.commit()
     assert await queue_missing_sentences(state.sessionmaker, state.settings) == 0

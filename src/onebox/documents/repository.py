@@ -174,20 +174,33 @@ class DocumentRepository:
         )
         return list(result)
 
-    async def documents_missing_sentences(self) -> list[str]:
-        """Ready documents with a chunk whose sentence vectors were never stored and no
-        sentence job waiting for them (ingested before the job existed)."""
+    async def documents_missing_sentences(self, max_failed: int) -> list[str]:
+        """Ready documents with a chunk whose sentence vectors were never stored, no
+        sentence job waiting for them, and fewer than ``max_failed`` that failed for good
+        (ingested before the job existed, or failed by a passing outage)."""
         waiting = select(Job.id).where(
             Job.kind == SENTENCES_JOB,
             Job.subject_id == Document.id,
             Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+        )
+        failed = (
+            select(func.count(Job.id))
+            .where(
+                Job.kind == SENTENCES_JOB,
+                Job.subject_id == Document.id,
+                Job.status == JobStatus.FAILED,
+            )
+            .scalar_subquery()
         )
         missing = select(Chunk.id).where(
             Chunk.document_id == Document.id, Chunk.sentences.is_(None)
         )
         result = await self.session.execute(
             select(Document.id).where(
-                Document.status == DocumentStatus.READY, missing.exists(), ~waiting.exists()
+                Document.status == DocumentStatus.READY,
+                missing.exists(),
+                ~waiting.exists(),
+                failed < max_failed,
             )
         )
         return [str(row[0]) for row in result.all()]

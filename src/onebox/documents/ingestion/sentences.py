@@ -27,6 +27,7 @@ from onebox.jobs.service import enqueue
 logger = logging.getLogger(__name__)
 
 TEXTS_PER_CALL = 512
+RETRIES_AT_START = 3  # failed jobs after which a start stops queueing another
 
 
 async def queue_sentences(session: AsyncSession, document_id: str, settings: Settings) -> None:
@@ -40,11 +41,13 @@ async def queue_sentences(session: AsyncSession, document_id: str, settings: Set
 async def queue_missing_sentences(
     sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> int:
-    """At start: queues the job for ready documents ingested before it existed (or whose
-    job failed for good), so an upgraded install gets its sentence vectors too."""
+    """At start: queues the job for ready documents ingested before it existed, so an
+    upgraded install gets its sentence vectors too, and again for one whose job failed for
+    good, up to ``RETRIES_AT_START`` failures: every CLI command starts too, and a document
+    the job cannot embed must not gain a failed job at each."""
     async with sessionmaker() as session:
         repository = DocumentRepository(session)
-        missing = await repository.documents_missing_sentences()
+        missing = await repository.documents_missing_sentences(max_failed=RETRIES_AT_START)
         for document_id in missing:
             await queue_sentences(session, document_id, settings)
         await session.commit()
