@@ -194,19 +194,25 @@ async def test_searches_and_answers_embed_no_sentence_once_the_job_ran(
     assert not [t for _, texts in calls for t in texts if t in supports], calls
 
 
+async def _ingested_without_vectors(api: AppUnderTest) -> str:
+    """One document ingested, then as an install upgraded from before the sentence job:
+    no vectors, no job. Its id."""
+    collection = await create_collection(api.client, "boiler", headers=AUTH)
+    await upload(api.client, collection["id"], [("manual.md", MANUAL)], headers=AUTH)
+    await wait_for_documents(api.client, collection["id"], expected=1)
+    chunks = await _stored_chunks(api)
+    async with api.app.state.onebox.sessionmaker() as session:
+        await session.execute(update(Chunk).values(sentences=None))
+        await session.execute(delete(Job).where(Job.kind == SENTENCES_JOB))
+        await session.commit()
+    return chunks[0].document_id
+
+
 async def test_documents_ingested_before_the_job_existed_get_it_at_start(
     api: AppUnderTest,
 ) -> None:
     state = api.app.state.onebox
-    collection = await create_collection(api.client, "boiler", headers=AUTH)
-    await upload(api.client, collection["id"], [("manual.md", MANUAL)], headers=AUTH)
-    await wait_for_documents(api.client, collection["id"], expected=1)
-    await _stored_chunks(api)
-    # As an install upgraded from before the job: no vectors, no job.
-    async with state.sessionmaker() as session:
-        await session.execute(update(Chunk).values(sentences=None))
-        await session.execute(delete(Job).where(Job.kind == SENTENCES_JOB))
-        await session.commit()
+    await _ingested_without_vectors(api)
     assert await queue_missing_sentences(state.sessionmaker, state.settings) == 1
     assert await queue_missing_sentences(state.sessionmaker, state.settings) == 0  # waiting
     chunks = await _stored_chunks(api)
@@ -218,15 +224,7 @@ async def test_a_document_the_job_keeps_failing_on_is_not_queued_at_every_start(
     api: AppUnderTest,
 ) -> None:
     state = api.app.state.onebox
-    collection = await create_collection(api.client, "boiler", headers=AUTH)
-    await upload(api.client, collection["id"], [("manual.md", MANUAL)], headers=AUTH)
-    await wait_for_documents(api.client, collection["id"], expected=1)
-    chunks = await _stored_chunks(api)
-    async with state.sessionmaker() as session:
-        await session.execute(update(Chunk).values(sentences=None))
-        await session.execute(delete(Job).where(Job.kind == SENTENCES_JOB))
-        await session.commit()
-    document_id = chunks[0].document_id
+    document_id = await _ingested_without_vectors(api)
     for failures in range(RETRIES_AT_START + 1):
         # At each count of jobs failed for good, would a start queue another?
         async with state.sessionmaker() as session:
