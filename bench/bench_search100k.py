@@ -210,9 +210,12 @@ def _filename(chunk: dict[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _server(data_dir: Path, rerank: bool) -> Iterator[int]:
+def _server(data_dir: Path, rerank: bool, runtime: str) -> Iterator[int]:
     port = free_port()
-    env = _env(ONEBOX_LLM_PROVIDER="fake", ONEBOX_RERANK=str(rerank).lower())
+    env = _env(
+        ONEBOX_LLM_PROVIDER="fake", ONEBOX_RERANK=str(rerank).lower(),
+        ONEBOX_EMBEDDING_RUNTIME=runtime,
+    )  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "onebox", "serve", "--port", str(port), "--data-dir",
          str(data_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -256,10 +259,16 @@ async def _in_process(
     settings: Settings, collection_id: str, texts: list[str], warmup: list[str]
 ) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {
-        "embed": [], **{mode: [] for mode in MODES}, **{f"index_{m}": [] for m in MODES}
+        "embed": [], "embed_torch": [], **{mode: [] for mode in MODES},
+        **{f"index_{m}": [] for m in MODES},
     }  # fmt: skip
     embedder = build_embedder(settings, None)  # type: ignore[arg-type]  # local: no HTTP
     await embedder.start()
+    # The same-run baseline for the query embedding: torch on the quick lane, as before
+    # ONNX Runtime took it (ONEBOX_EMBEDDING_RUNTIME=torch).
+    torch_settings = settings.model_copy(update={"embedding_runtime": "torch"})
+    on_torch = build_embedder(torch_settings, None)  # type: ignore[arg-type]
+    await on_torch.start()
     index = build_index(settings)
     await index.open(embedder.dimension)
     retriever = Retriever(settings, embedder, index, Guard(settings))
@@ -272,6 +281,10 @@ async def _in_process(
                 vector = (await embedder.embed([text], kind="query"))[0]
                 if timed:
                     samples["embed"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                await on_torch.embed([text], kind="query")
+                if timed:
+                    samples["embed_torch"].append(time.perf_counter() - started)
                 for mode in MODES:  # the index search alone, as the route asks it
                     started = time.perf_counter()
                     await index.search(dense=vector, text=text, collection_ids=[collection_id],
@@ -290,6 +303,7 @@ async def _in_process(
     finally:
         await index.close()
         await embedder.close()
+        await on_torch.close()
     return samples
 
 
@@ -305,7 +319,13 @@ def run(quick: bool) -> dict[str, Any]:
     # ONEBOX_BENCH_RERANK=0/1 measures the search without or with the rerank; unset, the
     # product's default.
     chosen = os.environ.get("ONEBOX_BENCH_RERANK")
-    overrides = {} if chosen is None else {"rerank": chosen.lower() in ("1", "true", "yes")}
+    overrides: dict[str, Any] = {}
+    if chosen is not None:
+        overrides["rerank"] = chosen.lower() in ("1", "true", "yes")
+    # ONEBOX_BENCH_EMBEDDING_RUNTIME=torch: the search as before ONNX Runtime took the
+    # query embedding; unset, the product's default.
+    if runtime := os.environ.get("ONEBOX_BENCH_EMBEDDING_RUNTIME"):
+        overrides["embedding_runtime"] = runtime
     settings = Settings(_env_file=None, data_dir=directory / "data", **overrides)  # type: ignore[arg-type]
     texts = queries()
     warmup = [f"What does Onebox do with {w}?" for w in ("pdf", "html", "tokens", "keys")] * 3
@@ -314,7 +334,7 @@ def run(quick: bool) -> dict[str, Any]:
         print(f"  {size} passages: embed {build['base_texts']} windows "
               f"{build['embed_base_seconds']:.0f} s, load {build['load_seconds']:.0f} s, "
               f"optimize {build['optimize_seconds']:.0f} s", flush=True)  # fmt: skip
-        with _server(settings.data_dir, settings.rerank) as port:
+        with _server(settings.data_dir, settings.rerank, settings.embedding_runtime) as port:
             _http(port, build["collection_id"], warmup)
             http_samples = _http(port, build["collection_id"], texts)
         local = asyncio.run(_in_process(settings, build["collection_id"], texts, warmup))
@@ -322,6 +342,7 @@ def run(quick: bool) -> dict[str, Any]:
         shutil.rmtree(directory, ignore_errors=True)
     latency = {
         "embed_query": _percentiles(local["embed"]),
+        "embed_query_torch": _percentiles(local["embed_torch"]),
         **{f"http_{mode}": _percentiles(http_samples[mode]) for mode in MODES},
         **{f"in_process_{mode}": _percentiles(local[mode]) for mode in MODES},
         **{f"index_search_{mode}": _percentiles(local[f"index_{mode}"]) for mode in MODES},
@@ -339,6 +360,7 @@ def run(quick: bool) -> dict[str, Any]:
     return {
         "passages": size, "documents": size // CHUNKS_PER_DOCUMENT, "queries": len(texts),
         "rerank": settings.rerank, "rerank_candidates": settings.rerank_candidates,
+        "embedding_runtime": settings.embedding_runtime,
         "modes": list(MODES), "build": build, "latency_ms": latency,
         "target_http_p95_ms": TARGET_P95_MS,
         "meets_target": {m: latency[f"http_{m}"]["p95"] <= TARGET_P95_MS for m in MODES},

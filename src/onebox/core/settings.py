@@ -210,6 +210,16 @@ class Settings(BaseSettings):
     embedding_threads: int | None = Field(
         default=None, ge=1, le=512, description="torch threads for the local model"
     )
+    embedding_runtime: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="Local model's small jobs (a query, a turn's sentences): auto runs them "
+        "on ONNX Runtime when its vectors match torch's at load, else torch; onnx requires it",
+    )
+    embedding_cache_dir: Path | None = Field(
+        default=None,
+        description="Where the local model's exported ONNX graph is kept; defaults to "
+        "$XDG_CACHE_HOME/onebox/onnx (~/.cache/onebox/onnx)",
+    )
 
     vector_backend: Literal["edge", "qdrant", "pgvector"] = Field(
         default="edge",

@@ -6,7 +6,9 @@ attention mask and an L2 normalisation. Its own bookkeeping (input formatting, f
 dicts, per-call sorting, the tokenizer wrapper) cost about as much as the model itself for
 one short query (a search's embedding). This module does those four steps directly; the
 loader checks it against ``encode`` on probe texts and keeps ``encode`` for any model it
-does not recognise or that disagrees.
+does not recognise or that disagrees. Quick jobs (a query, a turn's sentences) run the
+transformer on ONNX Runtime when the loader attached an agreeing session
+(``onnx_forward.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from onebox.embeddings.onnx_forward import OnnxForward
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +38,13 @@ class DirectEncoder:
     token_types: bool  # whether the transformer takes token_type_ids
     dimension: int
     pad_id: int  # what fills a shorter row (masked out, but the model still reads it)
+    onnx: OnnxForward | None = None  # the quick jobs' transformer pass, when it agrees
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    def encode(
+        self, texts: Sequence[str], *, quick: bool = False
+    ) -> np.ndarray[Any, np.dtype[np.float32]]:
         """Unit vectors, one a text, in order. Call under ``torch.inference_mode``.
+        ``quick``: a small job on the quick lane, run on ONNX Runtime when attached.
 
         Texts are tokenized first and run in groups of similar token counts, each padded to
         its own longest: a turn's passage sentences range from 5 to 100 word pieces, and one
@@ -43,29 +52,45 @@ class DirectEncoder:
         encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for group in _groups([len(e.ids) for e in encodings]):
-            out[group] = self._forward([encodings[i] for i in group])
+            out[group] = self._forward([encodings[i] for i in group], quick)
         return out
 
-    def _forward(self, encodings: list[Any]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    def _forward(self, encodings: list[Any], quick: bool) -> np.ndarray[Any, np.dtype[np.float32]]:
         import torch
 
         width = max(len(e.ids) for e in encodings)
 
-        def matrix(rows: list[list[int]]) -> Any:
-            return torch.tensor([row + [0] * (width - len(row)) for row in rows], dtype=torch.long)
+        def matrix(rows: list[list[int]]) -> np.ndarray[Any, np.dtype[np.int64]]:
+            padded = np.zeros((len(rows), width), dtype=np.int64)
+            for index, row in enumerate(rows):
+                padded[index, : len(row)] = row
+            return padded
 
         ids = matrix([e.ids for e in encodings])
         mask = matrix([e.attention_mask for e in encodings])
-        inputs = {"input_ids": ids, "attention_mask": mask}
-        if self.token_types:
-            inputs["token_type_ids"] = matrix([e.type_ids for e in encodings])
+        types = matrix([e.type_ids for e in encodings])
         if self.pad_id:
             ids[mask == 0] = self.pad_id
+        if quick and self.onnx is not None:
+            return _pool(self.onnx.hidden(ids, mask, types), mask)
+        inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if self.token_types:
+            inputs["token_type_ids"] = torch.from_numpy(types)
         hidden = self.transformer(**inputs).last_hidden_state.float()
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        weights = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
         unit = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return np.ascontiguousarray(unit.numpy(), dtype=np.float32)
+
+
+def _pool(
+    hidden: np.ndarray[Any, np.dtype[np.float32]], mask: np.ndarray[Any, np.dtype[np.int64]]
+) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """Mean over the unmasked tokens, then unit length (what the torch path computes)."""
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(pooled / norms, dtype=np.float32)
 
 
 def _groups(lengths: list[int]) -> list[list[int]]:
@@ -128,10 +153,12 @@ def _forward_parameters(module: Any) -> set[str]:
         return set()
 
 
-def agreement(direct: DirectEncoder, reference: np.ndarray[Any, Any], texts: list[str]) -> float:
+def agreement(
+    direct: DirectEncoder, reference: np.ndarray[Any, Any], texts: list[str], *, quick: bool = False
+) -> float:
     """The lowest cosine between the direct vectors and ``reference`` (encode's)."""
     import torch
 
     with torch.inference_mode():
-        vectors = direct.encode(texts)
+        vectors = direct.encode(texts, quick=quick)
     return float(np.min(np.sum(vectors * reference, axis=1)))
