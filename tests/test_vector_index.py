@@ -181,6 +181,58 @@ async def test_hybrid_fuses_dense_and_keyword_hits(index: VectorIndex) -> None:
     assert ids(only_text) == [rare.chunk_id]
 
 
+async def test_hybrid_while_embedding_runs_the_keyword_side_first_and_fuses_alike(
+    index: VectorIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors = random_vectors(len(SENTENCES))
+    points = [point(text, vectors[i]) for i, text in enumerate(SENTENCES)]
+    rare = point(RARE, unit(-vectors[4]))
+    await index.upsert([*points, rare])
+    index.fusion, index.keyword_weight = "minmax", 0.5
+    text = "quetzalcoatlus backups"
+    expected = await index.search(dense=vectors[4], text=text, collection_ids=["c1"], limit=5)
+
+    searched: list[str] = []
+    search = index.search
+
+    async def logged(**kwargs: object) -> list[SearchHit]:
+        searched.append(str(kwargs["mode"]))
+        return await search(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index, "search", logged)
+    seen_while_embedding: list[str] = []
+
+    async def embedding() -> Vector:
+        await asyncio.sleep(0.05)  # the query's forward pass, in its thread
+        seen_while_embedding.extend(searched)
+        return vectors[4]
+
+    hits, vector = await index.hybrid_while_embedding(embedding(), text, ["c1"], limit=5)
+
+    assert seen_while_embedding == ["keyword"]
+    assert searched == ["keyword", "dense"]
+    np.testing.assert_array_equal(vector, vectors[4])
+    assert ids(hits) == ids(expected)
+    assert [h.score for h in hits] == pytest.approx([h.score for h in expected])
+    assert [h.similarity for h in hits] == pytest.approx([h.similarity for h in expected])
+
+
+async def test_hybrid_while_embedding_fails_with_the_embedding(index: VectorIndex) -> None:
+    await index.upsert(
+        [point(text, v) for text, v in zip(SENTENCES, random_vectors(10), strict=True)]
+    )
+
+    async def failing() -> Vector:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("the embedder broke")
+
+    with pytest.raises(RuntimeError, match="the embedder broke"):
+        await index.hybrid_while_embedding(failing(), "backups", ["c1"], limit=5)
+    # The index still answers: the abandoned keyword search left nothing behind.
+    hits = await index.search(dense=None, text="backups", collection_ids=["c1"], limit=5)
+    assert len(hits) == 1
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_collection_filter_is_part_of_the_query(index: VectorIndex, mode: SearchMode) -> None:
     query = random_vectors(1, seed=3)[0]

@@ -550,11 +550,10 @@ class Turns:
         else:
             return None, None
         query = retrieval_query(history)
-        vector = await self.retriever.embed_query(query) if ids and query.strip() else None
-        sources = await self.retriever.retrieve(
-            session, query, ids, limit=request.passages, query_vector=vector
+        # The vector comes back for the grounding: the same text, embedded once.
+        return await self.retriever.retrieve_with_vector(
+            session, query, ids, limit=request.passages
         )
-        return sources, vector
 
     def record_usage(self, turn: Turn, status: TurnStatus, error_type: str | None) -> None:
         self.record_generation(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +76,45 @@ class VectorIndex(ABC):
                 candidates=depth, mode="keyword",
             ),
         )  # fmt: skip
+        return self._fuse(dense_hits, keyword_hits, limit)
+
+    async def hybrid_while_embedding(
+        self,
+        embedding: Awaitable[npt.NDArray[np.float32]],
+        text: str,
+        collection_ids: Sequence[str],
+        *,
+        limit: int,
+        candidates: int = 40,
+    ) -> tuple[list[SearchHit], npt.NDArray[np.float32]]:
+        """The hybrid search of :meth:`search` for a query still being embedded: the keyword
+        side, which needs no vector, runs while ``embedding`` computes, and the dense side
+        once it is there. Returns the fused hits and the query's vector."""
+        depth = max(candidates, limit)
+        keyword = asyncio.ensure_future(
+            self.search(
+                dense=None, text=text, collection_ids=collection_ids, limit=depth,
+                candidates=depth, mode="keyword",
+            )
+        )  # fmt: skip
+        try:
+            vector = await embedding
+            dense_hits = await self.search(
+                dense=vector, text=text, collection_ids=collection_ids, limit=depth,
+                candidates=depth, mode="dense",
+            )  # fmt: skip
+            keyword_hits = await keyword
+        except BaseException:
+            # The embedding or the dense side failed: stop waiting for the keyword side, and
+            # take its own failure, if any, so it is not reported as never retrieved.
+            if not keyword.cancel() and not keyword.cancelled():
+                keyword.exception()
+            raise
+        return self._fuse(dense_hits, keyword_hits, limit), vector
+
+    def _fuse(
+        self, dense_hits: list[SearchHit], keyword_hits: list[SearchHit], limit: int
+    ) -> list[SearchHit]:
         by_id = {hit.chunk_id: hit for hit in (*keyword_hits, *dense_hits)}
         cosine = {hit.chunk_id: hit.score for hit in dense_hits}
         floor = min(cosine.values(), default=0.0)

@@ -152,24 +152,48 @@ class Retriever:
     ) -> list[Source]:
         """``collection_ids`` must already be the caller's readable collections.
         ``query_vector``: ``query`` already embedded (:meth:`embed_query`), reused."""
+        sources, _ = await self.retrieve_with_vector(
+            session, query, collection_ids, limit=limit, mode=mode, query_vector=query_vector
+        )
+        return sources
+
+    async def retrieve_with_vector(
+        self,
+        session: AsyncSession,
+        query: str,
+        collection_ids: Sequence[str],
+        *,
+        limit: int | None = None,
+        mode: SearchMode = "hybrid",
+        query_vector: Any = None,
+    ) -> tuple[list[Source], Any]:
+        """:meth:`retrieve`, and the query's vector (``None`` for a keyword search or when
+        nothing was searched), for callers that score sentences against it afterwards. A
+        hybrid search embeds the query while its keyword side runs."""
         if not collection_ids or not query.strip():
-            return []
+            return [], query_vector
         started = time.perf_counter()
         limit = limit or self.settings.retrieval_top_k
         candidates = max(limit, self.settings.retrieval_candidates)
         reranking = self.settings.rerank and mode != "keyword"
         dense = query_vector if mode != "keyword" else None
-        if dense is None and mode != "keyword":
-            dense = await self.embed_query(query)
         pool = max(limit, self.settings.rerank_candidates) if reranking else limit
-        hits = await self.index.search(
-            dense=dense,
-            text=query,
-            collection_ids=list(collection_ids),
-            limit=pool,
-            candidates=max(candidates, pool),
-            mode=mode,
-        )
+        if dense is None and mode == "hybrid":
+            hits, dense = await self.index.hybrid_while_embedding(
+                self.embed_query(query), query, list(collection_ids),
+                limit=pool, candidates=max(candidates, pool),
+            )  # fmt: skip
+        else:
+            if dense is None and mode == "dense":
+                dense = await self.embed_query(query)
+            hits = await self.index.search(
+                dense=dense,
+                text=query,
+                collection_ids=list(collection_ids),
+                limit=pool,
+                candidates=max(candidates, pool),
+                mode=mode,
+            )
         rows = await DocumentRepository(session).chunks_with_documents(
             [hit.chunk_id for hit in hits], collection_ids
         )
@@ -213,7 +237,7 @@ class Retriever:
                 )
             )
         metrics().retrieval_latency.observe(time.perf_counter() - started)
-        return sources
+        return sources, dense
 
     async def _rerank(
         self, query: str, dense: Vectors, hits: list[SearchHit], rows: dict[str, tuple[Chunk, Any]]
