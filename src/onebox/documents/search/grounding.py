@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from onebox.documents.ingestion.indexing import HEADING_JOINER
 from onebox.documents.search.answering import passage_budget, with_sources
 from onebox.documents.search.retrieval import Source
 from onebox.documents.search.sentence_vectors import (
@@ -43,6 +44,10 @@ OVERLAP_WEIGHT = 0.35  # term overlap's weight next to cosine similarity
 HEADING_WEIGHT = 0.2
 SUPPORT_MAX = 2
 SUPPORT_RELATIVE = 0.9  # a second quote only when it scores this close to the first
+# A quote reaches back to its section's first sentence within this many characters: picked
+# on the tuning half of bench/bench_answers.py --quick (quote contains the evidence 13 -> 15
+# of 20; 600 added one more only by quoting a whole table).
+LEAD_SPAN_CHARS = 320
 ATTRIBUTION_MIN = 0.5  # an answer sentence scoring below this leans on no passage
 ABSTAIN_TEXT = "I couldn't find this in your documents."
 # Below this best-sentence score the documents do not answer: calibrated on the tuning half
@@ -171,8 +176,34 @@ async def ground(
         if grounding.support and score < SUPPORT_RELATIVE * grounding.best:
             break
         sentence = grounding.sentences[i]
-        grounding.support.append(Support(sources[sentence.source].number, sentence.text, score))
+        source = sources[sentence.source]
+        if any(sentence.text in quote.text for quote in grounding.support):
+            continue  # already inside the first quote's section opening
+        quote = with_section_lead(source, sentence.text)
+        grounding.support.append(Support(source.number, quote, score))
     return grounding
+
+
+def with_section_lead(source: Source, sentence: str) -> str:
+    """The quote for ``sentence`` of ``source``. When the passage opens its section (its text
+    starts with its heading, as a reference entry does: a name, then a one-line
+    definition), the quote reaches back to the section's first sentence: the sentences
+    from there through ``sentence`` when they stay within ``LEAD_SPAN_CHARS``, else the
+    first one and ``sentence`` joined by an ellipsis. A detail ("Copy the permission
+    bits…") is then read with what it belongs to ("Copy data and metadata.")."""
+    heading = source.heading.rsplit(HEADING_JOINER, 1)[-1] if source.heading else ""
+    parts = split_sentences(source.text)
+    if not heading or len(parts) < 3 or parts[0] != heading:
+        return sentence
+    try:
+        at = parts.index(sentence, 2)
+    except ValueError:
+        return sentence  # the section's first sentence itself, or not a sentence of it
+    span = " ".join(parts[1 : at + 1])
+    if len(span) <= LEAD_SPAN_CHARS:
+        return span
+    joined = f"{parts[1]} … {sentence}"
+    return joined if len(joined) <= LEAD_SPAN_CHARS else sentence
 
 
 def support_out(grounding: Grounding | None, sources: Sequence[Source]) -> list[dict[str, Any]]:
