@@ -5,6 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_STAMP := node_modules/.installed
+# llama-cpp-python is compiled here: for AVX2 (FMA, F16C), not -march=native. A native build
+# on a CPU that reports AMX uses its tile instructions for quantised weights, and a virtual
+# machine that does not enable AMX state for its guests kills the process at the first
+# token (general protection fault in ldtilecfg); AVX2 runs on every x86-64 kind we use.
+# pip's own wheel cache would hand back a wheel built with other flags, so the wheel is
+# kept under a folder named after these flags.
+LLAMA_SPEC := llama-cpp-python>=0.3.7,<0.4
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEELS := $(HOME)/.cache/onebox/wheels/llama-avx2
 
 .PHONY: run test lint bench bench-deps install system-deps js-deps clean
 
@@ -51,7 +60,11 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel setuptools
-	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || echo ">> Compiling llama-cpp-python once (about 6-7 minutes on 2 cores; pip caches the wheel afterwards)..."
+	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || { \
+		ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+			echo ">> Compiling llama-cpp-python once for AVX2 (about 6-7 minutes on 2 cores; the wheel is kept in $(LLAMA_WHEELS))..."; \
+			CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir -w $(LLAMA_WHEELS) '$(LLAMA_SPEC)'; }; \
+		$(BIN)/python -m pip install --quiet $$(ls -t $(LLAMA_WHEELS)/llama_cpp_python-*.whl | head -1); }
 	@# The CPU build of torch first (on this machine kind it lies on disk), so nothing
 	@# below pulls a multi-GB CUDA build for the embedding model.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --progress-bar on 'torch==2.13.0'
