@@ -63,7 +63,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c "import llama_cpp" 2>/dev/null || { \
 		ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
 			echo ">> Compiling llama-cpp-python once for AVX2 (about 6-7 minutes on 2 cores; the wheel is kept in $(LLAMA_WHEELS))..."; \
-			CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir -w $(LLAMA_WHEELS) '$(LLAMA_SPEC)'; }; \
+			CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps --no-cache-dir -w $(LLAMA_WHEELS) '$(LLAMA_SPEC)'; } && \
 		$(BIN)/python -m pip install --quiet $$(ls -t $(LLAMA_WHEELS)/llama_cpp_python-*.whl | head -1); }
 	@# The CPU build of torch first (on this machine kind it lies on disk), so nothing
 	@# below pulls a multi-GB CUDA build for the embedding model.
