@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from onebox.core.settings import Settings
+from onebox.embeddings import local as local_module
 from onebox.embeddings import onnx_forward
+from onebox.embeddings.base import EmbeddingError
 from onebox.embeddings.local import QUICK_CHARS, SentenceTransformerEmbedder
 from tests.test_embeddings_direct import _encode
 
@@ -151,3 +153,41 @@ def _load(embedder: SentenceTransformerEmbedder, cache: Path) -> onnx_forward.On
 def _probe(forward: onnx_forward.OnnxForward) -> np.ndarray:
     ids = np.array([[101, 7592, 2088, 102]], dtype=np.int64)
     return forward.hidden(ids, np.ones_like(ids), np.zeros_like(ids))
+
+
+class _Broken:
+    """A session stand-in whose runs fail or whose vectors disagree."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def run(self, names: object, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.fail:
+            raise RuntimeError("the session broke")
+        ids = feed["input_ids"]
+        return [np.ones((*ids.shape, 384), dtype=np.float32)]  # every text the same vector
+
+
+@pytest.mark.parametrize("fail", [True, False])
+async def test_a_session_that_fails_or_disagrees_leaves_torch_in_place(
+    fail: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = SentenceTransformerEmbedder(name=MODEL, runtime="torch")
+    await embedder.start()
+    model, path = embedder._model, embedder.path
+    assert model is not None
+    assert model.direct is not None
+    assert path is not None
+
+    def broken(*args: object) -> onnx_forward.OnnxForward:
+        return onnx_forward.OnnxForward(_Broken(fail), True, None)
+
+    monkeypatch.setattr(onnx_forward, "load", broken)
+    local_module._attach_onnx(model, path, None, required=False)
+    assert model.direct.onnx is None
+    with pytest.raises(EmbeddingError, match="ONNX Runtime cannot run the embedding model"):
+        local_module._attach_onnx(model, path, None, required=True)
+    assert model.direct.onnx is None
+    vector = await embedder.embed(["still embedded on torch"], kind="query")
+    assert vector.shape == (1, 384)
+    await embedder.close()

@@ -220,6 +220,9 @@ def _attach_onnx(loaded: _Model, path: Path, cache_dir: Path | None, *, required
             problem = f"its vectors disagree with encode() (cos {worst:.6f})"
         except onnx_forward.OnnxUnavailable as exc:
             problem = str(exc)
+        except Exception as exc:  # the session refusing the probes: torch still works
+            logger.debug("ONNX Runtime failed on the probes", exc_info=True)
+            problem = f"{type(exc).__name__}: {exc}"
         encoder.onnx = None
     if required:
         raise EmbeddingError(f"ONNX Runtime cannot run the embedding model: {problem}.")
