@@ -115,6 +115,10 @@ def _set_threads(threads: int | None) -> None:
         if _default_threads is None:
             _default_threads = torch.get_num_threads()
         count = threads if threads is not None else _default_threads
+    # torch's first call in a thread resets that thread's count to the last one any thread
+    # set; made here first, it cannot later undo the count set below (the quick lane runs
+    # ONNX Runtime, so its first torch call may come long after the document lane set 2).
+    torch.get_num_threads()
     torch.set_num_threads(count)
 
 
