@@ -3,7 +3,6 @@ the section (a reference entry: a name, then its definition), within a length bo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -12,6 +11,7 @@ from onebox.documents.ingestion.indexing import HEADING_JOINER
 from onebox.documents.search.grounding import LEAD_SPAN_CHARS, ground, with_section_lead
 from onebox.documents.search.retrieval import Source
 from onebox.embeddings.local import SentenceTransformerEmbedder
+from tests.test_grounding import anyio_backend, embedder  # noqa: F401 - module-scoped fixtures
 
 pytestmark = pytest.mark.anyio
 
@@ -28,19 +28,6 @@ def _source(text: str, heading: str) -> Source:
         number=1, chunk_id="c1", document_id="d1", collection_id="k", document="shutil.md",
         page=None, heading=heading, text=text, snippet=text[:80], score=0.5,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def embedder() -> AsyncIterator[SentenceTransformerEmbedder]:
-    model = SentenceTransformerEmbedder(name="all-MiniLM-L6-v2", max_batch=16)
-    await model.start()
-    yield model
-    await model.close()
 
 
 def test_a_detail_is_quoted_from_the_sections_first_sentence() -> None:
@@ -77,7 +64,7 @@ def test_passages_that_do_not_open_their_section_are_quoted_as_they_are() -> Non
 
 
 async def test_ground_quotes_the_detail_with_its_definition(
-    embedder: SentenceTransformerEmbedder,
+    embedder: SentenceTransformerEmbedder,  # noqa: F811 - the fixture imported above
 ) -> None:
     source = _source(COPY2, HEADING_JOINER.join(["shutil", "shutil.copy2()"]))
     question = "Which call copies a file along with its permission bits and modification times?"
