@@ -298,7 +298,7 @@ async def _in_process(
                                                          limit=5, mode=mode)  # type: ignore[arg-type]  # fmt: skip
                         if timed:
                             samples[mode].append(time.perf_counter() - started)
-                    if not found:
+                    if not found.sources:
                         raise RuntimeError(f"{mode} retrieval found nothing for {text!r}")
     finally:
         await index.close()

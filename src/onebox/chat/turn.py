@@ -551,9 +551,8 @@ class Turns:
             return None, None
         query = retrieval_query(history)
         # The vector comes back for the grounding: the same text, embedded once.
-        return await self.retriever.retrieve_with_vector(
-            session, query, ids, limit=request.passages
-        )
+        found = await self.retriever.retrieve(session, query, ids, limit=request.passages)
+        return found.sources, found.query_vector
 
     def record_usage(self, turn: Turn, status: TurnStatus, error_type: str | None) -> None:
         self.record_generation(

@@ -316,11 +316,11 @@ async def search(
     service = DocumentService(session, state.settings)
     allowed = principal.key.collections if principal.key else None
     ids = await service.resolve_collections(principal.user_id, body.collection_ids, allowed)
-    sources = await state.retriever.retrieve(
+    found = await state.retriever.retrieve(
         session,
         body.query,
         ids,
         limit=body.limit,
         mode=body.mode,  # type: ignore[arg-type]
     )
-    return SearchResult(sources=[SourceOut.model_validate(s.public()) for s in sources])
+    return SearchResult(sources=[SourceOut.model_validate(s.public()) for s in found.sources])

@@ -79,6 +79,13 @@ class Source:
         return data
 
 
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    sources: list[Source]
+    # The question's vector (None for a keyword search or when nothing was searched).
+    query_vector: Any
+
+
 def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
     """The window of ``text`` with the most query words, cut at word boundaries."""
     flat = " ".join(text.split())
@@ -149,29 +156,13 @@ class Retriever:
         limit: int | None = None,
         mode: SearchMode = "hybrid",
         query_vector: Any = None,
-    ) -> list[Source]:
+    ) -> Retrieved:
         """``collection_ids`` must already be the caller's readable collections.
-        ``query_vector``: ``query`` already embedded (:meth:`embed_query`), reused."""
-        sources, _ = await self.retrieve_with_vector(
-            session, query, collection_ids, limit=limit, mode=mode, query_vector=query_vector
-        )
-        return sources
-
-    async def retrieve_with_vector(
-        self,
-        session: AsyncSession,
-        query: str,
-        collection_ids: Sequence[str],
-        *,
-        limit: int | None = None,
-        mode: SearchMode = "hybrid",
-        query_vector: Any = None,
-    ) -> tuple[list[Source], Any]:
-        """:meth:`retrieve`, and the query's vector (``None`` for a keyword search or when
-        nothing was searched), for callers that score sentences against it afterwards. A
-        hybrid search embeds the query while its keyword side runs."""
+        ``query_vector``: ``query`` already embedded (:meth:`embed_query`), reused. A hybrid
+        search embeds the query while its keyword side runs; the vector comes back with the
+        passages for callers that score sentences against it afterwards."""
         if not collection_ids or not query.strip():
-            return [], query_vector
+            return Retrieved([], query_vector)
         started = time.perf_counter()
         limit = limit or self.settings.retrieval_top_k
         candidates = max(limit, self.settings.retrieval_candidates)
@@ -237,7 +228,7 @@ class Retriever:
                 )
             )
         metrics().retrieval_latency.observe(time.perf_counter() - started)
-        return sources, dense
+        return Retrieved(sources, dense)
 
     async def _rerank(
         self, query: str, dense: Vectors, hits: list[SearchHit], rows: dict[str, tuple[Chunk, Any]]
