@@ -183,10 +183,11 @@ async def test_a_session_that_fails_or_disagrees_leaves_torch_in_place(
         return onnx_forward.OnnxForward(_Broken(fail), True, None)
 
     monkeypatch.setattr(onnx_forward, "load", broken)
-    local_module._attach_onnx(model, path, None, required=False)
+    exact = local_module._encode(model, list(local_module._PROBES), None)
+    local_module._attach_onnx(model, path, None, exact, required=False)
     assert model.direct.onnx is None
     with pytest.raises(EmbeddingError, match="ONNX Runtime cannot run the embedding model"):
-        local_module._attach_onnx(model, path, None, required=True)
+        local_module._attach_onnx(model, path, None, exact, required=True)
     assert model.direct.onnx is None
     vector = await embedder.embed(["still embedded on torch"], kind="query")
     assert vector.shape == (1, 384)

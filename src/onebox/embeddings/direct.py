@@ -156,9 +156,14 @@ def _forward_parameters(module: Any) -> set[str]:
 def agreement(
     direct: DirectEncoder, reference: np.ndarray[Any, Any], texts: list[str], *, quick: bool = False
 ) -> float:
-    """The lowest cosine between the direct vectors and ``reference`` (encode's)."""
+    """The lowest cosine between the direct vectors and ``reference`` (encode's), the texts
+    batched (padding) and one by one."""
     import torch
 
     with torch.inference_mode():
-        vectors = direct.encode(texts, quick=quick)
-    return float(np.min(np.sum(vectors * reference, axis=1)))
+        runs = [(direct.encode(texts, quick=quick), reference)]
+        runs += [
+            (direct.encode([text], quick=quick), reference[i : i + 1])
+            for i, text in enumerate(texts)
+        ]
+    return min(float(np.min(np.sum(vectors * expected, axis=1))) for vectors, expected in runs)

@@ -158,11 +158,11 @@ def _load(path: Path, precision: Precision, runtime: Runtime, cache_dir: Path | 
     if not dimension:
         raise EmbeddingError(f"The model in {path} does not report its embedding size.")
     loaded = _Model(model, _counter(path), int(dimension), bfloat16=False)
-    loaded.direct = _direct(loaded, path)
+    exact = _encode(loaded, list(_PROBES), None)  # encode()'s: both fast paths must match
+    loaded.direct = _direct(loaded, path, exact)
     if runtime != "torch":
-        _attach_onnx(loaded, path, cache_dir, required=runtime == "onnx")
+        _attach_onnx(loaded, path, cache_dir, exact, required=runtime == "onnx")
     if precision == "bfloat16" or (precision == "auto" and _native_bfloat16()):
-        exact = _encode(loaded, list(_PROBES), None)
         loaded.bfloat16 = True
         agreement = float(np.min(np.sum(exact * _encode(loaded, list(_PROBES), None), axis=1)))
         if agreement < _MIN_BF16_AGREEMENT:
@@ -177,7 +177,7 @@ def _load(path: Path, precision: Precision, runtime: Runtime, cache_dir: Path | 
     return loaded
 
 
-def _direct(loaded: _Model, path: Path) -> direct.DirectEncoder | None:
+def _direct(loaded: _Model, path: Path, exact: Vectors) -> direct.DirectEncoder | None:
     """The direct forward pass, when the model is the plain pipeline and its vectors match
     ``encode()``'s on the probes, batched (padding) and one by one."""
     try:
@@ -187,19 +187,16 @@ def _direct(loaded: _Model, path: Path) -> direct.DirectEncoder | None:
         return None
     if encoder is None:
         return None
-    probes = list(_PROBES)
-    exact = _encode(loaded, probes, None)
-    worst = min(
-        direct.agreement(encoder, exact, probes),
-        *(direct.agreement(encoder, exact[i : i + 1], [text]) for i, text in enumerate(probes)),
-    )
+    worst = direct.agreement(encoder, exact, list(_PROBES))
     if worst < direct.MIN_AGREEMENT:
         logger.warning("The direct forward pass disagrees with encode() (cos %.6f)", worst)
         return None
     return encoder
 
 
-def _attach_onnx(loaded: _Model, path: Path, cache_dir: Path | None, *, required: bool) -> None:
+def _attach_onnx(
+    loaded: _Model, path: Path, cache_dir: Path | None, exact: Vectors, *, required: bool
+) -> None:
     """Gives the direct path an ONNX Runtime session for quick jobs when its vectors match
     ``encode()``'s on the probes, batched and one by one; ``required``: fail otherwise."""
     encoder = loaded.direct
@@ -210,15 +207,7 @@ def _attach_onnx(loaded: _Model, path: Path, cache_dir: Path | None, *, required
                 encoder.transformer, path, encoder.token_types,
                 cache_dir or onnx_forward.default_cache_dir(),
             )  # fmt: skip
-            probes = list(_PROBES)
-            exact = _encode(loaded, probes, None)
-            worst = min(
-                direct.agreement(encoder, exact, probes, quick=True),
-                *(
-                    direct.agreement(encoder, exact[i : i + 1], [text], quick=True)
-                    for i, text in enumerate(probes)
-                ),
-            )
+            worst = direct.agreement(encoder, exact, list(_PROBES), quick=True)
             if worst >= direct.MIN_AGREEMENT:
                 return
             problem = f"its vectors disagree with encode() (cos {worst:.6f})"
