@@ -412,6 +412,29 @@ def test_hostile_host_css_cannot_break_it_and_a_strict_csp_does_not_block_it(
     problems.assert_clean()
 
 
+def test_the_launcher_waits_for_the_sites_appearance(
+    visitor: Any, owner: httpx.Client, site: Site, problems: PageProblems
+) -> None:
+    key = widget_key(owner, site, appearance={"color": "#0a7f5a", "position": "bottom-left"})
+    held: list[Any] = []
+    visitor.route("**/widget/config", lambda route: held.append(route))  # answered below
+    visitor.goto(site.page(key["secret"]))
+    widget = visitor.locator("onebox-widget")
+    expect(widget).to_have_attribute("data-state", "starting")
+    launcher = visitor.get_by_test_id("widget-launcher")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        visitor.wait_for_timeout(20)  # lets Playwright deliver the held request
+    assert held, "the widget never asked for its config"
+    expect(launcher).to_be_hidden()  # not in the default colour and corner meanwhile
+    held[0].continue_()
+    expect(widget).to_have_attribute("data-state", "ready")
+    expect(launcher).to_be_visible()
+    expect(launcher).to_have_css("background-color", "rgb(10, 127, 90)")
+    expect(launcher).to_have_css("left", "20px")
+    problems.assert_clean()
+
+
 def test_the_rate_limit_reads_as_a_friendly_message(
     browser: Any, owner: httpx.Client, site: Site
 ) -> None:

@@ -4,9 +4,13 @@ parse, chunk, embed (real MiniLM), index (Qdrant Edge) → search and chat with 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
+from onebox.documents.models import Chunk
+from onebox.documents.repository import DocumentRepository
 from tests.conftest import AppUnderTest
 from tests.documents_helpers import by_name, create_collection, upload, wait_for_documents
 from tests.sse import parse_events
@@ -71,6 +75,44 @@ async def test_upload_index_search_and_answer_with_sources(api: AppUnderTest) ->
     counts = (await client.get(f"/api/collections/{collection['id']}")).json()
     assert counts["document_count"] == 2
     assert counts["chunk_count"] >= 2
+
+
+async def test_search_lists_passages_without_reading_their_neighbours(
+    api: AppUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The neighbours are what a model reads around a passage: a search answers with
+    snippets only, so it never reads them, while a chat turn does."""
+    read: list[int] = []
+    original = DocumentRepository.neighbours
+
+    async def counted(self: DocumentRepository, chunks: Sequence[Chunk]) -> Any:
+        read.append(len(chunks))
+        return await original(self, chunks)
+
+    monkeypatch.setattr(DocumentRepository, "neighbours", counted)
+    client = api.client
+    collection = await create_collection(client)
+    await upload(client, collection["id"], [("handbook.md", HANDBOOK), ("robots.txt", ROBOTS)])
+    await wait_for_documents(client, collection["id"], expected=2)
+    for mode in ("hybrid", "dense", "keyword"):
+        found = await client.post(
+            "/api/search",
+            json={"query": "paid holiday days", "collection_ids": [collection["id"]], "mode": mode},
+        )
+        assert found.status_code == 200, found.text
+        assert found.json()["sources"][0]["document"] == "handbook.md"
+    assert read == []
+
+    conversation = (
+        await client.post("/api/conversations", json={"collection_ids": [collection["id"]]})
+    ).json()
+    response = await client.post(
+        f"/api/conversations/{conversation['id']}/messages",
+        json={"content": "How many days of paid holiday do employees get?"},
+    )
+    assert response.status_code == 200
+    assert read
+    assert read[0] >= 1
 
 
 async def test_chat_streams_sources_before_the_answer_and_stores_citations(

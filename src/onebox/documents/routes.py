@@ -322,5 +322,6 @@ async def search(
         ids,
         limit=body.limit,
         mode=body.mode,  # type: ignore[arg-type]
+        with_context=False,  # the answer lists passages; no model reads them
     )
     return SearchResult(sources=[SourceOut.model_validate(s.public()) for s in found.sources])

@@ -156,11 +156,14 @@ class Retriever:
         limit: int | None = None,
         mode: SearchMode = "hybrid",
         query_vector: Any = None,
+        with_context: bool = True,
     ) -> Retrieved:
         """``collection_ids`` must already be the caller's readable collections.
         ``query_vector``: ``query`` already embedded (:meth:`embed_query`), reused. A hybrid
         search embeds the query while its keyword side runs; the vector comes back with the
-        passages for callers that score sentences against it afterwards."""
+        passages for callers that score sentences against it afterwards.
+        ``with_context``: each passage's neighbours are read and joined for a model to read
+        (:attr:`Source.context`); a search that only lists passages goes without."""
         if not collection_ids or not query.strip():
             return Retrieved([], query_vector)
         started = time.perf_counter()
@@ -193,11 +196,9 @@ class Retriever:
         if reranking and dense is not None and len(hits) > 1:
             hits = await self._rerank(query, dense, hits, rows)
         hits = hits[:limit]
-        around = self.settings.retrieval_neighbours
-        repository = DocumentRepository(session)
         neighbours = (
-            await repository.neighbours([rows[h.chunk_id][0] for h in hits if h.chunk_id in rows])
-            if around
+            await DocumentRepository(session).neighbours([rows[h.chunk_id][0] for h in hits])
+            if with_context and self.settings.retrieval_neighbours
             else {}
         )
         sources: list[Source] = []
@@ -224,7 +225,7 @@ class Retriever:
                     snippet=snippet(verdict.text, query),
                     score=hit.score,
                     flagged=verdict.flagged,
-                    context=self._context(chunk, verdict.text, neighbours),
+                    context=self._context(chunk, verdict.text, neighbours) if neighbours else "",
                 )
             )
         metrics().retrieval_latency.observe(time.perf_counter() - started)

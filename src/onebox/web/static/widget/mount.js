@@ -283,8 +283,12 @@ export function mount(options) {
   paint();
   setBusy(false);
   if (live) {
+    // The launcher waits for the site's appearance, so a visitor never sees it jump from
+    // the default colour and corner to the owner's.
+    launcher.hidden = true;
     host.dataset.state = "starting";
     start().finally(() => {
+      launcher.hidden = false;
       host.dataset.state = "ready";
     });
   } else {
