@@ -17,14 +17,18 @@ from onebox.users.auth import CSRF_HEADER, SESSION_COOKIE, InvalidCredentialsErr
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_state(request: Request) -> AppState:
+# Every dependency is ``async def``, even those that never await: FastAPI runs a plain
+# ``def`` dependency in its thread pool, a thread hop for each request.
+
+
+async def get_state(request: Request) -> AppState:
     return cast(AppState, request.app.state.onebox)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -88,14 +92,14 @@ async def get_principal(request: Request, state: StateDep) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def get_current_user_id(principal: CurrentPrincipal) -> str:
+async def get_current_user_id(principal: CurrentPrincipal) -> str:
     return principal.user_id
 
 
 CurrentUserId = Annotated[str, Depends(get_current_user_id)]
 
 
-def require_admin(principal: CurrentPrincipal) -> Principal:
+async def require_admin(principal: CurrentPrincipal) -> Principal:
     if not principal.is_admin:
         raise APIError(403, "This needs an administrator", "permission_error")
     return principal

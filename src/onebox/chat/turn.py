@@ -530,28 +530,32 @@ class Turns:
         caller = request.caller
         allowed = caller.key.collections if caller.key else None
         documents = DocumentService(session, self.settings)
-        if request.collections is not None:
-            try:
-                ids = await documents.resolve_collections(
-                    caller.user_id, request.collections, allowed
-                )
-            except APIError:
-                raise
-            except AppError as exc:
-                raise APIError(
-                    exc.status_code, exc.message, exc.error_type, param="collections"
-                ) from exc
-        elif request.conversation is not None and request.conversation.collection_ids:
-            ids = await documents.readable_collection_ids(
-                caller.user_id, request.conversation.collection_ids, allowed
-            )
-            if not ids:
-                return None, None
-        else:
+        conversation = request.conversation
+        remembered = conversation.collection_ids if conversation is not None else []
+        if request.collections is None and not remembered:
             return None, None
         query = retrieval_query(history)
-        # The vector comes back for the grounding: the same text, embedded once.
-        found = await self.retriever.retrieve(session, query, ids, limit=request.passages)
+        # The query embeds while the collections are looked up.
+        async with self.retriever.query_embedding(query) as embedding:
+            if request.collections is not None:
+                try:
+                    ids = await documents.resolve_collections(
+                        caller.user_id, request.collections, allowed
+                    )
+                except APIError:
+                    raise
+                except AppError as exc:
+                    raise APIError(
+                        exc.status_code, exc.message, exc.error_type, param="collections"
+                    ) from exc
+            else:
+                ids = await documents.readable_collection_ids(caller.user_id, remembered, allowed)
+                if not ids:
+                    return None, None
+            # The vector comes back for the grounding: the same text, embedded once.
+            found = await self.retriever.retrieve(
+                session, query, ids, limit=request.passages, query_vector=embedding
+            )
         return found.sources, found.query_vector
 
     def record_usage(self, turn: Turn, status: TurnStatus, error_type: str | None) -> None:

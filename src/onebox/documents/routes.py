@@ -40,6 +40,7 @@ from onebox.documents.schemas import (
 )
 from onebox.documents.service import Added, DocumentService, parse_limits
 from onebox.state import AppState
+from onebox.vectors.base import SearchMode
 
 logger = logging.getLogger(__name__)
 
@@ -315,13 +316,16 @@ async def search(
 ) -> SearchResult:
     service = DocumentService(session, state.settings)
     allowed = principal.key.collections if principal.key else None
-    ids = await service.resolve_collections(principal.user_id, body.collection_ids, allowed)
-    found = await state.retriever.retrieve(
-        session,
-        body.query,
-        ids,
-        limit=body.limit,
-        mode=body.mode,  # type: ignore[arg-type]
-        with_context=False,  # the answer lists passages; no model reads them
-    )
+    mode: SearchMode = body.mode  # type: ignore[assignment]
+    async with state.retriever.query_embedding(body.query, mode) as embedding:
+        ids = await service.resolve_collections(principal.user_id, body.collection_ids, allowed)
+        found = await state.retriever.retrieve(
+            session,
+            body.query,
+            ids,
+            limit=body.limit,
+            mode=mode,
+            query_vector=embedding,
+            with_context=False,  # the answer lists passages; no model reads them
+        )
     return SearchResult(sources=[SourceOut.model_validate(s.public()) for s in found.sources])

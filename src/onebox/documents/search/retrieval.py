@@ -3,10 +3,12 @@ document, page and heading; retrieved text is screened like any untrusted input.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,6 +149,28 @@ class Retriever:
         metrics().embedding_latency.labels("query").observe(time.perf_counter() - started)
         return dense
 
+    @contextlib.asynccontextmanager
+    async def query_embedding(
+        self, query: str, mode: SearchMode = "hybrid"
+    ) -> AsyncIterator[asyncio.Future[Any] | None]:
+        """The query's vector, started on entry so that it computes (on the embedder's
+        thread) while the caller does its own database work first, such as resolving the
+        collections; hand it to :meth:`retrieve` as ``query_vector``. ``None`` for a search
+        that needs no vector. On exit an embedding nobody awaited is cancelled and its
+        failure, if any, taken."""
+        if mode == "keyword" or not query.strip():
+            yield None
+            return
+        pending = asyncio.ensure_future(self.embed_query(query))
+        try:
+            await asyncio.sleep(0)  # it reaches the embedder's thread before the caller goes on
+            yield pending
+        finally:
+            if not pending.done():
+                pending.cancel()
+            elif not pending.cancelled():
+                pending.exception()
+
     async def retrieve(
         self,
         session: AsyncSession,
@@ -159,9 +183,10 @@ class Retriever:
         with_context: bool = True,
     ) -> Retrieved:
         """``collection_ids`` must already be the caller's readable collections.
-        ``query_vector``: ``query`` already embedded (:meth:`embed_query`), reused. A hybrid
-        search embeds the query while its keyword side runs; the vector comes back with the
-        passages for callers that score sentences against it afterwards.
+        ``query_vector``: ``query`` already embedded (:meth:`embed_query`), or being embedded
+        (:meth:`query_embedding`), reused. A hybrid search embeds the query while its keyword
+        side runs; the vector comes back with the passages for callers that score sentences
+        against it afterwards.
         ``with_context``: each passage's neighbours are read and joined for a model to read
         (:attr:`Source.context`); a search that only lists passages goes without."""
         if not collection_ids or not query.strip():
@@ -171,14 +196,17 @@ class Retriever:
         candidates = max(limit, self.settings.retrieval_candidates)
         reranking = self.settings.rerank and mode != "keyword"
         dense = query_vector if mode != "keyword" else None
+        pending = dense if isinstance(dense, asyncio.Future) else None
         pool = max(limit, self.settings.rerank_candidates) if reranking else limit
-        if dense is None and mode == "hybrid":
+        if mode == "hybrid" and (dense is None or pending is not None):
             hits, dense = await self.index.hybrid_while_embedding(
-                self.embed_query(query), query, list(collection_ids),
+                pending or self.embed_query(query), query, list(collection_ids),
                 limit=pool, candidates=max(candidates, pool),
             )  # fmt: skip
         else:
-            if dense is None and mode == "dense":
+            if pending is not None:
+                dense = await pending
+            elif dense is None and mode == "dense":
                 dense = await self.embed_query(query)
             hits = await self.index.search(
                 dense=dense,
