@@ -202,3 +202,11 @@ async def test_an_embedding_nobody_awaited_is_cancelled_or_its_failure_taken() -
         assert none is None
     async with _retriever(slow).query_embedding("   ") as blank:
         assert blank is None
+
+
+async def test_a_search_of_no_collection_hands_back_no_pending_vector() -> None:
+    retriever = _retriever(_Slow())
+    async with retriever.query_embedding("paid holiday") as pending:
+        found = await retriever.retrieve(None, "paid holiday", [], query_vector=pending)  # type: ignore[arg-type]
+    assert found.sources == []
+    assert found.query_vector is None  # never the unfinished embedding

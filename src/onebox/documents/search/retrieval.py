@@ -190,7 +190,8 @@ class Retriever:
         ``with_context``: each passage's neighbours are read and joined for a model to read
         (:attr:`Source.context`); a search that only lists passages goes without."""
         if not collection_ids or not query.strip():
-            return Retrieved([], query_vector)
+            unknown = isinstance(query_vector, asyncio.Future)  # still embedding: not ours
+            return Retrieved([], None if unknown else query_vector)
         started = time.perf_counter()
         limit = limit or self.settings.retrieval_top_k
         candidates = max(limit, self.settings.retrieval_candidates)
