@@ -244,6 +244,7 @@ export function mount(options) {
       refused = shown.kind === "refused";
       setBusy(false);
       tell(shown);
+      launcher.hidden = false;
       return;
     }
     const config = await response.json();
@@ -251,6 +252,7 @@ export function mount(options) {
     retain = config.retain_conversations !== false;
     maxQuestions = Number(config.max_visitor_messages) || maxQuestions;
     paint();
+    launcher.hidden = false; // in the site's look; the conversation may follow
     await restore();
     // Opened by the page load, not the visitor: the host page keeps its focus.
     if (look.open_on_load || saved.open) setOpen(true, false);
@@ -283,12 +285,12 @@ export function mount(options) {
   paint();
   setBusy(false);
   if (live) {
-    // The launcher waits for the site's appearance, so a visitor never sees it jump from
-    // the default colour and corner to the owner's.
+    // The launcher waits for the site's appearance (start() shows it), so a visitor never
+    // sees it jump from the default colour and corner to the owner's.
     launcher.hidden = true;
     host.dataset.state = "starting";
     start().finally(() => {
-      launcher.hidden = false;
+      launcher.hidden = false; // also when start() itself failed
       host.dataset.state = "ready";
     });
   } else {
