@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
@@ -15,6 +16,7 @@ from sqlalchemy import update
 
 from onebox.core.db import utcnow
 from onebox.core.settings import Settings
+from onebox.jobs import worker as worker_module
 from onebox.jobs.base import JobServices
 from onebox.jobs.factory import build_dispatcher
 from onebox.jobs.models import Job, JobStatus
@@ -358,3 +360,30 @@ async def test_notify_wakes_the_worker_before_its_poll(services: JobServices) ->
     finally:
         await worker.close()
     assert job.status == JobStatus.DONE
+
+
+async def test_closing_does_not_wait_forever_for_a_stuck_job_loop(
+    services: JobServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop that cannot put its job back (blocked on a row lock, say) is left to its
+    lease after CLOSE_SECONDS: a shutdown never hangs on it."""
+    monkeypatch.setattr(worker_module, "CLOSE_SECONDS", 0.3)
+    released = asyncio.Event()
+
+    async def stuck() -> None:
+        while not released.is_set():
+            try:
+                await released.wait()
+            except asyncio.CancelledError:
+                continue  # as a shielded database call would: cancelling does not stop it
+
+    worker = InProcessWorker(services, poll_interval=0.2)
+    loop = asyncio.create_task(stuck())
+    await asyncio.sleep(0)  # it is waiting when the worker closes
+    worker._tasks = [loop]
+    started = time.monotonic()
+    await worker.close()
+    assert time.monotonic() - started < 5
+    assert not loop.done()  # left behind, not waited for
+    released.set()
+    await loop

@@ -22,6 +22,9 @@ from onebox.jobs.service import wait_for_jobs
 logger = logging.getLogger(__name__)
 
 MIN_WAIT = 0.05  # seconds; keeps a loop from spinning on a job another loop is taking
+# How long close() waits for the job loops to put their jobs back: one blocked on the
+# database (a row lock that is not let go) must not hold a shutdown forever.
+CLOSE_SECONDS = 15.0
 
 
 def worker_name(prefix: str) -> str:
@@ -93,11 +96,25 @@ class InProcessWorker(JobDispatcher):
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def close(self) -> None:
-        """Cancel running jobs (each goes back to the queue, its attempt not counted)."""
+        """Cancel running jobs (each goes back to the queue, its attempt not counted). A job
+        that cannot be put back within ``CLOSE_SECONDS`` is left to its lease, which lapses,
+        and the job is resumed by the next worker."""
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        done, stuck = await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # taken: a loop's failure was logged where it happened
+        if stuck:
+            logger.warning(
+                "%d job loop(s) did not stop within %.0f s; their jobs are resumed once their "
+                "leases lapse",
+                len(stuck),
+                CLOSE_SECONDS,
+            )
 
     async def drain(
         self,
