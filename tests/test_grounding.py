@@ -161,6 +161,25 @@ async def test_slow_models_read_trimmed_passages(embedder: SentenceTransformerEm
     assert same is grounding
 
 
+async def test_the_budget_keeps_the_retrieval_order_and_fills_the_first_passage(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    # The rerank put the kettle first; the backups passage reads closer to the question
+    # sentence by sentence, yet the model still reads the passages in the retrieval's order.
+    long_kettle = " ".join([KETTLE] * 6)
+    sources = [_source(1, long_kettle, "kettle.md"), _source(2, RETENTION, "backups.md")]
+    grounding = await ground(embedder, "How long are deleted backups kept?", sources)
+    assert grounding.passage_scores[1] > grounding.passage_scores[0]
+    kept, narrowed = budget_passages(sources, grounding, 200)
+    assert [s.document for s in kept] == ["kettle.md"]
+    # The first passage may take the whole budget (800 characters), not half of it.
+    assert 600 < len(kept[0].text) <= 800
+    assert {s.source for s in narrowed.sentences} == {0}
+    roomy, _ = budget_passages(sources, grounding, 400)
+    assert [s.document for s in roomy] == ["kettle.md", "backups.md"]
+    assert [s.number for s in roomy] == [1, 2]
+
+
 async def test_passages_are_dropped_until_the_rendered_prompt_fits(
     embedder: SentenceTransformerEmbedder,
 ) -> None:
