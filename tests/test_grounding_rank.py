@@ -102,3 +102,29 @@ async def test_no_quote_repeats_another(
     quotes = [quote.text for quote in found.support]
     assert quotes
     assert not any(a in b for a in quotes for b in quotes if a is not b), quotes
+
+
+def test_a_second_quote_needs_to_score_close_to_the_first() -> None:
+    """Scores as ``ground`` leaves them (the rank's weight is added when choosing): a second
+    sentence within ``SUPPORT_RELATIVE`` of the first is quoted too, one further off is not,
+    and never more than ``SUPPORT_MAX``."""
+    sources = _ranked((KETTLE, "Kettle care"), (INSORT, "Inserting into sorted lists"))
+    sentences = [
+        grounding.Sentence(0, "Descale the kettle every four weeks with white vinegar."),
+        grounding.Sentence(1, "Insert item x in list a, and keep it sorted assuming a is sorted."),
+        grounding.Sentence(0, "Rinse it twice afterwards."),
+    ]
+    first = 0.9  # chosen: 0.9 + RANK_WEIGHT
+    top = first + grounding.RANK_WEIGHT
+
+    def quotes(second: float, third: float = 0.0) -> list[int]:
+        scores = [first, second, third]
+        found = grounding.Grounding(sentences=sentences, scores=scores)
+        return [q.number for q in grounding.choose_support(sources, found)]
+
+    weight_2 = grounding.RANK_WEIGHT / 2  # the second passage's share of the weight
+    near = 0.84 * top - weight_2  # within 0.8 of the first, though not within 0.9
+    assert quotes(near) == [1, 2]
+    assert quotes(0.78 * top - weight_2) == [1]
+    assert quotes(near, third=first) == [1, 1]  # two quotes at most
+    assert grounding.SUPPORT_MAX == 2
