@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +109,7 @@ async def _build(settings: Settings, size: int) -> dict[str, Any]:
         base = np.asarray(await embedder.embed(windows), dtype=np.float32)
         embedded = time.perf_counter()
         packer = _SentencePacker(embedder.name, rng)
+        screen = Guard(settings).clean_mark  # as ingestion marks the passages it screened
         async with open_database(settings) as sessionmaker:
             owner = await resolve_owner(sessionmaker, None)
             collection_id = str(uuid.uuid4())
@@ -121,7 +122,7 @@ async def _build(settings: Settings, size: int) -> dict[str, Any]:
                     for start in range(0, size, BATCH):
                         await _batch(session, index, rng, sentences, windows, base, owner,
                                      collection_id, start, min(BATCH, size - start),
-                                     packer)  # fmt: skip
+                                     packer, screen)  # fmt: skip
                     await session.commit()
                 loaded = time.perf_counter()
                 optimize = getattr(index, "optimize", None)
@@ -166,7 +167,8 @@ class _SentencePacker:
 
 async def _batch(session: Any, index: Any, rng: np.random.Generator, sentences: list[str],
                  windows: list[str], base: Any, owner: str, collection_id: str, start: int,
-                 rows: int, packer: _SentencePacker) -> None:  # fmt: skip
+                 rows: int, packer: _SentencePacker,
+                 screen: Callable[[str], str | None]) -> None:  # fmt: skip
     now = utcnow()
     picks = rng.integers(0, len(windows), rows)
     noise = rng.standard_normal((rows, base.shape[1]), dtype=np.float32)
@@ -194,7 +196,7 @@ async def _batch(session: Any, index: Any, rng: np.random.Generator, sentences: 
             "id": chunk_id, "document_id": document_id, "collection_id": collection_id,
             "ordinal": ordinal, "text": text, "heading_path": [],
             "start_offset": ordinal * 900, "end_offset": ordinal * 900 + len(text),
-            "created_at": now,
+            "created_at": now, "screened": screen(text),
         })  # fmt: skip
         points.append(IndexPoint(chunk_id, document_id, collection_id, text, vectors[row]))
     packed = packer.pack([stored_texts(c["text"], "", _filename(c)) for c in chunk_rows], vectors)

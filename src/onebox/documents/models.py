@@ -87,6 +87,10 @@ class Chunk(IdMixin, Base):
     # The vectors of the passage's sentences (documents/search/sentence_vectors.py), filled by
     # ingestion's follow-up job; loaded only by retrieval and that job.
     sentences: Mapped[bytes | None] = deferred(mapped_column(LargeBinary, default=None))
+    # Set when ingestion's injection screen found the passage clean: the guard's mark for
+    # that policy and those rules (guard.service.screening_mark); retrieval then skips the
+    # scan while the mark matches.
+    screened: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class CollectionLine(Base):

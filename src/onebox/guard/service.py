@@ -3,7 +3,9 @@ the way in; canary detection and PII redaction on the way out."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import unicodedata
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -17,10 +19,13 @@ from onebox.guard import (
     PiiPolicy,
     PromptSecret,
     apply,
+    injection,
+    injection_rules,
     new_canary,
     redact,
     system_prompt_with_canary,
 )
+from onebox.guard import text as guard_text
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +60,9 @@ class Guard:
         # Stored passages come back again and again (a search screens each hit and its
         # neighbours: ~10 scans, several ms); the verdict depends on the text alone.
         self._passages: OrderedDict[str, InputVerdict | None] = OrderedDict()
+        # What ingestion stores with a passage that screened clean (``passage_mark``), so
+        # retrieval need not scan it again while the policy and the rules are the same.
+        self.passage_mark = screening_mark(self.injection) if self.injection else None
 
     def check_input(self, text: str) -> InputVerdict:
         """Raises a 400 when the deployment blocks prompt injection; may strip it instead."""
@@ -75,10 +83,12 @@ class Guard:
             logger.warning("Prompt-injection signals in input: %s", ", ".join(signals))
         return InputVerdict(result.text, result.flagged, signals)
 
-    def screen_passage(self, text: str) -> InputVerdict | None:
+    def screen_passage(self, text: str, mark: str | None = None) -> InputVerdict | None:
         """Retrieved passages are untrusted too: the injection policy strips them, or drops
-        them (``None``) when it blocks; flagged passages are kept but marked."""
-        if self.injection is None:
+        them (``None``) when it blocks; flagged passages are kept but marked. ``mark``: what
+        ingestion stored for the passage (:meth:`clean_mark`); when it is this guard's
+        ``passage_mark`` the passage screened clean under the same policy and rules."""
+        if self.injection is None or (mark is not None and mark == self.passage_mark):
             return InputVerdict(text, False)
         if text in self._passages:
             self._passages.move_to_end(text)
@@ -93,6 +103,16 @@ class Guard:
         if len(self._passages) > PASSAGE_CACHE:
             self._passages.popitem(last=False)
         return verdict
+
+    def clean_mark(self, text: str) -> str | None:
+        """Screens a passage at ingestion: ``passage_mark`` when it passes unflagged and
+        unchanged (retrieval then trusts the mark), else ``None`` (screened again when
+        retrieved, and handled as the policy says). Safe to call from a worker thread."""
+        if self.injection is None:
+            return None
+        result = apply(text, self.injection)  # not remembered: retrieval will not ask again
+        clean = not result.flagged and not result.blocked and result.text == text
+        return self.passage_mark if clean else None
 
     def protect_system_prompt(
         self, messages: Sequence[ChatMessage]
@@ -153,3 +173,15 @@ def _blocked(output: OutputFilter) -> OutputBlockedError:
     assert output.leak is not None
     logger.warning("Reply stopped: it leaked the system prompt (%s)", output.leak.reason)
     return OutputBlockedError("The reply was stopped: it revealed protected instructions")
+
+
+def screening_mark(policy: InjectionPolicy) -> str:
+    """Names the policy and the code that screens with it: the scanner's and its rules'
+    source, so a passage marked clean under other rules or another threshold is scanned
+    again."""
+    version = f"{policy.action}|{policy.threshold}|{unicodedata.unidata_version}"
+    digest = hashlib.sha256(version.encode())
+    for module in (injection, injection_rules, guard_text):
+        with open(str(module.__file__), "rb") as source:
+            digest.update(source.read())
+    return digest.hexdigest()[:16]

@@ -55,12 +55,15 @@ async def embed_and_index(
     on_batch: Callable[[int], Awaitable[None]] | None = None,
     title: str | None = None,
     on_embedded: Callable[[], None] | None = None,
+    screen: Callable[[str], str | None] | None = None,
 ) -> list[Chunk]:
     """Embeds and indexes ``drafts``; returns the chunk rows for the caller to store in the
     same transaction that marks the document ready. The next batch is being embedded while
     the current one is written to the index, so the encoder never waits for the index.
     ``title`` (see :func:`document_title`) heads every passage's indexed text;
-    ``on_embedded`` is called once the last batch's vectors are in (before its index write)."""
+    ``on_embedded`` is called once the last batch's vectors are in (before its index write);
+    ``screen`` (``Guard.clean_mark``) marks each passage that screens clean, in a worker thread
+    while the encoder runs, so retrieval need not scan it again."""
     batches = [drafts[i : i + batch_size] for i in range(0, len(drafts), batch_size)]
     texts = [[embedding_text(d.heading_path, d.text, title) for d in batch] for batch in batches]
     rows: list[Chunk] = []
@@ -77,6 +80,10 @@ async def embed_and_index(
             if upcoming is None and on_embedded is not None:
                 on_embedded()
             batch_rows = [_row(draft, document_id, collection_id) for draft in batch]
+            if screen is not None:
+                marks = await asyncio.to_thread(_marks, screen, [row.text for row in batch_rows])
+                for row, mark in zip(batch_rows, marks, strict=True):
+                    row.screened = mark
             await index.upsert(
                 [
                     IndexPoint(
@@ -99,6 +106,10 @@ async def embed_and_index(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await upcoming
     return rows
+
+
+def _marks(screen: Callable[[str], str | None], texts: list[str]) -> list[str | None]:
+    return [screen(text) for text in texts]
 
 
 async def _embed(embedder: Embedder, texts: list[str]) -> Vectors:

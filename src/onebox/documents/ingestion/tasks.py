@@ -19,6 +19,7 @@ from onebox.documents.repository import DocumentRepository
 from onebox.documents.service import content_hash, parse_limits
 from onebox.embeddings.base import Embedder
 from onebox.embeddings.batching import CoalescingEmbedder
+from onebox.guard.service import Guard
 from onebox.jobs.base import JobContext, PermanentJobError
 from onebox.jobs.sandbox import SandboxLimitError
 
@@ -126,6 +127,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         title=prepared.title,
         # Jobs embedding beside this one need not wait for its index and database writes.
         on_embedded=_release(ctx),
+        screen=_screen(settings),
     )
     async with services.sessionmaker() as session:
         repository = DocumentRepository(session)
@@ -153,6 +155,17 @@ def _release(ctx: JobContext) -> Callable[[], None] | None:
     if group is None:
         return None
     return lambda: group.release(ctx.job_id)
+
+
+_guards: dict[tuple[str, float], Guard] = {}
+
+
+def _screen(settings: Settings) -> Callable[[str], str | None]:
+    """The injection screen that marks clean passages, one guard per policy and process."""
+    policy = (settings.injection_action, settings.injection_threshold)
+    if policy not in _guards:
+        _guards[policy] = Guard(settings)
+    return _guards[policy].clean_mark
 
 
 def _embedder(ctx: JobContext) -> Embedder:

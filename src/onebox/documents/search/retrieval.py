@@ -236,7 +236,7 @@ class Retriever:
             if found is None:
                 continue  # an index entry whose document was just deleted
             chunk, document = found
-            verdict = self.guard.screen_passage(chunk.text)
+            verdict = self.guard.screen_passage(chunk.text, chunk.screened)
             if verdict is None:
                 logger.warning("Dropped a retrieved passage from %s: injection", document.id)
                 metrics().guard_blocks.labels("retrieval").inc()
@@ -288,12 +288,13 @@ class Retriever:
         before = neighbours.get((chunk.document_id, chunk.ordinal - 1))
         after = neighbours.get((chunk.document_id, chunk.ordinal + 1))
         parts = []
-        if before is not None and (screened := self.guard.screen_passage(before.text)):
+        screen = self.guard.screen_passage
+        if before is not None and (screened := screen(before.text, before.screened)):
             own = max(0, min(len(screened.text), chunk.start_offset - before.start_offset))
             if screened.text == before.text and own:
                 parts.append(before.text[:own].rstrip())
         parts.append(text)
-        if after is not None and (screened := self.guard.screen_passage(after.text)):
+        if after is not None and (screened := screen(after.text, after.screened)):
             skip = max(0, chunk.end_offset - after.start_offset)
             if screened.text == after.text and skip < len(after.text):
                 parts.append(after.text[skip:].lstrip())
