@@ -109,7 +109,14 @@ class Grounding:
     scores: list[float] = field(default_factory=list)  # per sentence, against the question
     support: list[Support] = field(default_factory=list)
     best: float = 0.0
-    passage_scores: list[float] = field(default_factory=list)  # per passage: its best
+
+    @property
+    def passage_scores(self) -> list[float]:
+        """Per passage (up to the last one with a sentence): its best sentence's score."""
+        best = [0.0] * (max((s.source for s in self.sentences), default=-1) + 1)
+        for sentence, score in zip(self.sentences, self.scores, strict=False):
+            best[sentence.source] = max(best[sentence.source], score)
+        return best
 
     def best_sentence(self, passage: int) -> int | None:
         candidates = [i for i, s in enumerate(self.sentences) if s.source == passage]
@@ -152,7 +159,6 @@ async def ground(
     for index, source in enumerate(sources):
         for text in support_sentences(source.text):
             grounding.sentences.append(Sentence(index, text))
-    grounding.passage_scores = [0.0] * len(sources)
     if not grounding.sentences or not question.strip():
         return grounding
     query = (
@@ -173,10 +179,6 @@ async def ground(
         cos + OVERLAP_WEIGHT * overlap(wanted, s.text) + HEADING_WEIGHT * heading_cosines[s.source]
         for cos, s in zip(cosines, grounding.sentences, strict=True)
     ]
-    for sentence, score in zip(grounding.sentences, grounding.scores, strict=True):
-        grounding.passage_scores[sentence.source] = max(
-            grounding.passage_scores[sentence.source], score
-        )
     grounding.best = max(grounding.scores)
     grounding.support = choose_support(sources, grounding)
     return grounding
@@ -419,5 +421,4 @@ def _restrict(grounding: Grounding, sources: Sequence[Source], picked: list[int]
             if s.number in new_number
         ],
         best=grounding.best,
-        passage_scores=[grounding.passage_scores[old] for old in picked],
     )
