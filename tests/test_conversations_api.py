@@ -156,3 +156,34 @@ async def test_conversation_model_is_validated_and_kept(api: AppUnderTest) -> No
     assert patched.status_code == 400
     kept = (await api.client.get(f"/api/conversations/{created['id']}")).json()
     assert kept["model"] == "fake-echo"
+
+
+async def test_a_reply_ending_while_the_conversation_is_read_shows_saved(
+    api: AppUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply is saved before it stops being in flight. Reading the conversation asks
+    "in flight?" before reading the messages: a reply that ends in between then shows as
+    generating (clients follow it to its end), never as idle with a stale checkpoint."""
+    from onebox.chat.service import ChatService
+
+    client = api.client
+    conversation = (await client.post("/api/conversations", json={})).json()
+    generations = api.app.state.onebox.generations
+    order: list[str] = []
+    real_in_flight = generations.in_flight
+    real_get = ChatService.get_conversation
+
+    async def in_flight(conversation_id: str) -> object:
+        order.append("in_flight")
+        return await real_in_flight(conversation_id)
+
+    async def get_conversation(self: ChatService, *args: object, **kwargs: object) -> object:
+        order.append("messages")
+        return await real_get(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(generations, "in_flight", in_flight)
+    monkeypatch.setattr(ChatService, "get_conversation", get_conversation)
+    detail = await client.get(f"/api/conversations/{conversation['id']}")
+    assert detail.status_code == 200
+    assert detail.json()["generating"] is None
+    assert order == ["in_flight", "messages"]

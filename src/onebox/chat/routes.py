@@ -127,10 +127,13 @@ async def get_conversation(
     conversation_id: str, session: SessionDep, user_id: CurrentUserId, state: StateDep
 ) -> ConversationDetail:
     """The conversation with the newest page of the branch shown."""
+    # Asked before anything is read: a reply is saved before it stops being in flight, so
+    # "not generating" always comes with the saved reply, never an earlier checkpoint of it
+    # (read the other way round, a reply ending in between showed as partial and idle).
+    running = await state.generations.in_flight(conversation_id)
     service = ChatService(session)
     conversation = await service.get_conversation(user_id, conversation_id)
     page = await service.path_page(user_id, conversation, before=None, limit=PAGE_SIZE)
-    running = await state.generations.in_flight(conversation.id)
     return ConversationDetail(
         **ConversationOut.model_validate(conversation).model_dump(),
         messages=page.items,
