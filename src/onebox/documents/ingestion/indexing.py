@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +23,7 @@ def _same(a: str, b: str) -> bool:
     return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
+@functools.lru_cache(maxsize=4096)  # every hit of a search or a turn asks for its document's
 def document_title(title: str | None, filename: str) -> str:
     """The title a passage's indexed text names: the document's own (HTML <title>, first
     Markdown heading…), else its file name without the extension."""

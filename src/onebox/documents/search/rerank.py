@@ -36,13 +36,22 @@ SENTENCE_WEIGHT = 0.5
 COVERAGE_WEIGHT = 0.2
 
 
+def words(text: str) -> set[str]:
+    """The distinct words of three letters or more, lower case."""
+    if text.isascii():  # lowering first finds the same words, one call instead of one a word
+        return set(_TERM.findall(text.lower()))
+    return {w.lower() for w in _TERM.findall(text)}
+
+
 def coverage(query: str, passage: str) -> float:
     """Share of the question's distinct words that the passage contains."""
-    terms = {t.lower() for t in _TERM.findall(query)}
+    return _share(words(query), passage)
+
+
+def _share(terms: set[str], passage: str) -> float:
     if not terms:
         return 0.0
-    words = {w.lower() for w in _TERM.findall(passage)}
-    return len(terms & words) / len(terms)
+    return len(terms & words(passage)) / len(terms)
 
 
 async def rerank(
@@ -62,6 +71,7 @@ async def rerank(
     flat = [s for parts in split for s in parts]
     vectors = await (cache or cache_for(embedder)).embed(embedder, flat)
     cosines = vectors @ np.asarray(query_vector, dtype=np.float32)
+    terms = words(query)
     scores, at = [], 0
     for i, parts in enumerate(split):
         best = float(cosines[at : at + len(parts)].max())
@@ -69,6 +79,6 @@ async def rerank(
         scores.append(
             PASSAGE_WEIGHT * similarities[i]
             + SENTENCE_WEIGHT * best
-            + COVERAGE_WEIGHT * coverage(query, indexed[i])
+            + COVERAGE_WEIGHT * _share(terms, indexed[i])
         )
     return sorted(range(len(passages)), key=lambda i: (-scores[i], i))
