@@ -11,6 +11,13 @@ The streaming redactor uses the prefix closure to answer "could the text from po
 to the end of the buffer still grow into a match?". Building both from one description
 keeps them in step, which is what makes streaming output equal whole-text output.
 
+Each node also describes, for bounding searches of its prefix closure (all over-approximations,
+as one-character regexes): ``chars()`` - every character the two renderings consume, except a
+look-ahead's window that ``prefix()`` leaves open, which is at most ``overhang() - 1``
+characters at the very end of the match (a ``prefix()`` of a part only ever ends a match);
+``first()`` - the first character of a non-empty match; ``head()`` - the character at each of
+the first few offsets of any match.
+
 Rules for patterns built here: only *negative* look-aheads (a negative look-ahead that is
 cut short by the end of the buffer passes, which errs towards "still possible"); every
 look-ahead states how many characters it may read (``reach``); look-behinds only at the
@@ -22,6 +29,12 @@ from __future__ import annotations
 import abc
 import re
 from dataclasses import dataclass
+
+Chars = frozenset[str]  # one-character regexes; together they cover a set of characters
+
+
+def _char(ch: str, ci: bool) -> str:
+    return f"(?i:{re.escape(ch)})" if ci else re.escape(ch)
 
 
 class Node(abc.ABC):
@@ -49,6 +62,18 @@ class Node(abc.ABC):
         """Upper bound on the characters a match reads, look-ahead included."""
         return self.consumed() + self.overhang()
 
+    def chars(self) -> Chars:
+        """Covers every character either rendering consumes, bar a look-ahead's open window."""
+        return frozenset()
+
+    def first(self) -> Chars | None:
+        """Covers the first character of any non-empty match of either rendering (None: any)."""
+        return frozenset()
+
+    def head(self) -> tuple[Chars, ...]:
+        """``head()[i]`` covers character ``i`` of any match of either rendering long enough."""
+        return ()
+
 
 @dataclass(frozen=True, slots=True)
 class Lit(Node):
@@ -70,6 +95,18 @@ class Lit(Node):
 
     def min_consumed(self) -> int:
         return len(self.text)
+
+    def chars(self) -> Chars:
+        return frozenset(self._chars())
+
+    def first(self) -> Chars:
+        return frozenset(self._chars()[:1])
+
+    def head(self) -> tuple[Chars, ...]:
+        return tuple(frozenset({char}) for char in self._chars())
+
+    def _chars(self) -> list[str]:
+        return [_char(ch, self.ci) for ch in self.text]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +131,15 @@ class Cls(Node):
     def min_consumed(self) -> int:
         return self.lo
 
+    def chars(self) -> Chars:
+        return frozenset({self.cls})
+
+    def first(self) -> Chars:
+        return frozenset({self.cls})
+
+    def head(self) -> tuple[Chars, ...]:
+        return (frozenset({self.cls}),) * self.lo
+
 
 @dataclass(frozen=True, slots=True)
 class Seq(Node):
@@ -104,17 +150,24 @@ class Seq(Node):
 
     def prefix(self) -> str:
         # P(x1 x2 .. xn) = x1 (x2 (.. xn | P(xn)) .. | P(x2)) | P(x1), tried longest first.
-        # A look-ahead whose window reaches past what the rest of the pattern consumes
-        # stays undecided until that window has arrived; otherwise the rest covers it.
         acc = ""
-        rest = 0
-        for item in reversed(self.items):
-            if isinstance(item, Ahead) and rest >= item.reach:
+        for item, is_open in zip(reversed(self.items), reversed(self._open()), strict=True):
+            if isinstance(item, Ahead) and not is_open:
                 acc = f"{item.full()}{acc}"
             else:
                 acc = f"(?:{item.full()}{acc}|{item.prefix()})"
-            rest += item.min_consumed()
         return acc
+
+    def _open(self) -> list[bool]:
+        """Per item: a look-ahead whose window reaches past what the rest of the pattern
+        consumes stays undecided until that window has arrived, so prefix() lets its window
+        be anything; otherwise the rest covers it and it is checked as it stands."""
+        flags: list[bool] = []
+        rest = 0
+        for item in reversed(self.items):
+            flags.append(isinstance(item, Ahead) and rest < item.reach)
+            rest += item.min_consumed()
+        return flags[::-1]
 
     def consumed(self) -> int:
         return sum(item.consumed() for item in self.items)
@@ -124,6 +177,37 @@ class Seq(Node):
 
     def overhang(self) -> int:
         return max(item.overhang() for item in self.items)
+
+    def chars(self) -> Chars:
+        return frozenset().union(*(item.chars() for item in self.items))
+
+    def first(self) -> Chars | None:
+        out: set[str] = set()
+        for item, is_open in zip(self.items, self._open(), strict=True):
+            if isinstance(item, Ahead) and not is_open:
+                continue  # checked in place: it consumes nothing
+            first = item.first()
+            if first is None:
+                return None
+            out |= first
+            if item.min_consumed() > 0:
+                break
+        return frozenset(out)
+
+    def head(self) -> tuple[Chars, ...]:
+        out: list[Chars] = []
+        for item, is_open in zip(self.items, self._open(), strict=True):
+            if isinstance(item, Ahead):
+                if is_open:
+                    break
+                continue
+            head = item.head()[: item.min_consumed()]
+            out.extend(head)
+            # past a part of varying width the offsets no longer line up, and past one with
+            # a look-ahead inside, its prefix() may end the match with the look-ahead's window
+            if len(head) < item.min_consumed() or item.consumed() != len(head) or item.overhang():
+                break
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +228,23 @@ class Alt(Node):
 
     def overhang(self) -> int:
         return max(option.overhang() for option in self.options)
+
+    def chars(self) -> Chars:
+        return frozenset().union(*(option.chars() for option in self.options))
+
+    def first(self) -> Chars | None:
+        out: set[str] = set()
+        for option in self.options:
+            first = option.first()
+            if first is None:
+                return None
+            out |= first
+        return frozenset(out)
+
+    def head(self) -> tuple[Chars, ...]:
+        # as far as every option's head reaches
+        heads = [option.head() for option in self.options]
+        return tuple(frozenset().union(*at) for at in zip(*heads, strict=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +267,15 @@ class Rep(Node):
 
     def overhang(self) -> int:
         return self.item.overhang()
+
+    def chars(self) -> Chars:
+        return self.item.chars()
+
+    def first(self) -> Chars | None:
+        return self.item.first()
+
+    def head(self) -> tuple[Chars, ...]:
+        return self.item.head()[: self.item.min_consumed()]  # the first round only
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +318,9 @@ class Ahead(Node):
     def overhang(self) -> int:
         return self.reach
 
+    def first(self) -> None:
+        return None  # prefix() may let the window be anything
+
 
 @dataclass(frozen=True, slots=True)
 class Group(Node):
@@ -229,6 +342,15 @@ class Group(Node):
 
     def overhang(self) -> int:
         return self.item.overhang()
+
+    def chars(self) -> Chars:
+        return self.item.chars()
+
+    def first(self) -> Chars | None:
+        return self.item.first()
+
+    def head(self) -> tuple[Chars, ...]:
+        return self.item.head()
 
 
 def seq(*items: Node) -> Seq:

@@ -17,6 +17,10 @@ each rule matches there is already final: the scanner runs up to ``cut`` (throug
 of any match that starts before it) and emits that; the rest is held. A closed position
 never reopens as text arrives, so the first open position is cached and only moves forward.
 
+Finding the first open position without trying every rule at every position is
+:mod:`onebox.guard._tail`'s job; when little is buffered, one search for the first open
+position or match, whichever comes first, usually settles a delta.
+
 The hold-back is bounded by the longest possible match (a PEM key block, about 12 kB);
 in prose it is the trailing partial word, or a number that could still grow into a card or
 phone number ("4111 11" is held, "in 2024, we" is not).
@@ -29,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from onebox.guard._tail import SHORT, OpenFinder, at_first_char
 from onebox.guard.folding import fold
 from onebox.guard.pii_rules import PII_TYPES, RULES, WORD_START, Rule
 
@@ -78,7 +83,8 @@ class _Compiled:
 class _Scanner:
     rules: tuple[_Compiled, ...]
     combined: re.Pattern[str] | None  # all rules, in priority order
-    prefix: re.Pattern[str] | None  # "buffer[a:] could still become a match of some rule"
+    opens: OpenFinder | None  # the first a where buffer[a:] could still become a match
+    quick: re.Pattern[str] | None  # the first open position or match, whichever comes first
     max_holdback: int
 
 
@@ -86,18 +92,20 @@ class _Scanner:
 def _scanner(types: frozenset[str]) -> _Scanner:
     rules = [rule for rule in RULES if rule.type in types]
     if not rules:
-        return _Scanner((), None, None, 0)
+        return _Scanner((), None, None, None, 0)
     compiled = tuple(_Compiled(rule, re.compile(rule.node.full())) for rule in rules)
-    # WORD_START is implied by every rule; hoisting it skips word interiors in one step.
+    # WORD_START is implied by every rule; hoisting it skips word interiors in one step. A
+    # rule is tried only where its first character stands (the match is then group r{i}).
     full = "|".join(
-        f"(?P<r{i}>{rule.node.full().replace('(?P<v>', f'(?P<v{i}>')})"
+        at_first_char(rule.node, f"(?P<r{i}>{rule.node.full().replace('(?P<v>', f'(?P<v{i}>')})")
         for i, rule in enumerate(rules)
     )
-    prefix = "|".join(rule.node.prefix().replace("(?P<v>", "(?:") for rule in rules)
+    opens = OpenFinder([rule.node for rule in rules], WORD_START)
     return _Scanner(
         compiled,
         re.compile(f"{WORD_START}(?:{full})"),
-        re.compile(f"{WORD_START}(?:{prefix})\\Z"),
+        opens,
+        re.compile(f"{WORD_START}(?:(?P<open>{opens.pattern})|{full})"),
         max(rule.node.max_len() for rule in rules),
     )
 
@@ -111,8 +119,10 @@ class _Hit:
     value_end: int
 
 
-def _validated(rule: Rule, match: re.Match[str], name: str = "v") -> _Hit | None:
-    start, end = match.span()
+def _validated(
+    rule: Rule, match: re.Match[str], name: str = "v", whole: int | str = 0
+) -> _Hit | None:
+    start, end = match.span(whole)
     vstart, vend = match.span(name) if name in match.re.groupindex else (start, end)
     if rule.validator is not None:
         keep = rule.validator(match.string[vstart:vend])
@@ -127,7 +137,7 @@ def _hit_at(scanner: _Scanner, match: re.Match[str]) -> _Hit | None:
     """The first rule, in priority order, that matches and validates where ``match`` starts."""
     assert match.lastgroup is not None  # the outer r{i} group closes last
     index = int(match.lastgroup[1:])
-    hit = _validated(scanner.rules[index].rule, match, f"v{index}")
+    hit = _validated(scanner.rules[index].rule, match, f"v{index}", match.lastgroup)
     position = match.start()
     for later in scanner.rules[index + 1 :]:
         if hit is not None:
@@ -159,22 +169,23 @@ def _scan(scanner: _Scanner, buf: str, pos: int, cut: int) -> tuple[list[_Hit], 
 class _Origins:
     """Maps positions in a folded buffer back to the original text (see :mod:`folding`)."""
 
-    __slots__ = ("origins", "text_end")
+    __slots__ = ("base", "origins", "text_end")
 
-    def __init__(self, origins: list[int] | None, text_end: int) -> None:
+    def __init__(self, origins: list[int] | None, text_end: int, base: int = 0) -> None:
         self.origins = origins  # absolute original offset of each buffer character
         self.text_end = text_end
+        self.base = base  # with no origins: the absolute offset of buffer position 0
 
     def start(self, index: int) -> int:
         """Where the original character behind buffer position ``index`` starts."""
         if self.origins is None:
-            return index
+            return self.base + index
         return self.origins[index] if index < len(self.origins) else self.text_end
 
     def end(self, index: int) -> int:
         """Where the original character behind buffer position ``index - 1`` ends."""
         if self.origins is None:
-            return index
+            return self.base + index
         return self.origins[index - 1] + 1
 
 
@@ -237,7 +248,9 @@ class StreamRedactor:
         self._scanner = _scanner(self.policy.types)
         self._buf = ""  # folded
         self._base = 0  # absolute folded offset of _buf[0]
-        self._origins: list[int] = []  # absolute original offset of each _buf character
+        # absolute original offset of each _buf character; None while every character so far
+        # folded into exactly one, so that folded and original offsets agree
+        self._origins: list[int] | None = None
         self._pos = 0  # absolute folded offset up to which output has been produced
         self._open = 0  # first folded offset that may still start a match; only moves forward
         self._text = ""  # original text from _text_base on
@@ -261,19 +274,28 @@ class StreamRedactor:
     def feed(self, delta: str) -> str:
         if self._done:
             raise RuntimeError("feed() after flush()")
-        if not delta:
-            return ""
-        if self._scanner.combined is None:
+        opens = self._scanner.opens
+        if not delta or opens is None:
             return delta
-        folded, origins = fold(delta)
-        start = self._text_base + len(self._text)
-        if origins is None:
-            self._origins.extend(range(start, start + len(delta)))
-        else:
-            self._origins.extend(start + origin for origin in origins)
+        folded, origins = (delta, None) if delta.isascii() else fold(delta)
+        if origins is not None or self._origins is not None:
+            self._track(delta, origins)
+        held = len(self._buf) + self._base - self._pos  # before this delta
         self._buf += folded
         self._text += delta
-        return self._advance(self._first_open())
+        base = self._base
+        if held + len(folded) <= SHORT:
+            # One search settles the common case, no match starting before the first open
+            # position (between feeds _open never passes _pos, so both searches start there).
+            assert self._scanner.quick is not None
+            found = self._scanner.quick.search(self._buf, self._pos - base)
+            if found is None or found.lastgroup == "open":  # else a rule's r{i} closed last
+                cut = len(self._buf) if found is None else found.start()
+                self._open = base + cut
+                return self._emit([], cut) if self._open > self._pos else ""
+        start = max(self._open, self._pos) - base
+        self._open = base + opens.first_open(self._buf, start, held > SHORT)
+        return self._advance(self._open)
 
     def flush(self) -> str:
         """Emit everything still held; the stream has ended."""
@@ -282,32 +304,47 @@ class StreamRedactor:
             return ""
         return self._advance(self._base + len(self._buf))
 
-    def _first_open(self) -> int:
-        assert self._scanner.prefix is not None
-        start = max(self._open, self._pos)
-        found = self._scanner.prefix.search(self._buf, start - self._base)
-        self._open = self._base + (len(self._buf) if found is None else found.start())
-        return self._open
+    def _track(self, delta: str, origins: list[int] | None) -> None:
+        """Record where the new folded characters came from (from the first one that did not
+        fold into exactly one character on)."""
+        if self._origins is None:
+            self._origins = list(range(self._base, self._base + len(self._buf)))
+        start = self._text_base + len(self._text)
+        if origins is None:
+            self._origins.extend(range(start, start + len(delta)))
+        else:
+            self._origins.extend(start + origin for origin in origins)
 
     def _advance(self, cut: int) -> str:
         if cut <= self._pos:
             return ""
         hits, pos = _scan(self._scanner, self._buf, self._pos - self._base, cut - self._base)
-        origins = _Origins(self._origins, self._text_base + len(self._text))
-        out, self._emitted, findings = _render(
-            self.policy, self._text, self._text_base, self._emitted, hits, pos, origins
-        )
-        self._pos = self._base + pos
-        self.findings.extend(findings)
-        self._trim()
-        return "".join(out)
+        return self._emit(hits, pos)
 
-    def _trim(self) -> None:
-        drop = self._pos - self._base - _CONTEXT
+    def _emit(self, hits: list[_Hit], pos: int) -> str:
+        """The output up to buffer position ``pos``, with ``hits`` replaced."""
+        base = self._base
+        self._pos = base + pos
+        if hits or self._origins is not None:
+            origins = _Origins(self._origins, self._text_base + len(self._text), base)
+            out, self._emitted, findings = _render(
+                self.policy, self._text, self._text_base, self._emitted, hits, pos, origins
+            )
+            self.findings.extend(findings)
+            piece = "".join(out)
+        else:  # what _render does when nothing is replaced and offsets agree
+            piece = self._text[self._emitted - self._text_base : self._pos - self._text_base]
+            self._emitted = max(self._emitted, self._pos)
+        drop = pos - _CONTEXT
         if drop > 256 or (drop > 0 and drop * 2 > len(self._buf)):
-            self._buf = self._buf[drop:]
+            self._trim(drop)
+        return piece
+
+    def _trim(self, drop: int) -> None:
+        self._buf = self._buf[drop:]
+        if self._origins is not None:
             del self._origins[:drop]
-            self._base += drop
-            sent = self._emitted - self._text_base
-            self._text = self._text[sent:]
-            self._text_base = self._emitted
+        self._base += drop
+        sent = self._emitted - self._text_base
+        self._text = self._text[sent:]
+        self._text_base = self._emitted
