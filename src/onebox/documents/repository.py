@@ -23,6 +23,7 @@ from onebox.documents.models import (
 from onebox.jobs.models import Job, JobStatus
 
 INGEST_JOB = "ingest_document"
+SENTENCES_JOB = "embed_sentences"
 
 # Built once: every search hydrates its hits with it, and building the statement and its 15
 # or so literals each time cost more than running it (1.9 against 2.7 ms at 100k passages).
@@ -32,7 +33,6 @@ _HITS = (
     .join(Document, Document.id == Chunk.document_id)
     .where(Chunk.id.in_(bindparam("ids", expanding=True)))
 )
-SENTENCES_JOB = "embed_sentences"
 
 
 class DocumentRepository:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from onebox.core.settings import Settings
 from onebox.documents.ingestion.indexing import HEADING_JOINER, document_title, embedding_text
 from onebox.documents.models import Chunk
 from onebox.documents.repository import DocumentRepository
-from onebox.documents.search.rerank import rerank
+from onebox.documents.search.rerank import rerank, words
 from onebox.documents.search.sentence_vectors import remember_stored
 from onebox.embeddings.base import Embedder, Vectors
 from onebox.guard.service import Guard
@@ -29,7 +28,6 @@ from onebox.vectors.base import SearchHit, SearchMode, VectorIndex
 logger = logging.getLogger(__name__)
 
 SNIPPET_CHARS = 280
-_WORD = re.compile(r"\w{3,}", re.UNICODE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +90,7 @@ def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
     flat = " ".join(text.split())
     if len(flat) <= width:
         return flat
-    best = _best_window(flat, {w.lower() for w in _WORD.findall(query)}, width)
+    best = _best_window(flat, words(query), width)
     cut = flat[best : best + width]
     if best + width < len(flat) and " " in cut:
         cut = cut[: cut.rfind(" ")]
