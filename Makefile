@@ -14,6 +14,8 @@ JS_STAMP := node_modules/.installed
 LLAMA_SPEC := llama-cpp-python>=0.3.7,<0.4
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_WHEELS := $(HOME)/.cache/onebox/wheels/llama-avx2
+LITELLM_VENV := .venv-litellm
+LITELLM_SPEC := litellm[proxy]==1.108.7
 
 .PHONY: run test lint bench bench-deps install system-deps js-deps clean
 
@@ -45,6 +47,13 @@ bench-deps:
 			fi; \
 		fi; \
 	done
+	@# LiteLLM's proxy, the gateway benchmark's peer measured in the same run: its own virtual
+	@# environment (its pins would fight ours); the benchmark skips the comparison without it.
+	@if [ ! -x $(LITELLM_VENV)/bin/litellm ]; then \
+		echo ">> Installing LiteLLM's proxy ($(LITELLM_SPEC)) in $(LITELLM_VENV) for the gateway benchmark"; \
+		$(PYTHON) -m venv $(LITELLM_VENV) && $(LITELLM_VENV)/bin/python -m pip install --quiet '$(LITELLM_SPEC)' \
+			|| { rm -rf $(LITELLM_VENV); echo ">> LiteLLM could not be installed: the gateway benchmark skips it"; }; \
+	fi
 	@# The PostgreSQL 15 HTML manual: the second corpus of the retrieval quality benchmark.
 	@if [ ! -d /usr/share/doc/postgresql-doc-15/html ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -119,4 +128,4 @@ js-deps: system-deps
 	fi
 
 clean:
-	rm -rf $(VENV) build *.egg-info node_modules
+	rm -rf $(VENV) $(LITELLM_VENV) build *.egg-info node_modules

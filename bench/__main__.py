@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "quick": args.quick,
         }
-        out = RESULTS / f"{name}.json"
+        # A smoke run never overwrites the full run's results.
+        out = RESULTS / f"{name}{'_quick' if args.quick else ''}.json"
         out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"-> {out}")
         if result.get("passed") is False:

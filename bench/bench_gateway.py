@@ -14,6 +14,11 @@ front of vLLM. For each of streaming and not, at 50 and 200 requests/s, and repe
 "Added" is Onebox minus direct, per run, for end-to-end latency (hey's response time) and,
 from onebox bench, time to first token. Then the most requests per second with
 ``wrk -c64`` (closed loop), straight and through Onebox with 1, 2 and 4 workers.
+
+LiteLLM's proxy, when installed (``make bench-deps``), is measured the same way in the same
+run, in front of the same fake: added latency by ``hey -c 5`` at a rate it holds (Onebox
+alongside, alternating) and its ``wrk -c64`` peak; the report gives Onebox's peaks as
+multiples of it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import contextlib
 import os
 import shutil
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,8 @@ from typing import Any
 from bench.gateway_servers import (
     TOKEN,
     hey,
+    litellm,
+    litellm_executable,
     onebox,
     onebox_bench,
     postgres18,
@@ -46,6 +54,9 @@ BURST = 5
 WIDE_BURST = 20  # once more at 200 req/s with bursts this size: how much the shape matters
 WORKER_COUNTS = (1, 2, 4)
 QUANTILES = ("p50", "p95", "p99")
+# LiteLLM's proxy peaks below 100 req/s on two cores: its latency is compared at a rate it
+# holds, Onebox's alongside.
+LITELLM_RATE = 20
 
 
 def _machine() -> dict[str, Any]:
@@ -148,6 +159,73 @@ def _throughput(upstream: str, seconds: float, repeats: int) -> dict[str, Any]:
     return results
 
 
+def _litellm(upstream: str, gateway: str, seconds: float, repeats: int) -> dict[str, Any]:
+    """LiteLLM's proxy in front of the same upstream: added latency by ``hey -c 5`` at
+    ``LITELLM_RATE``, Onebox's measured alongside (runs alternating), and its ``wrk -c64``
+    peak."""
+    executable = litellm_executable()
+    if executable is None:
+        print("  LiteLLM: not installed (make bench-deps), skipped", flush=True)
+        return {"skipped": "LiteLLM's proxy is not installed (make bench-deps)"}
+    results: dict[str, Any] = {"version": _litellm_version(executable), "rate": LITELLM_RATE}
+    with litellm(executable, upstream) as url:
+        peer = f"{url}/v1"
+        for stream in (True, False):
+            hey(peer, stream, LITELLM_RATE, BURST, 2, TOKEN)  # its pools and first-call costs
+        for stream in (True, False):
+            runs: dict[str, list[dict[str, Any]]] = {"litellm": [], "onebox": []}
+            for _ in range(repeats):
+                for name, target in (("litellm", peer), ("onebox", gateway)):
+                    direct = hey(upstream, stream, LITELLM_RATE, BURST, seconds, None)
+                    through = hey(target, stream, LITELLM_RATE, BURST, seconds, TOKEN)
+                    runs[name].append(
+                        {"direct": direct, name: through, "added_e2e_ms": _added(through, direct, "e2e_ms")}
+                    )  # fmt: skip
+            key = f"{'stream' if stream else 'whole'}@{LITELLM_RATE}"
+            results[key] = {
+                name: {"median_added_e2e_ms": _median_of([r["added_e2e_ms"] for r in done]),
+                       "runs": done}
+                for name, done in runs.items()
+            }  # fmt: skip
+            print(f"  {key}: added p50 LiteLLM +" + " ms, Onebox +".join(
+                f"{results[key][name]['median_added_e2e_ms'].get('p50', float('nan')):.1f}"
+                for name in runs
+            ) + " ms", flush=True)  # fmt: skip
+        results["wrk_c64"] = wrk(peer, True, seconds, 64, TOKEN)
+    # Its documentation's advice for a proxy: one worker per core.
+    with litellm(executable, upstream, workers=2) as url:
+        wrk(f"{url}/v1", True, 2, 64, TOKEN)  # warm both workers
+        results["wrk_c64_two_workers"] = wrk(f"{url}/v1", True, seconds, 64, TOKEN)
+    print(f"  LiteLLM wrk -c64: {results['wrk_c64']['rps']:.0f} req/s, two workers "
+          f"{results['wrk_c64_two_workers']['rps']:.0f}", flush=True)  # fmt: skip
+    return results
+
+
+def _litellm_version(executable: str) -> str | None:
+    python = Path(executable).with_name("python")
+    if not python.is_file():
+        return None
+    found = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return found.stdout.strip() or None
+
+
+def _peaks_over_litellm(results: dict[str, Any]) -> dict[str, float] | None:
+    """Onebox's ``wrk -c64`` peaks over LiteLLM's: one process each, and each one's best
+    worker count."""
+    peer = results.get("litellm", {})
+    if "wrk_c64" not in peer:
+        return None
+    workers = results["max_throughput"]["workers"]
+    best_peer = max(peer["wrk_c64"]["rps"], peer["wrk_c64_two_workers"]["rps"])
+    return {
+        "one_process": results["single_process_wrk_c64"]["rps"] / peer["wrk_c64"]["rps"],
+        "best_workers": max(run["rps"] for run in workers.values()) / best_peer,
+    }
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -188,9 +266,12 @@ def run(quick: bool) -> dict[str, Any]:
         results["overhead"] = _overhead(fake.url, gateway, repeats, seconds)
         results["single_process_wrk_c64"] = wrk(gateway, True, seconds, 64, TOKEN)
         results["onebox_peak_rss_mb"] = _peak_rss_mb(process.pid)
+        print("LiteLLM's proxy, same upstream:", flush=True)
+        results["litellm"] = _litellm(fake.url, gateway, seconds, repeats)
     with start_fake_upstream(ttft_ms=20, tokens=16, tokens_per_second=0) as fake:
         print("max throughput, wrk -c64:", flush=True)
         results["max_throughput"] = _throughput(fake.url, seconds, repeats)
+    results["peak_over_litellm"] = _peaks_over_litellm(results)
     results["machine_after"] = _machine()
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _print(results)
@@ -221,11 +302,28 @@ def _print(results: dict[str, Any]) -> None:
                          tools[tool]["median_direct_e2e_ms"].get("p95", float("nan")),
                          added.get("p50", float("nan")), added.get("p95", float("nan")),
                          added.get("p99", float("nan"))])  # fmt: skip
+    peer = results.get("litellm", {})
+    for key in (f"stream@{LITELLM_RATE}", f"whole@{LITELLM_RATE}"):
+        for name in ("litellm", "onebox"):
+            if key not in peer:
+                continue
+            added = peer[key][name]["median_added_e2e_ms"]
+            direct = _median_of([run["direct"]["e2e_ms"] for run in peer[key][name]["runs"]])
+            rows.append([key, f"hey -c {BURST}, {'LiteLLM' if name == 'litellm' else 'Onebox'}",
+                         direct.get("p95", float("nan")), added.get("p50", float("nan")),
+                         added.get("p95", float("nan")), added.get("p99", float("nan"))])  # fmt: skip
     print_table(["load", "measured by", "direct p95", "+p50", "+p95", "+p99"], rows)
     throughput = results["max_throughput"]
     print()
-    print_table(
-        ["wrk -c64, streaming", "req/s"],
-        [["direct to the fake", throughput["direct"]["rps"]]]
-        + [[f"onebox, {n} worker(s)", r["rps"]] for n, r in throughput["workers"].items()],
-    )
+    peak_rows = [["direct to the fake", throughput["direct"]["rps"]]]
+    peak_rows += [["onebox, 1 process (embedded)", results["single_process_wrk_c64"]["rps"]]]
+    peak_rows += [[f"onebox, {n} worker(s)", r["rps"]] for n, r in throughput["workers"].items()]
+    if "wrk_c64" in peer:
+        name = f"LiteLLM {peer.get('version') or ''}".rstrip()
+        peak_rows.append([f"{name}, 1 worker", peer["wrk_c64"]["rps"]])
+        peak_rows.append([f"{name}, 2 workers", peer["wrk_c64_two_workers"]["rps"]])
+    print_table(["wrk -c64, streaming", "req/s"], peak_rows)
+    ratio = results.get("peak_over_litellm")
+    if ratio:
+        print(f"Onebox's peak over LiteLLM's: {ratio['one_process']:.1f}x (one process each), "
+              f"{ratio['best_workers']:.1f}x (each at its best worker count)")  # fmt: skip

@@ -61,7 +61,7 @@ from onebox.documents.search.retrieval import Retriever
 from onebox.documents.search.sentence_vectors import pack, stored_texts
 from onebox.embeddings.factory import build_embedder
 from onebox.guard.service import Guard
-from onebox.testing.ready import wait_until_ready
+from onebox.testing.ready import stop_server, wait_until_ready
 from onebox.vectors.base import IndexPoint
 from onebox.vectors.factory import build_index
 
@@ -229,12 +229,7 @@ def _server(data_dir: Path, rerank: bool, runtime: str) -> Iterator[int]:
             raise RuntimeError(process.stderr.read().decode() if process.stderr else "")
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
 
 
 def _in_turn(modes: Sequence[str], number: int) -> list[str]:

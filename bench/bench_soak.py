@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from bench.table import print_table
-from onebox.testing.ready import wait_until_ready
+from onebox.testing.ready import stop_server, wait_until_ready
 
 DEFAULT_MINUTES = 30.0
 QUICK_MINUTES = 3.0
@@ -86,8 +86,7 @@ def onebox_server() -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
                 raise RuntimeError(log.read_text(errors="replace")[-4000:])
             yield url, process, log
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop_server(process, grace=30)
 
 
 def logged_errors(log: Path) -> list[str]:

@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from bench.table import print_table
-from onebox.testing.ready import wait_until_ready
+from onebox.testing.ready import stop_server, wait_until_ready
 
 TURNS = 150
 TARGET_MS = 300
@@ -129,12 +129,7 @@ def _onebox(src: Path) -> Iterator[str]:
                 raise RuntimeError(log.read_text(errors="replace")[-4000:])
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_server(process)
 
 
 def _seed(url: str, turns: int) -> str:

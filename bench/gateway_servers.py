@@ -1,6 +1,7 @@
 """The servers of the gateway benchmark, each its own process: the fake upstream, Onebox in
 front of it (one process, or ``--workers N`` on PostgreSQL 18 with pgvector and Redis
-counters), and the external load generators (``hey``, ``wrk``) that measure them."""
+counters), LiteLLM's proxy in front of it when installed (``make bench-deps``), and the
+external load generators (``hey``, ``wrk``) that measure them."""
 
 from __future__ import annotations
 
@@ -20,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from onebox.loadtest.stats import distribution
-from onebox.testing.ready import wait_until_ready
+from onebox.testing.ready import stop_server, wait_until_ready
 
 TOKEN = "bench-token-" + "x" * 24
 MODEL = "upstream-model"
 REDIS_URL = os.environ.get("ONEBOX_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+# LiteLLM lives in its own virtual environment (make bench-deps); ONEBOX_BENCH_LITELLM names
+# another ``litellm`` executable.
+LITELLM = Path(__file__).resolve().parents[1] / ".venv-litellm" / "bin" / "litellm"
 
 
 def body(stream: bool) -> dict[str, Any]:
@@ -105,12 +109,47 @@ def onebox(
                 raise RuntimeError(log_path.read_text(errors="replace")[-5000:])
             yield url, process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_server(process)
+
+
+def litellm_executable() -> str | None:
+    """The ``litellm`` proxy command, or None when it is not installed."""
+    named = os.environ.get("ONEBOX_BENCH_LITELLM")
+    if named:
+        return named
+    return str(LITELLM) if LITELLM.is_file() else None
+
+
+@contextlib.contextmanager
+def litellm(executable: str, upstream_url: str, workers: int = 1) -> Iterator[str]:
+    """LiteLLM's proxy (its defaults, ``workers`` processes) in front of ``upstream_url``,
+    the same model name and bearer token as Onebox's; its base URL."""
+    with tempfile.TemporaryDirectory(prefix="onebox-bench-litellm-") as directory:
+        config = Path(directory) / "config.yaml"
+        config.write_text(
+            f"model_list:\n  - model_name: {MODEL}\n    litellm_params:\n"
+            f"      model: openai/{MODEL}\n      api_base: {upstream_url}\n"
+            f"      api_key: none\ngeneral_settings:\n  master_key: {TOKEN}\n"
+        )
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ONEBOX_")}
+        env.update(LITELLM_LOG="ERROR", LITELLM_TELEMETRY="False")
+        log_path = Path(directory) / "litellm.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [executable, "--config", str(config), "--host", "127.0.0.1", "--port",
+                 str(port), "--num_workers", str(workers)],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if not wait_until_ready(
+                url, timeout=180, alive=lambda: process.poll() is None, path="/health/liveliness"
+            ):
+                raise RuntimeError(log_path.read_text(errors="replace")[-5000:])
+            yield url
+        finally:
+            stop_server(process)
 
 
 def several_workers_env(database: str, embeddings_url: str) -> dict[str, str]:
