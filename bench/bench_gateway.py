@@ -192,7 +192,7 @@ def _litellm(upstream: str, gateway: str, seconds: float, repeats: int) -> dict[
                 for name in runs
             ) + " ms", flush=True)  # fmt: skip
         results["wrk_c64"] = wrk(peer, True, seconds, 64, TOKEN)
-    # Its documentation's advice for a proxy: one worker per core.
+    # And with one worker per core, the count at which Onebox peaks here.
     with litellm(executable, upstream, workers=2) as url:
         wrk(f"{url}/v1", True, 2, 64, TOKEN)  # warm both workers
         results["wrk_c64_two_workers"] = wrk(f"{url}/v1", True, seconds, 64, TOKEN)
