@@ -17,6 +17,7 @@ from typing import IO, Any
 import httpx
 
 from onebox.testing.fake_upstream.state import Options
+from onebox.testing.ready import stop_server
 
 
 def _free_port(host: str) -> int:
@@ -115,7 +116,7 @@ def start_fake_upstream(
             last_error = log.read().decode(errors="replace")[-2000:] or "no output"
         finally:
             upstream._client.close()
-            _stop(process)
+            stop_server(process, grace=5)
             log.close()
     raise RuntimeError(f"the fake upstream did not start: {last_error}")
 
@@ -132,13 +133,3 @@ def _wait_healthy(upstream: FakeUpstream, timeout: float) -> bool:
             pass
         time.sleep(0.02)
     return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
