@@ -434,7 +434,7 @@ async def _measure(quick: bool, model_only: bool = False) -> dict[str, Any]:
             for name, data in files:
                 drafts = chunk_document(
                     parse_document(name, data), size=settings.chunk_size,
-                    overlap=settings.chunk_overlap,
+                    overlap=settings.chunk_overlap, min_lead=settings.chunk_min_lead,
                 )  # fmt: skip
                 rows = await embed_and_index(
                     drafts, document_id=name, collection_id=COLLECTION, embedder=embedder,

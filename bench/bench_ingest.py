@@ -234,7 +234,7 @@ async def _stages(files: list[SourceFile]) -> dict[str, float]:
             # What the sandboxed job does: parse, chunk, split to fit the encoder's window.
             prepared = prepare_document(
                 file.name, file.data, ParseLimits(), settings.chunk_size,
-                settings.chunk_overlap, frozenset(), window,
+                settings.chunk_overlap, frozenset(), window, settings.chunk_min_lead,
             )  # fmt: skip
             documents.append((prepared.drafts, prepared.title, file.name))
         parse_chunk = time.perf_counter() - started

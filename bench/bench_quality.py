@@ -114,14 +114,14 @@ async def _ingest(
         started = time.perf_counter()
         prepared = prepare_document(
             name, data, ParseLimits(), settings.chunk_size, settings.chunk_overlap,
-            common_fingerprints(counts), window,
+            common_fingerprints(counts), window, settings.chunk_min_lead,
         )  # fmt: skip
         parse_seconds += time.perf_counter() - started
         drafts, title = prepared.drafts, prepared.title
         if window is not None:  # the same document without the split, only to count
             unfit = prepare_document(
                 name, data, ParseLimits(), settings.chunk_size, settings.chunk_overlap,
-                common_fingerprints(counts),
+                common_fingerprints(counts), min_lead=settings.chunk_min_lead,
             )  # fmt: skip
             over_before += sum(
                 embedder.count_tokens(embedding_text(d.heading_path, d.text, title))
@@ -222,7 +222,7 @@ async def _measure(quick: bool) -> dict[str, Any]:
             await embedder.close()
     results["settings"] = {
         "chunk_size": settings.chunk_size, "chunk_overlap": settings.chunk_overlap,
-        "candidates": settings.retrieval_candidates, "depth": DEPTH,
+        "chunk_min_lead": settings.chunk_min_lead, "candidates": settings.retrieval_candidates, "depth": DEPTH,
         "hybrid_fusion": settings.hybrid_fusion,
         "hybrid_keyword_weight": settings.hybrid_keyword_weight,
         "rerank": settings.rerank, "rerank_candidates": settings.rerank_candidates,

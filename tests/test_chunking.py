@@ -38,8 +38,10 @@ def stripped_span(block: Block, start: int) -> tuple[int, int]:
 
 
 def check_invariants(
-    doc: ParsedDocument, chunks: list[ChunkDraft], size: int, overlap: int
+    doc: ParsedDocument, chunks: list[ChunkDraft], size: int, overlap: int, min_lead: int = 0
 ) -> None:
+    """``min_lead``: a short lead may have joined the chunks after it, so a heading may sit
+    inside the first chunk, which is named by the headings of one of its parts."""
     text = doc.text
     starts = block_starts(doc)
     covered = bytearray(len(text))
@@ -66,16 +68,21 @@ def check_invariants(
         assert len(own_pages) <= 1  # a chunk's own text never spans a page break
         # The heading path is the heading stack in force at the end of the chunk.
         stack: list[tuple[int, str]] = []
+        stacks: list[list[str]] = [[]]  # the heading stacks in force up to the chunk's end
         for block, start in zip(doc.blocks, starts, strict=True):
             if start < chunk.end and block.kind == "heading" and block.text.strip():
                 stack = [h for h in stack if h[0] < block.level] + [(block.level, block.text)]
-        assert chunk.heading_path == [title for _, title in stack]
+                stacks.append([title for _, title in stack])
+        if min_lead and index == 0 and stacks:
+            assert chunk.heading_path in stacks
+        else:
+            assert chunk.heading_path == [title for _, title in stack]
         overlapped = index > 0 and chunk.start < chunks[index - 1].end
         if overlapped:
             previous = chunks[index - 1]
             assert previous.end - chunk.start <= overlap
             assert text[chunk.start - 1].isspace()  # starts on a word boundary
-            assert chunk.heading_path == previous.heading_path
+            assert (min_lead and index == 1) or chunk.heading_path == previous.heading_path
             assert chunk.end - own_start <= size
         elif doc.blocks[first].kind == "heading":
             # Leading headings ride along with the first content, which alone fits `size`.
@@ -101,7 +108,9 @@ def check_invariants(
         if span[1] - span[0] <= size:  # a block that fits is never cut
             assert any(c.start <= span[0] and span[1] <= c.end for c in chunks), block
         if block.kind == "heading" and previous_kind not in (None, "heading"):
-            assert any(c.start == span[0] for c in chunks)  # a new section opens a chunk
+            # a new section opens a chunk, unless it joined a short opening section
+            joined = bool(min_lead) and chunks[0].start < span[0] < chunks[0].end
+            assert joined or any(c.start == span[0] for c in chunks)
         previous_kind = block.kind
 
 
@@ -121,6 +130,75 @@ def test_heading_path_and_heading_attached_to_content() -> None:
         ("Usage", ["Usage"]),
     ]
     check_invariants(doc, chunks, 200, 0)
+
+
+def reference_page(notes: str = "n" * 150, page: int | None = None) -> ParsedDocument:
+    return document(
+        heading("TRUNCATE"),
+        para("TRUNCATE — empty a table"),
+        Block("heading", "Description", level=2, page=page),
+        para("TRUNCATE quickly removes all rows from a set of tables.", page=page),
+        heading("Notes", 2),
+        para(notes),
+    )
+
+
+DESCRIPTION = "Description\n\nTRUNCATE quickly removes all rows from a set of tables."
+
+
+def test_a_short_opening_section_joins_the_next_one_under_its_headings() -> None:
+    doc = reference_page()
+    chunks = chunk_document(doc, size=200, overlap=0, min_lead=60)
+    assert [(c.text, c.heading_path, c.ordinal) for c in chunks] == [
+        (f"TRUNCATE\n\nTRUNCATE — empty a table\n\n{DESCRIPTION}", ["TRUNCATE", "Description"], 0),
+        ("Notes\n\n" + "n" * 150, ["TRUNCATE", "Notes"], 1),
+    ]
+    check_invariants(doc, chunks, 200, 0, 60)
+    # The joined chunk is still short: the next section joins too, while they fit.
+    chained = chunk_document(reference_page("n" * 20), size=200, overlap=0, min_lead=200)
+    assert [c.text for c in chained] == [doc.text.replace("n" * 150, "n" * 20)]
+
+
+def test_a_short_opening_stays_alone_when_joining_would_not_fit_or_cross_a_page() -> None:
+    alone = ["TRUNCATE\n\nTRUNCATE — empty a table", DESCRIPTION, "Notes\n\n" + "n" * 150]
+    too_long = chunk_document(reference_page(), size=80, overlap=0, min_lead=60)
+    assert [c.text for c in too_long][:2] == alone[:2]
+    other_page = chunk_document(reference_page(page=2), size=200, overlap=0, min_lead=60)
+    assert [c.text for c in other_page] == alone
+    assert [c.text for c in chunk_document(reference_page(), size=200, overlap=0)] == alone
+    with pytest.raises(ValueError, match="min_lead"):
+        chunk_document(reference_page(), size=200, overlap=0, min_lead=-1)
+
+
+def test_only_the_opening_section_joins() -> None:
+    doc = document(
+        para("A long introduction. " * 8),
+        heading("copy()"),
+        para("Copy data."),
+        heading("copy2()"),
+        para("Copy data and metadata."),
+    )
+    chunks = chunk_document(doc, size=300, overlap=0, min_lead=100)
+    assert [c.text for c in chunks] == [
+        ("A long introduction. " * 8).strip(),
+        "copy()\n\nCopy data.",  # short, but a section of its own: a function's entry
+        "copy2()\n\nCopy data and metadata.",
+    ]
+    check_invariants(doc, chunks, 300, 0, 100)
+    # A first subsection under the title is an answer of its own, not a lead.
+    handbook = document(
+        heading("Employee handbook"),
+        heading("Holidays", 2),
+        para("Twenty-seven days a year."),
+        heading("Expenses", 2),
+        para("Submit receipts within thirty days."),
+    )
+    assert [
+        c.heading_path for c in chunk_document(handbook, size=300, overlap=0, min_lead=100)
+    ] == [
+        ["Employee handbook", "Holidays"],
+        ["Employee handbook", "Expenses"],
+    ]
 
 
 def test_blocks_are_packed_but_never_cut_when_they_fit() -> None:
@@ -265,6 +343,8 @@ def test_invariants_hold_on_many_generated_documents() -> None:
         doc = _random_document(rng)
         size = rng.choice([8, 20, 50, 120, 400])
         overlap = rng.choice([0, 0, 1, size // 4, size // 2, size - 1])
-        chunks = chunk_document(doc, size=size, overlap=overlap)
-        check_invariants(doc, chunks, size, overlap)
-        assert chunk_document(doc, size=size, overlap=overlap) == chunks  # deterministic
+        min_lead = rng.choice([0, 0, size // 2, size])
+        chunks = chunk_document(doc, size=size, overlap=overlap, min_lead=min_lead)
+        check_invariants(doc, chunks, size, overlap, min_lead)
+        again = chunk_document(doc, size=size, overlap=overlap, min_lead=min_lead)
+        assert again == chunks  # deterministic

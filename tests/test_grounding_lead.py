@@ -44,6 +44,22 @@ def test_a_detail_is_quoted_from_the_sections_first_sentence() -> None:
     assert with_section_lead(source, "Something else.") == "Something else."
 
 
+def test_a_section_after_a_joined_document_opening_is_quoted_from_its_first_sentence() -> None:
+    """A document's short opening joins the first entry (``ONEBOX_CHUNK_MIN_LEAD``): the
+    entry's heading is then inside the passage, not at its start."""
+    text = (
+        "# fractions\n\nFraction, infinite-precision, rational numbers.\n\n"
+        "## fractions.Fraction\n\nThis class implements rational numbers. "
+        "Converts a finite float to a rational number, exactly."
+    )
+    source = _source(text, HEADING_JOINER.join(["fractions", "fractions.Fraction"]))
+    detail = "Converts a finite float to a rational number, exactly."
+    assert with_section_lead(source, detail) == f"This class implements rational numbers. {detail}"
+    # A sentence before the section's heading is not part of the section.
+    opening = "Fraction, infinite-precision, rational numbers."
+    assert with_section_lead(source, opening) == opening
+
+
 def test_a_long_section_opening_is_cut_to_its_first_sentence_and_an_ellipsis() -> None:
     filler = " ".join(f"Sentence {n} describes one more detail of the call." for n in range(9))
     text = f"## os.scandir()\n\nReturn an iterator of directory entries. {filler} Last one here."

@@ -239,6 +239,14 @@ class Settings(BaseSettings):
 
     chunk_size: int = Field(default=1000, ge=100, le=20_000, description="Characters per chunk")
     chunk_overlap: int = Field(default=150, ge=0, le=5_000)
+    chunk_min_lead: int = Field(
+        default=300,
+        ge=0,
+        le=20_000,
+        description="A document's lead (its opening section under the title) shorter than "
+        "this many characters joins the passages after it while they fit in a chunk (0: it "
+        "stands alone)",
+    )
     retrieval_top_k: int = Field(default=5, ge=1, le=50)
     retrieval_neighbours: bool = Field(
         default=True,

@@ -5,7 +5,8 @@ source text exactly, and together the chunks cover every non-whitespace characte
 starts a new chunk and names it (heading_path); blocks of one section are packed together up
 to `size` characters, and a new page also starts a new chunk so cited page numbers are exact;
 a block is only cut when it alone is larger than `size`, and then at the most natural
-boundary that fits (paragraph, line, sentence, word).
+boundary that fits (paragraph, line, sentence, word). A short lead under the title joins what
+follows it (see `_join_lead`).
 """
 
 from __future__ import annotations
@@ -170,21 +171,31 @@ def _overlap_start(text: str, previous: tuple[int, int], own_start: int, overlap
     return min(start, own_start)
 
 
-def chunk_document(doc: ParsedDocument, *, size: int, overlap: int) -> list[ChunkDraft]:
+def chunk_document(
+    doc: ParsedDocument, *, size: int, overlap: int, min_lead: int = 0
+) -> list[ChunkDraft]:
     """Cut a parsed document into chunks of about `size` characters (see module docstring).
 
     A chunk holds at most `size` characters of its own, plus up to `overlap` characters
     repeated from the end of the previous chunk of the same section (and the whitespace
     between them), or plus the section's leading heading text when the first content block
-    does not fit beside it.
+    does not fit beside it. A lead (the opening section, under the title heading or none)
+    that is one chunk of under ``min_lead`` characters joins the next chunks while it stays
+    that short and both fit in ``size`` (0: never).
     """
     if size < 1:
         raise ValueError("size must be at least 1")
     if not 0 <= overlap < size:
         raise ValueError("overlap must be at least 0 and smaller than size")
+    if min_lead < 0:
+        raise ValueError("min_lead must be at least 0")
     text = doc.text
     sections, block_starts = _sections(doc, size)
     chunks: list[ChunkDraft] = []
+    # The opening may join what follows: a lead under the document's title (or under no
+    # heading) that fits in one chunk; a first subsection ("Holidays" under the title)
+    # is an answer of its own and stands alone.
+    lead_joins = False
     for section in sections:
         previous: tuple[int, int] | None = None
         for own_start, end in _pack(section.pieces, size):
@@ -204,7 +215,45 @@ def chunk_document(doc: ParsedDocument, *, size: int, overlap: int) -> list[Chun
                 )
             )
             previous = (start, end)
-    return chunks
+        if section is sections[0]:
+            lead_joins = len(chunks) == 1 and len(section.heading_path) <= 1
+    if not min_lead or len(chunks) < 2 or not lead_joins:
+        return chunks
+
+    def page_at(offset: int) -> int | None:
+        return doc.blocks[bisect.bisect_right(block_starts, offset) - 1].page
+
+    return _join_lead(text, chunks, size, min_lead, page_at)
+
+
+def _join_lead(
+    text: str,
+    chunks: list[ChunkDraft],
+    size: int,
+    min_lead: int,
+    page_at: Callable[[int], int | None],
+) -> list[ChunkDraft]:
+    """A document's short lead (a reference page's one-line summary under its title,
+    "TRUNCATE — empty a table or set of tables") joins the chunks after it while it
+    stays under ``min_lead`` characters, both fit in ``size`` and share a page. Alone, a
+    few words on the page's topic score high against any question about it and push the
+    section that answers down. The joined chunk is named by the headings of its longest part
+    (the description, not the synopsis between); the others' headings are in its text."""
+    lead, rest = chunks[0], chunks[1:]
+    longest = (lead.end - lead.start, lead.heading_path)
+    while rest and (
+        lead.end - lead.start < min_lead
+        and rest[0].end - lead.start <= size
+        and rest[0].start >= lead.end
+        # one page, so cited page numbers stay exact (a heading may sit on the one before)
+        and rest[0].page == lead.page
+        and page_at(rest[0].end - 1) == page_at(lead.end - 1)
+    ):
+        after = rest.pop(0)
+        longest = max(longest, (after.end - after.start, after.heading_path), key=lambda p: p[0])
+        lead = replace(after, ordinal=0, text=text[lead.start : after.end], start=lead.start,
+                       heading_path=longest[1])  # fmt: skip
+    return [lead, *(replace(chunk, ordinal=i) for i, chunk in enumerate(rest, start=1))]
 
 
 def fit_drafts(

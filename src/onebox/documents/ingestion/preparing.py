@@ -31,15 +31,17 @@ def prepare_document(
     chunk_overlap: int,
     common_lines: frozenset[str] = frozenset(),
     window: tuple[str, int] | None = None,
+    min_lead: int = 0,
 ) -> PreparedDocument:
     """Runs in the sandbox: must stay a top-level function of plain, picklable values.
     ``common_lines``: the collection's boilerplate (ingestion/boilerplate.py), dropped
     before chunking. ``window``: the encoder's tokenizer and window (``Embedder.window``);
-    a passage whose indexed text would not fit is split."""
+    a passage whose indexed text would not fit is split. ``min_lead``: see
+    :func:`chunk_document`."""
     parsed = parse_document(name, data, limits)
     lines = tuple(line_fingerprints(parsed))
     parsed = drop_common_lines(parsed, common_lines)
-    drafts = chunk_document(parsed, size=chunk_size, overlap=chunk_overlap)
+    drafts = chunk_document(parsed, size=chunk_size, overlap=chunk_overlap, min_lead=min_lead)
     title = document_title(parsed.title, name)
     if window is not None:
         tokenizer, limit = _tokenizer(window[0]), window[1]

@@ -103,6 +103,7 @@ async def _ingest(ctx: JobContext, document_id: str) -> None:
         settings.chunk_overlap,
         common_lines,
         services.embedder.window(),
+        settings.chunk_min_lead,
     )
     drafts = prepared.drafts
     if not drafts:

@@ -212,24 +212,26 @@ def choose_support(sources: Sequence[Source], grounding: Grounding) -> list[Supp
 
 
 def with_section_lead(source: Source, sentence: str) -> str:
-    """The quote for ``sentence`` of ``source``. When the passage opens its section (its text
-    starts with its heading, as a reference entry does: a name, then a one-line
-    definition), the quote reaches back to the section's first sentence: the sentences
-    from there through ``sentence`` when they stay within ``LEAD_SPAN_CHARS``, else the
-    first one and ``sentence`` joined by an ellipsis. A detail ("Copy the permission
-    bits…") is then read with what it belongs to ("Copy data and metadata.")."""
+    """The quote for ``sentence`` of ``source``. When the passage holds its section's heading
+    before the sentence (a reference entry opens with it: a name, then a one-line
+    definition; a document's short opening joined to the entry puts it further in), the
+    quote reaches back to the section's first sentence: the sentences from there through
+    ``sentence`` when they stay within ``LEAD_SPAN_CHARS``, else the first one and
+    ``sentence`` joined by an ellipsis. A detail ("Copy the permission bits…") is then read
+    with what it belongs to ("Copy data and metadata.")."""
     heading = source.heading.rsplit(HEADING_JOINER, 1)[-1] if source.heading else ""
     parts = split_sentences(source.text)
-    if not heading or len(parts) < 3 or parts[0] != heading:
+    if not heading or heading not in parts:
         return sentence
+    opening = parts.index(heading)
     try:
-        at = parts.index(sentence, 2)
+        at = parts.index(sentence, opening + 2)
     except ValueError:
         return sentence  # the section's first sentence itself, or not a sentence of it
-    span = " ".join(parts[1 : at + 1])
+    span = " ".join(parts[opening + 1 : at + 1])
     if len(span) <= LEAD_SPAN_CHARS:
         return span
-    joined = f"{parts[1]} … {sentence}"
+    joined = f"{parts[opening + 1]} … {sentence}"
     return joined if len(joined) <= LEAD_SPAN_CHARS else sentence
 
 
