@@ -154,9 +154,25 @@ def test_a_short_opening_section_joins_the_next_one_under_its_headings() -> None
         ("Notes\n\n" + "n" * 150, ["TRUNCATE", "Notes"], 1),
     ]
     check_invariants(doc, chunks, 200, 0, 60)
-    # The joined chunk is still short: the next section joins too, while they fit.
-    chained = chunk_document(reference_page("n" * 20), size=200, overlap=0, min_lead=200)
-    assert [c.text for c in chained] == [doc.text.replace("n" * 150, "n" * 20)]
+    # Through a synopsis (code alone) to the first section with prose, not beyond it.
+    synopsis = document(
+        heading("LOCK"),
+        para("LOCK — lock a table"),
+        heading("Synopsis", 2),
+        Block("code", "LOCK [ TABLE ] name [ NOWAIT ]"),
+        heading("Description", 2),
+        para("LOCK TABLE obtains a table-level lock. With NOWAIT it fails at once."),
+        heading("Notes", 2),
+        para("Short."),
+    )
+    chained = chunk_document(synopsis, size=300, overlap=0, min_lead=200)
+    assert [(c.text.split("\n\n")[-1], c.heading_path) for c in chained] == [
+        ("LOCK TABLE obtains a table-level lock. With NOWAIT it fails at once.",
+         ["LOCK", "Description"]),
+        ("Short.", ["LOCK", "Notes"]),
+    ]  # fmt: skip
+    assert chained[0].text.startswith("LOCK\n\nLOCK — lock a table\n\nSynopsis")
+    check_invariants(synopsis, chained, 300, 0, 200)
 
 
 def test_a_short_opening_stays_alone_when_joining_would_not_fit_or_cross_a_page() -> None:

@@ -223,7 +223,16 @@ def chunk_document(
     def page_at(offset: int) -> int | None:
         return doc.blocks[bisect.bisect_right(block_starts, offset) - 1].page
 
-    return _join_lead(text, chunks, size, min_lead, page_at)
+    def prose(chunk: ChunkDraft) -> bool:
+        """Whether the chunk holds more than headings and code (a synopsis, a signature)."""
+        first = bisect.bisect_right(block_starts, chunk.start) - 1
+        last = bisect.bisect_left(block_starts, chunk.end)
+        return any(
+            block.kind not in ("heading", "code") and block.text.strip()
+            for block in doc.blocks[max(first, 0) : last]
+        )
+
+    return _join_lead(text, chunks, size, min_lead, page_at, prose)
 
 
 def _join_lead(
@@ -232,10 +241,13 @@ def _join_lead(
     size: int,
     min_lead: int,
     page_at: Callable[[int], int | None],
+    prose: Callable[[ChunkDraft], bool],
 ) -> list[ChunkDraft]:
     """A document's short lead (a reference page's one-line summary under its title,
-    "TRUNCATE — empty a table or set of tables") joins the chunks after it while it
-    stays under ``min_lead`` characters, both fit in ``size`` and share a page. Alone, a
+    "TRUNCATE — empty a table or set of tables") joins the chunks after it, through a
+    synopsis (code alone) up to the first one with prose, while it stays under ``min_lead``
+    characters, both fit in ``size`` and share a page; a module's one-line entries after
+    its lead stay entries of their own. Alone, a
     few words on the page's topic score high against any question about it and push the
     section that answers down. The joined chunk is named by the headings of its longest part
     (the description, not the synopsis between); the others' headings are in its text."""
@@ -253,6 +265,8 @@ def _join_lead(
         longest = max(longest, (after.end - after.start, after.heading_path), key=lambda p: p[0])
         lead = replace(after, ordinal=0, text=text[lead.start : after.end], start=lead.start,
                        heading_path=longest[1])  # fmt: skip
+        if prose(after):
+            break
     return [lead, *(replace(chunk, ordinal=i) for i, chunk in enumerate(rest, start=1))]
 
 
