@@ -180,8 +180,8 @@ def chunk_document(
     repeated from the end of the previous chunk of the same section (and the whitespace
     between them), or plus the section's leading heading text when the first content block
     does not fit beside it. A lead (the opening section, under the title heading or none)
-    that is one chunk of under ``min_lead`` characters joins the next chunks while it stays
-    that short and both fit in ``size`` (0: never).
+    that is one chunk of under ``min_lead`` characters joins the next chunks, up to the
+    first with prose, while it stays that short and both fit in ``size`` (0: never).
     """
     if size < 1:
         raise ValueError("size must be at least 1")
@@ -246,11 +246,11 @@ def _join_lead(
     """A document's short lead (a reference page's one-line summary under its title,
     "TRUNCATE — empty a table or set of tables") joins the chunks after it, through a
     synopsis (code alone) up to the first one with prose, while it stays under ``min_lead``
-    characters, both fit in ``size`` and share a page; a module's one-line entries after
-    its lead stay entries of their own. Alone, a
-    few words on the page's topic score high against any question about it and push the
-    section that answers down. The joined chunk is named by the headings of its longest part
-    (the description, not the synopsis between); the others' headings are in its text."""
+    characters, both fit in ``size`` and share a page; a module's one-line entries after its
+    lead stay entries of their own. Alone, a few words on the page's topic score high
+    against any question about it and push the section that answers down. The joined chunk
+    is named by the headings of its longest part (the description, not the synopsis
+    between); the others' headings are in its text."""
     lead, rest = chunks[0], chunks[1:]
     longest = (lead.end - lead.start, lead.heading_path)
     while rest and (
